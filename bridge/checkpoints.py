@@ -1,0 +1,126 @@
+"""Checkpoint storage: where connectors keep the settled state of their sources.
+
+The embedded default is one SQLite file under the state directory (WAL mode, so a
+killed process never leaves a torn write). Each mapping gets its own namespace; keys
+and values are strings chosen by the connector (values are usually JSON).
+
+Contract: a write that returned is durable against a crash of the bridge process;
+a failed read or write raises ``CheckpointError`` and changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Protocol
+
+from bridge.errors import CheckpointError
+
+__all__ = ["CheckpointNamespace", "CheckpointStore", "SqliteCheckpointStore"]
+
+
+class CheckpointNamespace(Protocol):
+    """The checkpoints of one mapping."""
+
+    async def get(self, key: str) -> str | None: ...
+
+    async def items(self, prefix: str = "") -> dict[str, str]: ...
+
+    async def write(self, put: Mapping[str, str], delete: Iterable[str] = ()) -> None:
+        """Apply all puts and deletes atomically."""
+        ...
+
+    async def clear(self) -> None: ...
+
+
+class CheckpointStore(Protocol):
+    def namespace(self, name: str) -> CheckpointNamespace: ...
+
+    def close(self) -> None: ...
+
+
+class SqliteCheckpointStore:
+    """A ``CheckpointStore`` in one SQLite file, safe to share between mappings."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS checkpoints ("
+                " namespace TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,"
+                " PRIMARY KEY (namespace, key)) WITHOUT ROWID"
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise CheckpointError(f"cannot open checkpoint store {self.path}: {exc}") from exc
+        self._lock = threading.Lock()
+
+    def namespace(self, name: str) -> _SqliteNamespace:
+        return _SqliteNamespace(self, name)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _run(self, sql: str, params: tuple[object, ...]) -> list[tuple[str, str]]:
+        with self._lock:
+            try:
+                return list(self._db.execute(sql, params).fetchall())
+            except sqlite3.Error as exc:
+                raise CheckpointError(f"checkpoint store {self.path}: {exc}") from exc
+
+    def _write(self, ns: str, put: Mapping[str, str], delete: Iterable[str]) -> None:
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    self._db.executemany(
+                        "DELETE FROM checkpoints WHERE namespace=? AND key=?",
+                        [(ns, k) for k in delete],
+                    )
+                    self._db.executemany(
+                        "INSERT OR REPLACE INTO checkpoints(namespace, key, value) VALUES (?,?,?)",
+                        [(ns, k, v) for k, v in put.items()],
+                    )
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise CheckpointError(f"checkpoint store {self.path}: {exc}") from exc
+
+
+class _SqliteNamespace:
+    def __init__(self, store: SqliteCheckpointStore, name: str) -> None:
+        self._store = store
+        self.name = name
+
+    async def get(self, key: str) -> str | None:
+        rows = await asyncio.to_thread(
+            self._store._run,
+            "SELECT key, value FROM checkpoints WHERE namespace=? AND key=?",
+            (self.name, key),
+        )
+        return rows[0][1] if rows else None
+
+    async def items(self, prefix: str = "") -> dict[str, str]:
+        rows = await asyncio.to_thread(
+            self._store._run,
+            "SELECT key, value FROM checkpoints WHERE namespace=? AND substr(key, 1, ?) = ?",
+            (self.name, len(prefix), prefix),
+        )
+        return dict(rows)
+
+    async def write(self, put: Mapping[str, str], delete: Iterable[str] = ()) -> None:
+        await asyncio.to_thread(self._store._write, self.name, dict(put), list(delete))
+
+    async def clear(self) -> None:
+        await asyncio.to_thread(
+            self._store._run, "DELETE FROM checkpoints WHERE namespace=?", (self.name,)
+        )

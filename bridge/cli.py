@@ -1,0 +1,97 @@
+"""The ``trigger-bridge`` command line.
+
+``run``             run the mappings of a config file until SIGTERM/SIGINT; edits apply live
+``validate``        check a config file; exit 0 if valid, 2 with the errors otherwise
+``generate-event``  print a sample AWS-shaped event (s3, dynamodb, sqs, kafka)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from bridge import __version__, telemetry
+from bridge.config import load_config
+from bridge.errors import ConfigError
+
+__all__ = ["main"]
+
+DEFAULT_CONFIG = "config/local.yaml"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="trigger-bridge",
+        description="AWS Lambda event source mappings for any function runtime.",
+    )
+    parser.add_argument("--version", action="version", version=f"trigger-bridge {__version__}")
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="log verbosity (default INFO)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the mappings of a config file")
+    run.add_argument("--config", default=DEFAULT_CONFIG, help=f"default {DEFAULT_CONFIG}")
+    run.add_argument("--no-reload", action="store_true", help="do not watch the config file")
+    validate = sub.add_parser("validate", help="check a config file")
+    validate.add_argument("--config", default=DEFAULT_CONFIG, help=f"default {DEFAULT_CONFIG}")
+    gen = sub.add_parser("generate-event", help="print a sample AWS-shaped event")
+    gen.add_argument("source", choices=["s3", "dynamodb", "sqs", "kafka"])
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.getLogger("watchfiles").setLevel(logging.WARNING)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if args.command == "generate-event":
+        from bridge.samples import sample_event
+
+        print(json.dumps(sample_event(args.source), indent=2, ensure_ascii=False))
+        return 0
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"trigger-bridge: invalid config\n{exc}", file=sys.stderr)
+        return 2
+    if args.command == "validate":
+        names = ", ".join(m.name for m in config.mappings) or "none"
+        print(f"{args.config}: OK ({len(config.functions)} functions; mappings: {names})")
+        return 0
+    return asyncio.run(_run(Path(args.config), config, reload=not args.no_reload))
+
+
+async def _run(path: Path, config: object, *, reload: bool) -> int:
+    from bridge.config import BridgeConfig
+    from bridge.reload import watch_config
+    from bridge.supervisor import Supervisor
+
+    assert isinstance(config, BridgeConfig)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    supervisor = Supervisor()
+    telemetry.emit(telemetry.STARTED, config=str(path), mappings=len(config.mappings))
+    await supervisor.apply(config)
+    watcher = asyncio.create_task(watch_config(path, supervisor, stop)) if reload else None
+    await stop.wait()
+    telemetry.emit(telemetry.STOPPING)
+    if watcher is not None:
+        watcher.cancel()
+        await asyncio.gather(watcher, return_exceptions=True)
+    await supervisor.aclose()
+    telemetry.emit(telemetry.STOPPED)
+    return 0

@@ -1,0 +1,168 @@
+"""The connector contract: how an event source plugs into the engine.
+
+Data flows one way: ``read()`` yields records, the engine normalizes, filters,
+batches and delivers them, and hands settled records back through ``commit()``.
+A connector never sees targets, retries or batches; the engine never sees a
+source's client library.
+"""
+
+from __future__ import annotations
+
+import builtins
+import time
+from collections.abc import AsyncIterator, Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from pydantic import BaseModel
+
+from bridge.checkpoints import CheckpointNamespace
+
+__all__ = [
+    "BaseConnector",
+    "Connector",
+    "ConnectorContext",
+    "FailureContext",
+    "Record",
+]
+
+
+@dataclass(slots=True, eq=False)
+class Record:
+    """One change read from a source.
+
+    ``partition`` groups records that must stay in order (a Kafka partition, a
+    DynamoDB shard, an object key); ``position`` is the connector's own opaque
+    marker (offset, sequence number, object state) handed back on ``commit``.
+    ``data`` is the raw item for ``normalize``. ``arrived`` (epoch seconds) is when
+    the source says the record was written; ``maximum_record_age_seconds`` counts
+    from it. ``event``/``encoded`` are filled by the engine after normalizing.
+    """
+
+    partition: str
+    position: Any
+    data: Any
+    arrived: float = field(default_factory=time.time)
+    event: dict[str, Any] | None = None
+    encoded: bytes = b""
+    seq: int = 0
+
+
+@dataclass(slots=True, frozen=True)
+class ConnectorContext:
+    """What the engine gives a connector when it builds it."""
+
+    mapping: str
+    checkpoints: CheckpointNamespace
+    region: str = "us-east-1"
+    account_id: str = "000000000000"
+
+
+@dataclass(slots=True, frozen=True)
+class FailureContext:
+    """Why a set of records is being dead-lettered, for building AWS failure records.
+
+    ``condition`` is AWS's word (``RetryAttemptsExhausted``, ``RecordAgeExceeded``,
+    ``MaximumPayloadSizeExceeded``, ``NormalizeFailed``...). ``status_code``,
+    ``function_error`` and ``response`` describe the last invocation (if any).
+    """
+
+    condition: str
+    function_arn: str
+    request_id: str
+    attempts: int
+    status_code: int | None = None
+    function_error: str | None = None
+    error_message: str | None = None
+    response: bytes = b""
+    payload: bytes = b""
+
+
+@runtime_checkable
+class Connector(Protocol):
+    """A source of records, built as ``cls(config, context)`` from an instance of its
+    ``config_model`` and a ``ConnectorContext``.
+
+    Class attributes:
+      ``type``: the name used in ``source.type``;
+      ``config_model``: the pydantic model of the source options;
+      ``ordered``: True when records of one partition must be delivered and committed
+      in order (one batch in flight per partition, contiguous commits);
+      ``defaults``: AWS's defaults of mapping options for this kind of source
+      (``batch_size``, ``maximum_batching_window_seconds``, ``maximum_retry_attempts``...).
+
+    Methods:
+      ``open()``: connect; a transient failure raises ``SourceUnavailable`` (the
+      supervisor retries), bad settings raise ``ConfigError`` (not retried).
+      ``read()``: an async iterator of record chunks; the engine pulls the next chunk
+      only when it has capacity, and may cancel it at any await.
+      ``normalize(record)``: pure; the AWS-shaped event record (a dict); raises
+      ``NormalizeError`` for a record that cannot be shaped.
+      ``filter_view(event)``: the dict FilterCriteria are matched against (e.g. with a
+      JSON body decoded); default: the event itself.
+      ``encode_event(records)``: the invocation payload (bytes) for a batch of
+      normalized records of one mapping, in AWS's envelope.
+      ``item_identifier(record)`` / ``identifier_key(obj)``: how ``batchItemFailures``
+      entries name a record (a hashable key); ``identifier_key`` returns None for an
+      identifier that is malformed.
+      ``failure_record(records, ctx)``: the AWS-shaped on-failure document.
+      ``commit(records)``: the records are settled; for an ordered source they are the
+      newly contiguous settled prefix of one partition, in order. Idempotent. Raises
+      ``CheckpointError`` if it could not be made durable (it is called again later).
+      ``release(records)``: make unsettled records redeliverable now (shutdown).
+      ``aclose()``: idempotent; frees everything.
+    """
+
+    type: ClassVar[str]
+    config_model: ClassVar[builtins.type[BaseModel]]
+    ordered: ClassVar[bool]
+    defaults: ClassVar[Mapping[str, Any]]
+
+    async def open(self) -> None: ...
+
+    def read(self) -> AsyncIterator[Sequence[Record]]: ...
+
+    def normalize(self, record: Record) -> dict[str, Any]: ...
+
+    def filter_view(self, event: dict[str, Any]) -> Mapping[str, Any]: ...
+
+    def encode_event(self, records: Sequence[Record]) -> bytes: ...
+
+    def item_identifier(self, record: Record) -> Hashable: ...
+
+    def identifier_key(self, identifier: Any) -> Hashable | None: ...
+
+    def failure_record(self, records: Sequence[Record], ctx: FailureContext) -> dict[str, Any]: ...
+
+    async def commit(self, records: Sequence[Record]) -> None: ...
+
+    async def release(self, records: Sequence[Record]) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class BaseConnector:
+    """Defaults for the optional parts of the contract; connectors may subclass it.
+
+    ``filter_view`` is the event itself, ``encode_event`` the ``{"Records": [...]}``
+    envelope, an identifier is matched by its string form, and ``release`` does
+    nothing (the source redelivers uncommitted records on its own).
+    """
+
+    defaults: ClassVar[Mapping[str, Any]] = {}
+
+    def filter_view(self, event: dict[str, Any]) -> Mapping[str, Any]:
+        return event
+
+    def encode_event(self, records: Sequence[Record]) -> bytes:
+        from bridge.events import envelope
+
+        return envelope([r.encoded for r in records])
+
+    def identifier_key(self, identifier: Any) -> Hashable | None:
+        if isinstance(identifier, str | int) and not isinstance(identifier, bool):
+            return str(identifier)
+        return None
+
+    async def release(self, records: Sequence[Record]) -> None:
+        return None

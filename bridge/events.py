@@ -1,0 +1,107 @@
+"""Helpers for building AWS-shaped JSON: timestamps, ARNs, payload encoding and the
+common parts of on-failure records.
+
+AWS's camelCase keys appear here and in the connectors' ``normalize`` modules only.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from bridge.connector import FailureContext
+
+__all__ = [
+    "async_failure_record",
+    "dumps",
+    "envelope",
+    "function_arn",
+    "iso_timestamp",
+    "new_request_id",
+    "stream_failure_base",
+]
+
+
+def dumps(obj: Any) -> bytes:
+    """Compact JSON as UTF-8 bytes (non-ASCII kept as is, as AWS sends it)."""
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def envelope(records: Sequence[bytes], key: str = "Records") -> bytes:
+    """``{"Records":[...]}`` from already-encoded records, without re-encoding them."""
+    return b'{"' + key.encode() + b'":[' + b",".join(records) + b"]}"
+
+
+def iso_timestamp(epoch_seconds: float) -> str:
+    """``2019-11-14T18:16:05.568Z``: ISO 8601 UTC with milliseconds, as AWS writes it."""
+    dt = datetime.fromtimestamp(epoch_seconds, UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def function_arn(name: str, region: str, account_id: str) -> str:
+    return f"arn:aws:lambda:{region}:{account_id}:function:{name}"
+
+
+def new_request_id() -> str:
+    return str(uuid.uuid4())
+
+
+def _response_context(ctx: FailureContext) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "statusCode": ctx.status_code if ctx.status_code is not None else 200,
+        "executedVersion": "$LATEST",
+    }
+    if ctx.function_error:
+        out["functionError"] = ctx.function_error
+    return out
+
+
+def stream_failure_base(ctx: FailureContext, now: float) -> dict[str, Any]:
+    """The common part of a stream/queue source's on-failure record (Kafka, DynamoDB,
+    Kinesis): ``requestContext``, ``responseContext``, ``version``, ``timestamp``.
+    The connector adds its ``*BatchInfo`` key."""
+    return {
+        "requestContext": {
+            "requestId": ctx.request_id,
+            "functionArn": ctx.function_arn,
+            "condition": ctx.condition,
+            "approximateInvokeCount": ctx.attempts,
+        },
+        "responseContext": _response_context(ctx),
+        "version": "1.0",
+        "timestamp": iso_timestamp(now),
+    }
+
+
+def async_failure_record(ctx: FailureContext, now: float) -> dict[str, Any]:
+    """The on-failure record of an asynchronous invocation (S3 notifications):
+    ``requestPayload`` is the event, ``responsePayload`` the function's error."""
+    record: dict[str, Any] = {
+        "version": "1.0",
+        "timestamp": iso_timestamp(now),
+        "requestContext": {
+            "requestId": ctx.request_id,
+            "functionArn": ctx.function_arn + ":$LATEST",
+            "condition": ctx.condition,
+            "approximateInvokeCount": ctx.attempts,
+        },
+        "requestPayload": _json_or_text(ctx.payload),
+        "responseContext": _response_context(ctx),
+    }
+    if ctx.response:
+        record["responsePayload"] = _json_or_text(ctx.response)
+    elif ctx.error_message:
+        record["responsePayload"] = {"errorMessage": ctx.error_message}
+    return record
+
+
+def _json_or_text(data: bytes) -> Any:
+    if not data:
+        return None
+    try:
+        return json.loads(data)
+    except ValueError:
+        return data.decode("utf-8", "replace")

@@ -1,0 +1,252 @@
+"""One event source mapping at run time: read -> normalize -> filter -> batch ->
+deliver -> settle -> commit.
+
+Two tasks share the pipeline's state: the reader pulls record chunks from the
+connector (only while fewer than ``max_in_flight_records`` / ``max_in_flight_bytes``
+are unsettled, so a slow function slows the source and memory stays bounded), and
+the dispatcher cuts ready batches and starts one delivery task per batch, at most
+``maximum_concurrency`` at once (for ordered sources also one per partition).
+
+``run()`` returns when ``stop()`` was called: reading stops, batches in flight get
+``shutdown_timeout`` seconds to finish, records never dispatched stay unsettled
+(released to the source), and only settled records were ever committed. A source
+failure drains the same way, then raises ``SourceError`` for the supervisor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+
+from bridge import telemetry
+from bridge.acks import AckTracker
+from bridge.batching import Batcher
+from bridge.connector import Connector, Record
+from bridge.destinations import Destination
+from bridge.errors import NormalizeError, SourceError, SourceUnavailable
+from bridge.events import dumps, new_request_id
+from bridge.filtering import FilterSet
+from bridge.retry import Deliverer, RetryPolicy, Stopping
+from bridge.targets.base import Target
+
+__all__ = ["Pipeline", "PipelineOptions"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineOptions:
+    """A mapping's options with the source's defaults applied."""
+
+    batch_size: int
+    window: float
+    maximum_concurrency: int
+    policy: RetryPolicy
+    shutdown_timeout: float = 30.0
+    max_in_flight_records: int = 0  # 0: derived from batch size and concurrency
+    max_in_flight_bytes: int = 64 * 1024 * 1024
+
+    @property
+    def record_limit(self) -> int:
+        if self.max_in_flight_records:
+            return self.max_in_flight_records
+        return max(1000, 4 * self.batch_size * min(self.maximum_concurrency, 16))
+
+
+class Pipeline:
+    def __init__(
+        self,
+        *,
+        mapping: str,
+        connector: Connector,
+        target: Target,
+        destination: Destination,
+        options: PipelineOptions,
+        filters: FilterSet | None,
+        function_arn: str,
+    ) -> None:
+        self.mapping = mapping
+        self.connector = connector
+        self.options = options
+        self.filters = filters if filters else None
+        self.ordered = type(connector).ordered
+        self.tracker = AckTracker(connector, mapping=mapping, ordered=self.ordered)
+        self.batcher = Batcher(
+            batch_size=options.batch_size,
+            window=options.window,
+            max_bytes=options.policy.max_payload_bytes,
+            ordered=self.ordered,
+        )
+        self._stopping = asyncio.Event()
+        self.deliverer = Deliverer(
+            mapping=mapping,
+            connector=connector,
+            target=target,
+            destination=destination,
+            policy=options.policy,
+            settle=self.tracker.settle,
+            function_arn=function_arn,
+            stopping=self._stopping,
+        )
+        self._wake = asyncio.Event()
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._reading = True
+
+    def stop(self) -> None:
+        """Ask ``run()`` to drain and return."""
+        self._stopping.set()
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Run until ``stop()``; raise SourceError when the source fails (after draining)."""
+        try:
+            await self.connector.open()
+        except BaseException:
+            await self.connector.aclose()
+            raise
+        dispatcher = asyncio.create_task(self._dispatch_loop(), name=f"{self.mapping}:dispatch")
+        reader = asyncio.create_task(self._read_loop(), name=f"{self.mapping}:read")
+        stop_wait = asyncio.create_task(self._stopping.wait())
+        failure: BaseException | None = None
+        try:
+            await asyncio.wait({reader, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+            if reader.done() and not reader.cancelled():
+                failure = reader.exception()
+        finally:
+            self._reading = False
+            for task in (reader, stop_wait):
+                task.cancel()
+            await asyncio.gather(reader, stop_wait, return_exceptions=True)
+            await self._drain()
+            dispatcher.cancel()
+            await asyncio.gather(dispatcher, return_exceptions=True)
+            await self._release_unsettled()
+            await self.connector.aclose()
+        if failure is not None:
+            if isinstance(failure, SourceError):
+                raise failure
+            raise SourceUnavailable(f"source failed: {failure!r}") from failure
+
+    # ------------------------------------------------------------ reading
+
+    async def _read_loop(self) -> None:
+        limit, byte_limit = self.options.record_limit, self.options.max_in_flight_bytes
+        tracker = self.tracker
+        async for chunk in self.connector.read():
+            filtered = [record for record in chunk if not await self._admit(record)]
+            self._wake.set()
+            if filtered:  # settled together: one commit per chunk, not per record
+                telemetry.emit(
+                    telemetry.RECORD_FILTERED, mapping=self.mapping, records=len(filtered)
+                )
+                await tracker.settle(filtered)
+            if tracker.unsettled >= limit or tracker.unsettled_bytes >= byte_limit:
+                async with tracker.changed:
+                    await tracker.changed.wait_for(
+                        lambda: tracker.unsettled < limit and tracker.unsettled_bytes < byte_limit
+                    )
+
+    async def _admit(self, record: Record) -> bool:
+        """Normalize, filter and queue one record; False when the filter dropped it."""
+        connector = self.connector
+        try:
+            event = connector.normalize(record)
+            record.event = event
+            record.encoded = dumps(event)
+        except NormalizeError as exc:
+            self.tracker.track(record)
+            await self._dead_letter_invalid(record, str(exc))
+            return True
+        self.tracker.track(record)
+        if self.filters is not None and not self.filters.matches(connector.filter_view(event)):
+            return False
+        self.batcher.add(record)
+        return True
+
+    async def _dead_letter_invalid(self, record: Record, reason: str) -> None:
+        telemetry.emit(
+            telemetry.RECORD_INVALID,
+            mapping=self.mapping,
+            partition=record.partition,
+            error=reason,
+            level=logging.WARNING,
+        )
+        document = {
+            "version": "1.0",
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+            "requestContext": {
+                "requestId": new_request_id(),
+                "functionArn": self.deliverer.function_arn,
+                "condition": "RecordNotNormalized",
+                "approximateInvokeCount": 0,
+            },
+            "errorMessage": reason,
+            "source": {
+                "mapping": self.mapping,
+                "partition": record.partition,
+                "position": str(record.position),
+            },
+        }
+        try:
+            await self.deliverer.write_failures([document])
+        except Stopping:
+            return
+        await self.tracker.settle([record])
+
+    # ------------------------------------------------------------ dispatching
+
+    async def _dispatch_loop(self) -> None:
+        batcher, concurrency = self.batcher, self.options.maximum_concurrency
+        while True:
+            self._wake.clear()
+            free = concurrency - len(self._in_flight)
+            if free > 0 and batcher.pending and not self._stopping.is_set():
+                for batch in batcher.take_ready(free):
+                    task = asyncio.create_task(self._deliver(batch))
+                    self._in_flight.add(task)
+                    task.add_done_callback(self._in_flight.discard)
+            deadline = batcher.next_deadline()
+            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if timeout is not None and len(self._in_flight) >= concurrency:
+                timeout = None  # nothing can start before a delivery finishes
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def _deliver(self, batch: list[Record]) -> None:
+        try:
+            await self.deliverer.deliver(batch)
+        except Stopping:
+            pass
+        except Exception:
+            log.exception("delivery of a batch of %s failed unexpectedly", self.mapping)
+        finally:
+            self.batcher.done(batch[0].partition)
+            self._wake.set()
+
+    # ------------------------------------------------------------ stopping
+
+    async def _drain(self) -> None:
+        """Let batches in flight finish (bounded), then abandon the rest."""
+        self.batcher.drop_pending()
+        if self._in_flight:
+            _, pending = await asyncio.wait(
+                set(self._in_flight), timeout=self.options.shutdown_timeout
+            )
+            if pending:
+                self._stopping.set()
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _release_unsettled(self) -> None:
+        records = self.tracker.unsettled_records()
+        if records:
+            try:
+                await self.connector.release(records)
+            except Exception as exc:  # the source redelivers them anyway, later
+                log.warning(
+                    "releasing %d records of %s failed: %s", len(records), self.mapping, exc
+                )

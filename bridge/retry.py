@@ -1,0 +1,334 @@
+"""Delivery of one batch with Lambda's retry semantics.
+
+``Deliverer.deliver(batch)`` returns once every record of the batch is settled:
+delivered, or written to the on-failure destination. It only leaves records
+unsettled when the pipeline is stopping (they stay in the source, to be read again).
+
+Semantics, as AWS documents them for event source mappings:
+
+- ``TargetUnavailable`` (connection errors, throttling, 5xx) is retried with
+  exponential backoff with jitter (tenacity), honouring ``Retry-After``; it does
+  not count as a retry attempt but does count towards ``maximum_record_age_seconds``.
+- ``FunctionError`` counts one attempt. After ``maximum_retry_attempts`` retries
+  (-1: no limit) the records are dead-lettered with ``RetryAttemptsExhausted``.
+- With ``bisect_batch_on_function_error`` a failing batch of more than one record is
+  split in two halves, retried in order, each with a fresh attempt count; so a poison
+  record ends up alone.
+- With ``ReportBatchItemFailures`` the function's ``batchItemFailures`` settle the
+  rest of the batch: for ordered sources everything before the first failed record,
+  otherwise every record not named. An invalid response fails the whole batch.
+- ``TargetRejected`` is never retried as is: the batch is split, or a single record
+  dead-lettered.
+- A record older than ``maximum_record_age_seconds`` is dead-lettered with
+  ``RecordAgeExceeded``; one larger than the payload limit with
+  ``MaximumPayloadSizeExceeded``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Hashable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
+
+from bridge import telemetry
+from bridge.connector import Connector, FailureContext, Record
+from bridge.destinations import Destination, DestinationError
+from bridge.errors import FunctionError, TargetRejected, TargetUnavailable
+from bridge.events import new_request_id
+from bridge.targets.base import Target
+
+__all__ = ["Deliverer", "RetryPolicy", "Stopping"]
+
+log = logging.getLogger(__name__)
+
+Settle = Callable[[Sequence[Record]], Awaitable[None]]
+
+
+class Stopping(Exception):
+    """The pipeline is stopping: the remaining records are left unsettled."""
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    maximum_retry_attempts: int = -1
+    maximum_record_age_seconds: int = -1
+    bisect_batch_on_function_error: bool = False
+    report_batch_item_failures: bool = False
+    backoff_initial_seconds: float = 0.5
+    backoff_max_seconds: float = 30.0
+    max_payload_bytes: int = 6 * 1024 * 1024
+
+    def backoff(self, attempt: int) -> float:
+        """Jittered exponential backoff before retry number ``attempt`` (1-based)."""
+        ceiling = min(self.backoff_max_seconds, self.backoff_initial_seconds * 2 ** (attempt - 1))
+        return random.uniform(ceiling / 2, ceiling)
+
+
+@dataclass(slots=True)
+class _Outcome:
+    ok: bool
+    response: bytes = b""
+    error: FunctionError | TargetRejected | None = None
+
+
+class Deliverer:
+    """Delivers batches of one mapping to its target; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        mapping: str,
+        connector: Connector,
+        target: Target,
+        destination: Destination,
+        policy: RetryPolicy,
+        settle: Settle,
+        function_arn: str,
+        stopping: asyncio.Event,
+        timeout: float | None = None,
+    ) -> None:
+        self.mapping = mapping
+        self.connector = connector
+        self.target = target
+        self.destination = destination
+        self.policy = policy
+        self.settle = settle
+        self.function_arn = function_arn
+        self.stopping = stopping
+        self.timeout = timeout
+        self.ordered = type(connector).ordered
+
+    async def deliver(self, batch: list[Record]) -> None:
+        """Deliver or dead-letter every record of ``batch``; raise Stopping to abandon."""
+        work: list[list[Record]] = [batch]
+        while work:
+            records = work.pop(0)
+            halves = await self._deliver_one(records)
+            work[:0] = halves
+
+    async def _deliver_one(self, records: list[Record]) -> list[list[Record]]:
+        """Deliver one (sub-)batch; return sub-batches still to do (after a bisect)."""
+        attempts = 0
+        while records:
+            payload = self.connector.encode_event(records)
+            if len(payload) > self.policy.max_payload_bytes:
+                if len(records) > 1:
+                    return _split(records)
+                await self._dead_letter(records, "MaximumPayloadSizeExceeded", attempts, payload)
+                return []
+            if self._too_old(records):
+                await self._dead_letter(records, "RecordAgeExceeded", attempts, payload)
+                return []
+            attempts += 1
+            request_id = new_request_id()
+            outcome = await self._invoke(payload, request_id, records)
+            if outcome is None:  # target unavailable until the records aged out
+                await self._dead_letter(records, "RecordAgeExceeded", attempts - 1, payload)
+                return []
+            if isinstance(outcome.error, TargetRejected):
+                if len(records) > 1:
+                    return _split(records)
+                await self._dead_letter(
+                    records, "TargetRejected", attempts, payload, error=outcome.error
+                )
+                return []
+            if outcome.ok:
+                failed = self._failed_items(outcome.response, records)
+                if not failed:
+                    await self.settle(records)
+                    telemetry.emit(
+                        telemetry.BATCH_DELIVERED, mapping=self.mapping, records=len(records)
+                    )
+                    return []
+                done, records = self._split_partial(records, failed)
+                await self.settle(done)
+                telemetry.emit(
+                    telemetry.BATCH_PARTIAL,
+                    mapping=self.mapping,
+                    delivered=len(done),
+                    failed=len(records),
+                )
+                error: FunctionError | None = None
+            else:
+                assert isinstance(outcome.error, FunctionError)
+                error = outcome.error
+                telemetry.emit(
+                    telemetry.BATCH_FAILED,
+                    mapping=self.mapping,
+                    size=len(records),
+                    attempt=attempts,
+                    error_type=error.error_type,
+                    error=str(error)[:200],
+                    level=logging.WARNING,
+                )
+                if self.policy.bisect_batch_on_function_error and len(records) > 1:
+                    telemetry.emit(
+                        telemetry.BATCH_BISECTED, mapping=self.mapping, size=len(records)
+                    )
+                    return _split(records)
+            limit = self.policy.maximum_retry_attempts
+            if limit != -1 and attempts > limit:
+                await self._dead_letter(
+                    records, "RetryAttemptsExhausted", attempts, payload, error=error
+                )
+                return []
+            await self._sleep(self.policy.backoff(attempts))
+        return []
+
+    async def _invoke(
+        self, payload: bytes, request_id: str, records: list[Record]
+    ) -> _Outcome | None:
+        """One invocation; target outages are retried here without counting attempts."""
+
+        def wait(state: RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            hint = getattr(exc, "retry_after", None)
+            return float(hint) if hint else self.policy.backoff(state.attempt_number)
+
+        def stop(_state: RetryCallState) -> bool:
+            return self.stopping.is_set() or self._too_old(records)
+
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(TargetUnavailable),
+            wait=wait,
+            stop=stop,
+            sleep=self._sleep,
+            before_sleep=lambda s: telemetry.emit(
+                telemetry.TARGET_UNAVAILABLE,
+                mapping=self.mapping,
+                error=str(s.outcome.exception()) if s.outcome else "",
+                level=logging.WARNING,
+            ),
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    try:
+                        response = await self.target.invoke(
+                            payload, request_id=request_id, timeout=self.timeout
+                        )
+                    except (FunctionError, TargetRejected) as exc:
+                        return _Outcome(ok=False, error=exc)
+                    return _Outcome(ok=True, response=response)
+        except TargetUnavailable:
+            if self.stopping.is_set():
+                raise Stopping() from None
+            return None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _failed_items(self, response: bytes, records: list[Record]) -> set[int] | None:
+        """Indexes of records the function reported as failed; None when all succeeded."""
+        if not self.policy.report_batch_item_failures:
+            return None
+        everything = set(range(len(records)))
+        try:
+            doc: Any = json.loads(response) if response.strip() else None
+        except ValueError:
+            return everything
+        if doc is None or (isinstance(doc, dict) and not doc):
+            return None
+        if not isinstance(doc, dict):
+            return everything
+        items = doc.get("batchItemFailures")
+        if not items:
+            return None
+        if not isinstance(items, list):
+            return everything
+        index: dict[Hashable, int] = {
+            self.connector.item_identifier(r): i for i, r in enumerate(records)
+        }
+        failed: set[int] = set()
+        for item in items:
+            ident = item.get("itemIdentifier") if isinstance(item, dict) else None
+            key = self.connector.identifier_key(ident) if ident not in (None, "") else None
+            if key is None or key not in index:
+                return everything
+            failed.add(index[key])
+        return failed
+
+    def _split_partial(
+        self, records: list[Record], failed: set[int]
+    ) -> tuple[list[Record], list[Record]]:
+        if self.ordered:
+            first = min(failed)
+            return records[:first], records[first:]
+        done = [r for i, r in enumerate(records) if i not in failed]
+        return done, [r for i, r in enumerate(records) if i in failed]
+
+    def _too_old(self, records: list[Record]) -> bool:
+        limit = self.policy.maximum_record_age_seconds
+        if limit == -1:
+            return False
+        return time.time() - min(r.arrived for r in records) > limit
+
+    async def _dead_letter(
+        self,
+        records: list[Record],
+        condition: str,
+        attempts: int,
+        payload: bytes,
+        *,
+        error: FunctionError | TargetRejected | None = None,
+    ) -> None:
+        ctx = FailureContext(
+            condition=condition,
+            function_arn=self.function_arn,
+            request_id=new_request_id(),
+            attempts=attempts,
+            status_code=getattr(error, "status_code", None) or getattr(error, "status", None),
+            function_error="Unhandled" if isinstance(error, FunctionError) else None,
+            error_message=str(error) if error else None,
+            response=error.payload if isinstance(error, FunctionError) else b"",
+            payload=payload,
+        )
+        document = self.connector.failure_record(records, ctx)
+        await self.write_failures([document])
+        telemetry.emit(
+            telemetry.DEAD_LETTERED,
+            mapping=self.mapping,
+            records=len(records),
+            condition=condition,
+            destination=self.destination.uri,
+            level=logging.WARNING,
+        )
+        await self.settle(records)
+
+    async def write_failures(self, documents: list[dict[str, Any]]) -> None:
+        """Write to the destination, retrying until it is durable (or stopping)."""
+        attempt = 0
+        while True:
+            try:
+                await self.destination.write(documents)
+                return
+            except DestinationError as exc:
+                attempt += 1
+                telemetry.emit(
+                    telemetry.DESTINATION_FAILED,
+                    mapping=self.mapping,
+                    error=str(exc),
+                    level=logging.ERROR,
+                )
+                await self._sleep(self.policy.backoff(attempt))
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep, but give up at once when the pipeline is stopping."""
+        if self.stopping.is_set():
+            raise Stopping()
+        try:
+            await asyncio.wait_for(self.stopping.wait(), timeout=seconds)
+        except TimeoutError:
+            return
+        raise Stopping()
+
+
+def _split(records: list[Record]) -> list[list[Record]]:
+    mid = len(records) // 2
+    return [records[:mid], records[mid:]]

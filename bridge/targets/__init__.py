@@ -1,0 +1,76 @@
+"""Delivery targets: where a batch's event JSON is sent.
+
+A target satisfies :class:`bridge.targets.base.Target`; ``build_target`` makes one
+from a function's configuration.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING
+
+from bridge.targets.base import Target
+
+if TYPE_CHECKING:
+    from bridge.config import BridgeConfig, FunctionConfig
+
+__all__ = ["Target", "build_target"]
+
+
+def build_target(name: str, function: FunctionConfig, config: BridgeConfig) -> Target:
+    """The target for function ``name`` (not started yet)."""
+    from bridge.config import HttpFunction, LambdaFunction
+
+    if isinstance(function, LambdaFunction):
+        from bridge.targets.lambda_invoke import LambdaInvokeTarget
+
+        endpoints = function.endpoint_url or []
+        credentials = None
+        if function.aws_access_key_id and function.aws_secret_access_key:
+            credentials = (
+                function.aws_access_key_id,
+                function.aws_secret_access_key,
+                function.aws_session_token,
+            )
+        return LambdaInvokeTarget(
+            name,
+            function_name=function.function_name,
+            endpoints=[endpoints] if isinstance(endpoints, str) else endpoints,
+            region=function.region or config.region,
+            qualifier=function.qualifier,
+            emulator=function.emulator,
+            concurrency=function.concurrency,
+            timeout=function.timeout,
+            sign_requests=function.sign_requests,
+            credentials=credentials,
+        )
+    if isinstance(function, HttpFunction):
+        from bridge.targets.http import HttpTarget
+
+        return HttpTarget(
+            name,
+            url=function.url,
+            headers=function.headers,
+            timeout=function.timeout,
+            concurrency=function.concurrency,
+            cloudevents=function.cloudevents,
+        )
+    from bridge.targets.runtime_api import RuntimeApiTarget
+
+    command = function.command
+    if command and command[0] in ("python", "python3"):
+        command = [sys.executable, *command[1:]]  # the bridge's own interpreter
+    return RuntimeApiTarget(
+        name,
+        command=command,
+        cwd=function.cwd,
+        env=function.env,
+        concurrency=function.concurrency,
+        timeout=function.timeout,
+        memory_size=function.memory_size,
+        host=function.host,
+        port=function.port,
+        region=config.region,
+        account_id=config.account_id,
+        handler=function.handler,
+    )

@@ -1,0 +1,55 @@
+"""Every log event and metric name trigger-bridge emits, in one place.
+
+``emit(EVENT, **fields)`` logs one structured line on the ``bridge`` logger and
+counts it; ``counters()`` returns the counts (per event and mapping), which
+``status`` and the benchmarks read. Nothing else logs ad-hoc strings for events.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from typing import Any
+
+__all__ = ["counters", "emit"]
+
+log = logging.getLogger("bridge")
+
+STARTED = "bridge.started"
+STOPPING = "bridge.stopping"
+STOPPED = "bridge.stopped"
+CONFIG_REJECTED = "config.rejected"
+CONFIG_APPLIED = "config.applied"
+MAPPING_STARTED = "mapping.started"
+MAPPING_STOPPED = "mapping.stopped"
+MAPPING_FAILED = "mapping.failed"
+SOURCE_UNAVAILABLE = "source.unavailable"
+RECORD_FILTERED = "record.filtered"
+RECORD_INVALID = "record.invalid"
+BATCH_DELIVERED = "batch.delivered"
+BATCH_FAILED = "batch.failed"
+BATCH_PARTIAL = "batch.partial_failure"
+BATCH_BISECTED = "batch.bisected"
+TARGET_UNAVAILABLE = "target.unavailable"
+DEAD_LETTERED = "records.dead_lettered"
+DESTINATION_FAILED = "destination.failed"
+COMMITTED = "records.committed"
+COMMIT_FAILED = "commit.failed"
+
+_counts: Counter[tuple[str, str]] = Counter()
+_QUIET = {COMMITTED, BATCH_DELIVERED, RECORD_FILTERED}
+
+
+def emit(event: str, *, level: int | None = None, **fields: Any) -> None:
+    """Count ``event`` and log it with its fields (``key=value``)."""
+    _counts[(event, str(fields.get("mapping", "")))] += int(fields.get("records", 1) or 1)
+    if level is None:
+        level = logging.DEBUG if event in _QUIET else logging.INFO
+    if log.isEnabledFor(level):
+        detail = " ".join(f"{k}={v}" for k, v in fields.items())
+        log.log(level, "%s %s", event, detail)
+
+
+def counters() -> dict[tuple[str, str], int]:
+    """Counts so far, keyed by (event, mapping); records-weighted where a count was given."""
+    return dict(_counts)

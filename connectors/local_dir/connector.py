@@ -1,0 +1,314 @@
+"""The ``local_dir`` source: a folder that behaves like an S3 bucket.
+
+Creating or changing a file emits ``ObjectCreated:Put``; deleting one emits
+``ObjectRemoved:Delete``, as S3 event notification records (see
+``connectors/s3_events.py``). The key is the file's path relative to the folder.
+
+Guarantees:
+
+- Gap-free across restarts. The checkpoint store keeps, per key, the file state
+  (mtime, size, ETag) whose event was settled. At start, and every
+  ``rescan_interval_seconds``, the folder is compared with it: files created,
+  changed or deleted while the bridge was down are emitted; files already delivered
+  are not emitted again.
+- Per-key order: the key is the partition, so events of one file are delivered in
+  order, one batch at a time; different files are delivered in parallel.
+- At-least-once: a crash between delivery and checkpoint redelivers that event.
+- Never leaves the folder: symbolic links are not followed (nor emitted), and a path
+  that resolves outside the folder is ignored. Hidden names (``.x``) are skipped
+  unless ``include_hidden``: write to ``.name`` then rename for an atomic appearance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import fnmatch
+import hashlib
+import json
+import logging
+import os
+import stat
+import time
+from collections.abc import AsyncIterator, Hashable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, ClassVar
+
+from watchfiles import awatch
+
+from bridge.connector import BaseConnector, ConnectorContext, FailureContext, Record
+from bridge.errors import ConfigError, NormalizeError
+from bridge.events import async_failure_record
+from connectors.local_dir.config import LocalDirSource
+from connectors.s3_events import s3_record
+
+__all__ = ["LocalDirConnector"]
+
+log = logging.getLogger(__name__)
+
+State = tuple[int, int]  # (mtime_ns, size): what "this file changed" is judged by
+_ASYNC_CONDITIONS = {
+    "RetryAttemptsExhausted": "RetriesExhausted",
+    "RecordAgeExceeded": "EventAgeExceeded",
+}
+
+
+class LocalDirConnector(BaseConnector):
+    type: ClassVar[str] = "local_dir"
+    config_model: ClassVar[builtins.type[LocalDirSource]] = LocalDirSource
+    ordered: ClassVar[bool] = True
+    # S3 invokes asynchronously, one record per event: 2 retries, 6 hours max age
+    defaults: ClassVar[dict[str, Any]] = {
+        "batch_size": 1,
+        "maximum_batching_window_seconds": 0.0,
+        "maximum_retry_attempts": 2,
+        "maximum_record_age_seconds": 21600,
+        "maximum_concurrency": 10,
+    }
+
+    def __init__(self, config: LocalDirSource, context: ConnectorContext) -> None:
+        self.config = config
+        self.context = context
+        self.root = Path(config.path)
+        self.bucket = config.bucket or self.root.resolve().name or "local"
+        self._emitted: dict[str, State | None] = {}
+        self._queue: asyncio.Queue[list[Record]] = asyncio.Queue(maxsize=64)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stop = asyncio.Event()
+        self._last_sequencer = 0
+        self._scan_lock = asyncio.Lock()
+        self._check_lock = asyncio.Lock()
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def open(self) -> None:
+        if not self.root.exists() and self.config.create:
+            self.root.mkdir(parents=True, exist_ok=True)
+        if not self.root.is_dir():
+            raise ConfigError(f"local_dir: {self.root} is not a folder")
+        self.root = self.root.resolve()
+        saved = await self.context.checkpoints.items()
+        for key, value in saved.items():
+            mtime_ns, size = json.loads(value)
+            self._emitted[key] = (int(mtime_ns), int(size))
+
+    async def read(self) -> AsyncIterator[Sequence[Record]]:
+        self._tasks = [asyncio.create_task(self._watch(), name=f"{self.context.mapping}:watch")]
+        await asyncio.sleep(0.05)  # let the watcher start before the first scan
+        self._tasks.append(asyncio.create_task(self._rescan_loop()))
+        while True:
+            getter = asyncio.ensure_future(self._queue.get())
+            done, _ = await asyncio.wait({getter, *self._tasks}, return_when="FIRST_COMPLETED")
+            if getter not in done:
+                getter.cancel()
+                for task in self._tasks:
+                    if task.done() and task.exception() is not None:
+                        raise task.exception()  # type: ignore[misc]
+                return
+            yield getter.result()
+
+    async def aclose(self) -> None:
+        self._stop.set()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    # ------------------------------------------------------------ detection
+
+    async def _rescan_loop(self) -> None:
+        interval = self.config.rescan_interval_seconds
+        while True:
+            await self._scan()
+            if not interval:
+                await self._stop.wait()
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), interval)
+            if self._stop.is_set():
+                return
+
+    async def _watch(self) -> None:
+        async for changes in awatch(
+            self.root,
+            stop_event=self._stop,
+            force_polling=self.config.force_polling,
+            debounce=200,
+            step=20,
+            recursive=True,
+        ):
+            paths = {Path(p) for _, p in changes}
+            if any(p.is_dir() or (not p.exists() and self._is_known_folder(p)) for p in paths):
+                await self._scan()  # a folder appeared or vanished: diff everything
+                continue
+            records = [r for p in sorted(paths) if (r := await self._check(self._key(p)))]
+            if records:
+                await self._queue.put(records)
+
+    def _is_known_folder(self, path: Path) -> bool:
+        key = self._key(path)
+        return key is not None and any(k.startswith(key + "/") for k in self._emitted)
+
+    async def _scan(self) -> None:
+        """Emit an event for every difference between the folder and what was emitted."""
+        async with self._scan_lock:
+            on_disk = await asyncio.to_thread(self._walk)
+            chunk: list[Record] = []
+            known = {k for k in self._emitted if self._eligible(k)}
+            for key in sorted(set(on_disk) | known):
+                record = await self._check(key, on_disk.get(key))
+                if record is not None:
+                    chunk.append(record)
+                if len(chunk) >= 100:
+                    await self._queue.put(chunk)
+                    chunk = []
+            if chunk:
+                await self._queue.put(chunk)
+
+    def _walk(self) -> dict[str, State]:
+        found: dict[str, State] = {}
+        for folder, dirs, files in os.walk(self.root, followlinks=False):
+            if not self.config.include_hidden:
+                dirs[:] = [d for d in dirs if not d.startswith(".")]
+            for name in files:
+                key = self._key(Path(folder, name))
+                if key is None:
+                    continue
+                state = self._stat(Path(folder, name))
+                if state is not None:
+                    found[key] = state
+        return found
+
+    def _key(self, path: Path) -> str | None:
+        """The object key of ``path``, or None when it is not an eligible key."""
+        try:
+            rel = Path(os.path.abspath(path)).relative_to(os.path.abspath(self.root))
+        except ValueError:
+            return None
+        if ".." in rel.parts:
+            return None
+        key = rel.as_posix()
+        return key if self._eligible(key) else None
+
+    def _eligible(self, key: str) -> bool:
+        if key in ("", "."):
+            return False
+        if not self.config.include_hidden and any(p.startswith(".") for p in key.split("/")):
+            return False
+        return key.startswith(self.config.prefix) and key.endswith(self.config.suffix)
+
+    def _stat(self, path: Path) -> State | None:
+        """(mtime_ns, size) of a regular file inside the folder; None otherwise."""
+        try:
+            st = os.lstat(path)
+        except OSError:
+            return None
+        if not stat.S_ISREG(st.st_mode):
+            return None  # symlinks, sockets, folders: never followed
+        try:
+            if not path.resolve().is_relative_to(self.root):
+                return None
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size)
+
+    async def _check(self, key: str | None, state: State | bool | None = False) -> Record | None:
+        """A record if ``key``'s current state differs from the last one emitted.
+
+        ``state`` False means "stat the file now"; None means "it is gone"."""
+        if key is None:
+            return None
+        async with self._check_lock:
+            return await self._check_locked(key, state)
+
+    async def _check_locked(self, key: str, state: State | bool | None) -> Record | None:
+        path = self.root / key
+        current = self._stat(path) if state is False else state
+        assert current is None or isinstance(current, tuple)
+        if self._emitted.get(key) == current or (current is None and key not in self._emitted):
+            return None
+        if current is None:
+            if not self._wants("s3:ObjectRemoved:Delete"):
+                self._emitted.pop(key, None)
+                return None
+            data = {"event": "ObjectRemoved:Delete", "key": key, "time": time.time()}
+        else:
+            if not self._wants("s3:ObjectCreated:Put"):
+                self._emitted[key] = current
+                return None
+            etag = await asyncio.to_thread(_md5, path)
+            if etag is None:  # vanished while hashing: the delete event follows
+                return None
+            data = {
+                "event": "ObjectCreated:Put",
+                "key": key,
+                "size": current[1],
+                "etag": etag,
+                "time": current[0] / 1e9,
+            }
+        data["sequencer"] = self._sequencer()
+        self._emitted[key] = current
+        if current is None:
+            self._emitted.pop(key, None)
+        return Record(partition=key, position=(key, current), data=data)
+
+    def _wants(self, event: str) -> bool:
+        return any(fnmatch.fnmatchcase(event, pattern) for pattern in self.config.events)
+
+    def _sequencer(self) -> str:
+        self._last_sequencer = max(time.time_ns(), self._last_sequencer + 1)
+        return f"{self._last_sequencer:018X}"
+
+    # ------------------------------------------------------------ shaping
+
+    def normalize(self, record: Record) -> dict[str, Any]:
+        d = record.data
+        try:
+            return s3_record(
+                event_name=d["event"],
+                bucket=self.bucket,
+                key=d["key"],
+                sequencer=d["sequencer"],
+                event_time=d["time"],
+                region=self.context.region,
+                size=d.get("size"),
+                etag=d.get("etag"),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise NormalizeError(f"local_dir record {d!r}: {exc}") from exc
+
+    def item_identifier(self, record: Record) -> Hashable:
+        return str(record.data["key"])
+
+    def failure_record(self, records: Sequence[Record], ctx: FailureContext) -> dict[str, Any]:
+        condition = _ASYNC_CONDITIONS.get(ctx.condition, ctx.condition)
+        return async_failure_record(replace(ctx, condition=condition), time.time())
+
+    # ------------------------------------------------------------ settling
+
+    async def commit(self, records: Sequence[Record]) -> None:
+        put: dict[str, str] = {}
+        delete: list[str] = []
+        for record in records:  # in order: the last state of a key wins
+            key, state = record.position
+            if state is None:
+                put.pop(key, None)
+                delete.append(key)
+            else:
+                put[key] = json.dumps(list(state))
+                with contextlib.suppress(ValueError):
+                    delete.remove(key)
+        await self.context.checkpoints.write(put, delete)
+
+
+def _md5(path: Path) -> str | None:
+    digest = hashlib.md5(usedforsecurity=False)
+    try:
+        with path.open("rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+    except OSError:
+        return None
+    return digest.hexdigest()
