@@ -15,7 +15,7 @@ from typing import Any
 
 from bridge.errors import ConfigError
 
-__all__ = ["UnknownConnector", "connector_class", "connector_types"]
+__all__ = ["UnknownConnector", "connector_class", "connector_types", "register"]
 
 ENTRY_POINT_GROUP = "trigger_bridge.connectors"
 
@@ -34,6 +34,13 @@ def _discovered() -> dict[str, str]:
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         found[ep.name] = ep.value
     return found
+
+
+def register(type_name: str, target: str) -> None:
+    """Register ``module:Class`` as the connector for ``type_name`` in this process
+    (for embedding and tests; packages should use the entry-point group)."""
+    _discovered()[type_name] = target
+    connector_class.cache_clear()
 
 
 def connector_types() -> list[str]:
