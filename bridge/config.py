@@ -310,6 +310,8 @@ def _describe(
     source_model: type[BaseModel] | None = None,
 ) -> str:
     loc = _data_path(tuple(err["loc"]), data, missing=err["type"] == "missing")
+    if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        loc = (*loc, "type")
     ctx_error = (err.get("ctx") or {}).get("error")
     if isinstance(ctx_error, _KeyedError):
         return _at(filename, lines, ctx_error.loc, ctx_error.message)

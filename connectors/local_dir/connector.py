@@ -229,15 +229,13 @@ class LocalDirConnector(BaseConnector):
         assert current is None or isinstance(current, tuple)
         if self._emitted.get(key) == current or (current is None and key not in self._emitted):
             return None
+        wanted = self._wants("s3:ObjectCreated:Put" if current else "s3:ObjectRemoved:Delete")
+        if not wanted:  # nothing to deliver, but remember the state for the next diff
+            await self._remember(key, current)
+            return None
         if current is None:
-            if not self._wants("s3:ObjectRemoved:Delete"):
-                self._emitted.pop(key, None)
-                return None
             data = {"event": "ObjectRemoved:Delete", "key": key, "time": time.time()}
         else:
-            if not self._wants("s3:ObjectCreated:Put"):
-                self._emitted[key] = current
-                return None
             etag = await asyncio.to_thread(_md5, path)
             if etag is None:  # vanished while hashing: the delete event follows
                 return None
@@ -253,6 +251,14 @@ class LocalDirConnector(BaseConnector):
         if current is None:
             self._emitted.pop(key, None)
         return Record(partition=key, position=(key, current), data=data)
+
+    async def _remember(self, key: str, state: State | None) -> None:
+        if state is None:
+            self._emitted.pop(key, None)
+            await self.context.checkpoints.write({}, [key])
+        else:
+            self._emitted[key] = state
+            await self.context.checkpoints.write({key: json.dumps(list(state))})
 
     def _wants(self, event: str) -> bool:
         return any(fnmatch.fnmatchcase(event, pattern) for pattern in self.config.events)

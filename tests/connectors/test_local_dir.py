@@ -1,0 +1,233 @@
+"""The local_dir source on a real folder: S3 event shape, restarts, and the walls."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bridge.checkpoints import SqliteCheckpointStore
+from bridge.connector import ConnectorContext, Record
+from connectors.local_dir import LocalDirConnector, LocalDirSource
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Any:
+    s = SqliteCheckpointStore(tmp_path / "state.sqlite3")
+    yield s
+    s.close()
+
+
+@contextlib.asynccontextmanager
+async def opened(folder: Path, store: Any, **options: Any) -> AsyncIterator[LocalDirConnector]:
+    config = LocalDirSource(type="local_dir", path=str(folder), **options)
+    connector = LocalDirConnector(
+        config, ConnectorContext(mapping="m", checkpoints=store.namespace("m"))
+    )
+    await connector.open()
+    try:
+        yield connector
+    finally:
+        await connector.aclose()
+
+
+async def take(connector: LocalDirConnector, n: int, timeout: float = 10.0) -> list[Record]:
+    """The next ``n`` records read, in order; fails if fewer arrive in time."""
+    out: list[Record] = []
+    reader = connector.read()
+
+    async def pull() -> None:
+        async for chunk in reader:
+            out.extend(chunk)
+            if len(out) >= n:
+                return
+
+    await asyncio.wait_for(pull(), timeout)
+    await reader.aclose()  # type: ignore[attr-defined]
+    return out
+
+
+async def nothing_more(connector: LocalDirConnector, wait: float = 0.6) -> list[Record]:
+    """Whatever is read within ``wait`` seconds (expected: nothing)."""
+    out: list[Record] = []
+    reader = connector.read()
+
+    async def pull() -> None:
+        async for chunk in reader:
+            out.extend(chunk)
+
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(pull(), wait)
+    return out
+
+
+def events(connector: LocalDirConnector, records: list[Record]) -> list[tuple[str, str]]:
+    return [
+        (e["eventName"], e["s3"]["object"]["key"])
+        for e in (connector.normalize(r) for r in records)
+    ]
+
+
+async def test_put_record_has_the_exact_s3_shape(tmp_path: Path, store: Any) -> None:
+    folder = tmp_path / "photos"
+    (folder / "dir").mkdir(parents=True)
+    content = b"hello world\n"
+    (folder / "dir" / "my file é+1.txt").write_bytes(content)
+    async with opened(folder, store) as connector:
+        [record] = await take(connector, 1)
+        event = connector.normalize(record)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", event.pop("eventTime"))
+    sequencer = event["s3"]["object"].pop("sequencer")
+    assert re.fullmatch(r"[0-9A-F]{18}", sequencer)
+    assert event.pop("responseElements").keys() == {"x-amz-request-id", "x-amz-id-2"}
+    assert event == {
+        "eventVersion": "2.1",
+        "eventSource": "aws:s3",
+        "awsRegion": "us-east-1",
+        "eventName": "ObjectCreated:Put",
+        "userIdentity": {"principalId": "trigger-bridge"},
+        "requestParameters": {"sourceIPAddress": "127.0.0.1"},
+        "s3": {
+            "s3SchemaVersion": "1.0",
+            "configurationId": "trigger-bridge",
+            "bucket": {
+                "name": "photos",
+                "ownerIdentity": {"principalId": "trigger-bridge"},
+                "arn": "arn:aws:s3:::photos",
+            },
+            "object": {
+                "key": "dir/my+file+%C3%A9%2B1.txt",
+                "size": len(content),
+                "eTag": hashlib.md5(content).hexdigest(),
+            },
+        },
+    }
+    assert record.partition == "dir/my file é+1.txt"
+
+
+async def test_delete_record_has_no_size_or_etag(tmp_path: Path, store: Any) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.txt").write_text("x")
+    async with opened(tmp_path / "in", store) as connector:
+        [put] = await take(connector, 1)
+        await connector.commit([put])
+    (tmp_path / "in" / "a.txt").unlink()
+    async with opened(tmp_path / "in", store) as connector:
+        [delete] = await take(connector, 1)
+        event = connector.normalize(delete)
+    assert event["eventName"] == "ObjectRemoved:Delete"
+    assert set(event["s3"]["object"]) == {"key", "sequencer"}
+
+
+async def test_restart_delivers_changes_made_while_down_and_nothing_twice(
+    tmp_path: Path, store: Any
+) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("a", "b", "d"):
+        (folder / f"{name}.txt").write_text(name)
+    async with opened(folder, store) as connector:
+        records = await take(connector, 3)
+        await connector.commit(records)
+    # while the bridge is down
+    (folder / "a.txt").write_text("a, changed")
+    (folder / "b.txt").unlink()
+    (folder / "c.txt").write_text("new")
+    async with opened(folder, store) as connector:
+        seen = sorted(events(connector, await take(connector, 3)))
+        assert await nothing_more(connector) == []
+    assert seen == [
+        ("ObjectCreated:Put", "a.txt"),
+        ("ObjectCreated:Put", "c.txt"),
+        ("ObjectRemoved:Delete", "b.txt"),
+    ]
+
+
+async def test_uncommitted_events_come_again_after_restart(tmp_path: Path, store: Any) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.txt").write_text("a")
+    (folder / "b.txt").write_text("b")
+    async with opened(folder, store) as connector:
+        records = await take(connector, 2)
+        await connector.commit([r for r in records if r.partition == "a.txt"])
+    async with opened(folder, store) as connector:
+        again = await take(connector, 1)
+        assert await nothing_more(connector) == []
+    assert [r.partition for r in again] == ["b.txt"]
+
+
+async def test_live_changes_are_seen_by_the_watcher(tmp_path: Path, store: Any) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    async with opened(folder, store, rescan_interval_seconds=0) as connector:
+        reader = connector.read()
+        await asyncio.sleep(0.3)
+        (folder / "sub").mkdir()
+        (folder / "sub" / "new.bin").write_bytes(b"1234")
+        chunk = await asyncio.wait_for(reader.__anext__(), 10)
+        assert events(connector, list(chunk)) == [("ObjectCreated:Put", "sub/new.bin")]
+        await connector.commit(list(chunk))
+        (folder / "sub" / "new.bin").unlink()
+        chunk = await asyncio.wait_for(reader.__anext__(), 10)
+        assert events(connector, list(chunk)) == [("ObjectRemoved:Delete", "sub/new.bin")]
+        await reader.aclose()  # type: ignore[attr-defined]
+
+
+async def test_symlinks_and_paths_outside_are_never_followed(tmp_path: Path, store: Any) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("secret")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    os.symlink(outside / "secret.txt", folder / "link.txt")
+    os.symlink(outside, folder / "linkdir")
+    (folder / "real.txt").write_text("real")
+    async with opened(folder, store) as connector:
+        records = await take(connector, 1)
+        assert await nothing_more(connector) == []
+    assert [r.partition for r in records] == ["real.txt"]
+
+
+async def test_hidden_names_prefix_and_suffix_are_honoured(tmp_path: Path, store: Any) -> None:
+    folder = tmp_path / "in"
+    (folder / "logs" / ".tmp").mkdir(parents=True)
+    (folder / "logs" / "a.json").write_text("{}")
+    (folder / "logs" / "b.txt").write_text("")
+    (folder / "logs" / ".partial.json").write_text("{}")
+    (folder / "logs" / ".tmp" / "c.json").write_text("{}")
+    (folder / "other.json").write_text("{}")
+    async with opened(folder, store, prefix="logs/", suffix=".json") as connector:
+        records = await take(connector, 1)
+        assert await nothing_more(connector) == []
+    assert [r.partition for r in records] == ["logs/a.json"]
+
+
+async def test_only_the_configured_event_types_are_emitted(tmp_path: Path, store: Any) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.txt").write_text("a")
+    async with opened(folder, store, events=["s3:ObjectRemoved:*"]) as connector:
+        assert await nothing_more(connector) == []
+    (folder / "a.txt").unlink()
+    async with opened(folder, store, events=["s3:ObjectRemoved:*"]) as connector:
+        assert events(connector, await take(connector, 1)) == [("ObjectRemoved:Delete", "a.txt")]
+
+
+async def test_a_file_instead_of_a_folder_is_a_config_error(tmp_path: Path, store: Any) -> None:
+    (tmp_path / "file").write_text("")
+    config = LocalDirSource(type="local_dir", path=str(tmp_path / "file"))
+    connector = LocalDirConnector(
+        config, ConnectorContext(mapping="m", checkpoints=store.namespace("m"))
+    )
+    from bridge.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="is not a folder"):
+        await connector.open()
