@@ -1,0 +1,66 @@
+"""Editing the config while running: changed mappings restart, others keep flowing,
+and an invalid edit is rejected while the old config keeps running."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+
+from bridge import telemetry
+from bridge.config import load_config
+from bridge.reload import watch_config
+from bridge.supervisor import Supervisor
+from tests.e2e.harness import config_text, delivered_lines, wait_for, write_journal
+
+
+def _mapping(tmp: Path, name: str, journal: str, batch_size: int = 1) -> str:
+    return f"""  - name: {name}
+    function: recorder
+    source: {{type: journal, path: {tmp}/{journal}, partitions: 1}}
+    batch_size: {batch_size}"""
+
+
+def _starts(mapping: str) -> int:
+    return telemetry.counters().get((telemetry.MAPPING_STARTED, mapping), 0)
+
+
+async def test_edit_restarts_only_the_changed_mapping(tmp_path: Path) -> None:
+    path = tmp_path / "bridge.yaml"
+    a, b = f"a-{tmp_path.name}", f"b-{tmp_path.name}"
+    write_journal(tmp_path / "a.jsonl", [{"n": i} for i in range(3)])
+    write_journal(tmp_path / "b.jsonl", [{"n": i} for i in range(3)])
+    both = _mapping(tmp_path, a, "a.jsonl") + "\n" + _mapping(tmp_path, b, "b.jsonl")
+    path.write_text(config_text(tmp_path, both))
+    stop = asyncio.Event()
+    supervisor = Supervisor()
+    await supervisor.apply(load_config(path))
+    watcher = asyncio.create_task(watch_config(path, supervisor, stop))
+    try:
+        await wait_for(lambda: len(delivered_lines(tmp_path)) == 6)
+        await asyncio.sleep(0.3)  # the watcher is watching
+        edited = _mapping(tmp_path, a, "a.jsonl") + "\n" + _mapping(tmp_path, b, "b.jsonl", 5)
+        path.write_text(config_text(tmp_path, edited))
+        await wait_for(lambda: _starts(b) == 2, timeout=15)
+        assert _starts(a) == 1
+        write_journal(tmp_path / "a.jsonl", [{"n": 3}])
+        await wait_for(lambda: len(delivered_lines(tmp_path)) == 7)
+
+        # an invalid edit: rejected, the running mappings are untouched
+        path.write_text(config_text(tmp_path, edited + "\n    batch_size: -3"))
+        await asyncio.sleep(1.0)
+        assert supervisor.running == sorted([a, b])
+        assert telemetry.counters().get((telemetry.CONFIG_REJECTED, ""), 0) >= 1
+        write_journal(tmp_path / "b.jsonl", [{"n": 3}])
+        await wait_for(lambda: len(delivered_lines(tmp_path)) == 8)
+        assert (_starts(a), _starts(b)) == (1, 2)
+
+        # removing a mapping stops it
+        path.write_text(config_text(tmp_path, _mapping(tmp_path, a, "a.jsonl")))
+        await wait_for(lambda: supervisor.running == [a], timeout=15)
+    finally:
+        stop.set()
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+        await supervisor.aclose()

@@ -1,0 +1,94 @@
+"""The command line, including the README's first command on the embedded default."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bridge import __version__
+from bridge.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"trigger-bridge {__version__}"
+
+
+def test_validate_accepts_the_embedded_default(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", "--config", str(REPO / "config" / "local.yaml")]) == 0
+    assert "OK" in capsys.readouterr().out
+
+
+def test_validate_rejects_a_bad_file_with_its_place(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "functions: {}\nmappings:\n  - name: x\n    function: f\n"
+        "    source: {type: local_dir, path: .}\n"
+    )
+    assert main(["validate", "--config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}:4: mappings[0].function: unknown function 'f'" in err
+
+
+@pytest.mark.parametrize(
+    ("source", "keys"),
+    [
+        ("s3", {"eventVersion", "eventSource", "s3", "eventName", "awsRegion"}),
+        ("sqs", {"messageId", "receiptHandle", "body", "md5OfBody", "eventSourceARN"}),
+        ("dynamodb", {"eventID", "eventName", "dynamodb", "eventSourceARN", "eventVersion"}),
+    ],
+)
+def test_generate_event_prints_records_shaped_like_aws(
+    source: str, keys: set[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["generate-event", source]) == 0
+    [record] = json.loads(capsys.readouterr().out)["Records"]
+    assert keys <= set(record)
+
+
+def test_generate_kafka_event(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["generate-event", "kafka"]) == 0
+    event = json.loads(capsys.readouterr().out)
+    assert event["eventSource"] == "SelfManagedKafka"
+    [record] = event["records"]["mytopic-0"]
+    assert record["partition"] == 0 and isinstance(record["timestamp"], int)
+
+
+def test_readme_first_command_runs_the_example_handler(tmp_path: Path) -> None:
+    """`trigger-bridge run` on config/local.yaml: a dropped file runs the handler."""
+    inbox = tmp_path / "inbox"
+    env = {**os.environ, "TB_INBOX": str(inbox), "TB_STATE_DIR": str(tmp_path / "state")}
+    log = tmp_path / "bridge.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bridge", "run"],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 20
+        while "mapping.started" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        (inbox / "hello world.txt").write_text("hi")
+        while '"key": "hello world.txt"' not in log.read_text():
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0, log.read_text()
+    assert '"event": "ObjectCreated:Put", "bucket": "inbox"' in log.read_text()

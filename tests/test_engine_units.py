@@ -1,0 +1,259 @@
+"""Pure engine logic with fakes: batching limits, the ack frontier, retry edges."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Hashable, Sequence
+from typing import Any
+
+import pytest
+
+import bridge
+from bridge.acks import AckTracker
+from bridge.batching import Batcher
+from bridge.connector import BaseConnector, FailureContext, Record
+from bridge.errors import CheckpointError, FunctionError, TargetRejected, TargetUnavailable
+from bridge.retry import Deliverer, RetryPolicy
+
+
+def _record(partition: str, n: int, size: int = 10, age: float = 0.0) -> Record:
+    return Record(
+        partition=partition, position=n, data=n, encoded=b"x" * size, arrived=time.time() - age
+    )
+
+
+class FakeConnector(BaseConnector):
+    ordered = True
+
+    def __init__(self, fail_commits: int = 0) -> None:
+        self.commits: list[list[int]] = []
+        self.fail_commits = fail_commits
+
+    async def commit(self, records: Sequence[Record]) -> None:
+        if self.fail_commits:
+            self.fail_commits -= 1
+            raise CheckpointError("disk full")
+        self.commits.append([r.position for r in records])
+
+    def item_identifier(self, record: Record) -> Hashable:
+        return str(record.position)
+
+    def failure_record(self, records: Sequence[Record], ctx: FailureContext) -> dict[str, Any]:
+        return {
+            "condition": ctx.condition,
+            "lines": [r.position for r in records],
+            "n": ctx.attempts,
+        }
+
+
+class FakeTarget:
+    """Answers from a script: each entry is bytes to return or an exception to raise."""
+
+    name = "fake"
+
+    def __init__(self, *script: bytes | Exception) -> None:
+        self.script = list(script)
+        self.payloads: list[bytes] = []
+
+    async def start(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+    async def invoke(self, payload: bytes, *, request_id: str, timeout: float | None) -> bytes:
+        self.payloads.append(payload)
+        step = self.script.pop(0) if self.script else b"{}"
+        if isinstance(step, Exception):
+            raise step
+        return step
+
+
+class ListDestination:
+    uri = "memory://"
+
+    def __init__(self) -> None:
+        self.documents: list[dict[str, Any]] = []
+
+    async def write(self, documents: Sequence[dict[str, Any]]) -> None:
+        self.documents.extend(documents)
+
+    async def aclose(self) -> None: ...
+
+
+def _deliverer(target: FakeTarget, **policy: Any) -> tuple[Deliverer, list[int], ListDestination]:
+    settled: list[int] = []
+    destination = ListDestination()
+
+    async def settle(records: Sequence[Record]) -> None:
+        settled.extend(r.position for r in records)
+
+    deliverer = Deliverer(
+        mapping="m",
+        connector=FakeConnector(),
+        target=target,
+        destination=destination,
+        policy=RetryPolicy(backoff_initial_seconds=0.001, backoff_max_seconds=0.002, **policy),
+        settle=settle,
+        function_arn="arn:aws:lambda:us-east-1:000000000000:function:f",
+        stopping=asyncio.Event(),
+    )
+    return deliverer, settled, destination
+
+
+# ------------------------------------------------------------------ batching
+
+
+def test_batches_never_exceed_the_payload_limit() -> None:
+    batcher = Batcher(batch_size=10, window=0, max_bytes=6 * 1024 * 1024, ordered=False)
+    for n in range(5):
+        batcher.add(_record("p", n, size=2 * 1024 * 1024))
+    sizes = [len(b) for b in batcher.take_ready(10)]
+    assert sizes == [2, 2, 1]
+
+
+def test_ordered_partition_has_one_batch_in_flight() -> None:
+    batcher = Batcher(batch_size=2, window=0, max_bytes=1000, ordered=True)
+    for n in range(6):
+        batcher.add(_record("p", n))
+    batcher.add(_record("q", 0))
+    first = batcher.take_ready(10)
+    assert [[r.position for r in b] for b in first] == [[0, 1], [0]]
+    assert batcher.take_ready(10) == []  # p's next batch waits for the first
+    batcher.done("p")
+    assert [[r.position for r in b] for b in batcher.take_ready(10)] == [[2, 3]]
+
+
+def test_window_holds_a_partial_batch_until_it_closes() -> None:
+    batcher = Batcher(batch_size=5, window=0.05, max_bytes=1000, ordered=False)
+    batcher.add(_record("p", 0))
+    assert batcher.take_ready(10) == []
+    deadline = batcher.next_deadline()
+    assert deadline is not None and deadline > time.monotonic()
+    time.sleep(0.06)
+    assert [len(b) for b in batcher.take_ready(10)] == [1]
+
+
+# ------------------------------------------------------------------ acks
+
+
+async def test_ordered_frontier_commits_only_contiguous_settled_records() -> None:
+    connector = FakeConnector()
+    tracker = AckTracker(connector, mapping="m", ordered=True)
+    records = [_record("p", n) for n in range(4)]
+    for r in records:
+        tracker.track(r)
+    await tracker.settle([records[1], records[2]])
+    assert connector.commits == []  # record 0 pins the frontier
+    await tracker.settle([records[0]])
+    assert connector.commits == [[0, 1, 2]]
+    assert tracker.unsettled == 1
+    assert tracker.unsettled_records() == [records[3]]
+
+
+async def test_failed_commit_is_retried_and_the_frontier_waits() -> None:
+    connector = FakeConnector(fail_commits=2)
+    tracker = AckTracker(connector, mapping="m", ordered=True)
+    record = _record("p", 0)
+    tracker.track(record)
+    await asyncio.wait_for(tracker.settle([record]), 5)
+    assert connector.commits == [[0]]
+
+
+# ------------------------------------------------------------------ retry
+
+
+async def test_outages_are_retried_without_counting_attempts() -> None:
+    target = FakeTarget(
+        TargetUnavailable("down"), TargetUnavailable("429", retry_after=0.001), b"{}"
+    )
+    deliverer, settled, destination = _deliverer(target, maximum_retry_attempts=0)
+    await deliverer.deliver([_record("p", 0)])
+    assert settled == [0] and destination.documents == []
+    assert len(target.payloads) == 3
+
+
+async def test_records_older_than_the_maximum_age_are_dead_lettered() -> None:
+    target = FakeTarget()
+    deliverer, settled, destination = _deliverer(target, maximum_record_age_seconds=60)
+    await deliverer.deliver([_record("p", 0, age=120)])
+    assert target.payloads == []
+    assert destination.documents == [{"condition": "RecordAgeExceeded", "lines": [0], "n": 0}]
+    assert settled == [0]
+
+
+async def test_a_record_over_the_payload_limit_is_dead_lettered_not_retried() -> None:
+    target = FakeTarget()
+    deliverer, settled, destination = _deliverer(target, max_payload_bytes=100)
+    await deliverer.deliver([_record("p", 0, size=10), _record("p", 1, size=500)])
+    assert destination.documents == [
+        {"condition": "MaximumPayloadSizeExceeded", "lines": [1], "n": 0}
+    ]
+    assert settled == [0, 1]
+
+
+async def test_rejected_batch_is_split_then_the_single_record_dead_lettered() -> None:
+    target = FakeTarget(TargetRejected("413", status=413), b"{}", TargetRejected("400", status=400))
+    deliverer, settled, destination = _deliverer(target)
+    await deliverer.deliver([_record("p", 0), _record("p", 1)])
+    assert destination.documents == [{"condition": "TargetRejected", "lines": [1], "n": 1}]
+    assert sorted(settled) == [0, 1]
+
+
+@pytest.mark.parametrize(
+    ("response", "redelivered"),
+    [
+        (b'{"batchItemFailures": []}', None),
+        (b"null", None),
+        (b"{}", None),
+        (b'{"batchItemFailures": [{"itemIdentifier": "1"}]}', [1, 2]),
+        (b'{"batchItemFailures": [{"itemIdentifier": ""}]}', [0, 1, 2]),
+        (b'{"batchItemFailures": [{"itemIdentifier": "99"}]}', [0, 1, 2]),
+        (b'{"batchItemFailures": [{"wrongKey": "1"}]}', [0, 1, 2]),
+        (b"not json", [0, 1, 2]),
+    ],
+)
+async def test_partial_batch_response_rules(response: bytes, redelivered: list[int] | None) -> None:
+    target = FakeTarget(response, b"{}")
+    deliverer, settled, _ = _deliverer(target, report_batch_item_failures=True)
+    await deliverer.deliver([_record("p", n) for n in range(3)])
+    assert sorted(settled) == [0, 1, 2]
+    if redelivered is None:
+        assert len(target.payloads) == 1
+    else:
+        assert len(target.payloads) == 2
+        assert target.payloads[1].count(b"x" * 10) == len(redelivered)
+
+
+async def test_function_error_exhausts_retries_then_dead_letters_with_attempts() -> None:
+    target = FakeTarget(*[FunctionError("boom", payload=b'{"errorType":"E"}')] * 3)
+    deliverer, settled, destination = _deliverer(target, maximum_retry_attempts=2)
+    await deliverer.deliver([_record("p", 0)])
+    assert destination.documents == [{"condition": "RetryAttemptsExhausted", "lines": [0], "n": 3}]
+    assert settled == [0]
+
+
+# ------------------------------------------------------------------ public API
+
+
+def test_public_api_is_exactly_what_is_documented() -> None:
+    assert sorted(bridge.__all__) == sorted(
+        [
+            "BridgeError",
+            "CheckpointError",
+            "ConfigError",
+            "Connector",
+            "ConnectorContext",
+            "DeliveryError",
+            "FailureContext",
+            "FunctionError",
+            "NormalizeError",
+            "Record",
+            "SourceError",
+            "SourceUnavailable",
+            "TargetRejected",
+            "TargetUnavailable",
+            "__version__",
+        ]
+    )
+    for name in bridge.__all__:
+        assert hasattr(bridge, name)
