@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from pathlib import Path
 
 from watchfiles import awatch
@@ -21,12 +22,16 @@ from bridge.supervisor import Supervisor
 __all__ = ["watch_config"]
 
 
+def _absolute(path: str | Path) -> Path:
+    return Path(os.path.abspath(path))  # no file system access: a pure path operation
+
+
 async def watch_config(path: Path, supervisor: Supervisor, stop: asyncio.Event) -> None:
     """Apply every valid edit of ``path`` to ``supervisor`` until ``stop`` is set."""
-    target = path.absolute()
+    target = _absolute(path)
 
     def relevant(_change: object, changed: str) -> bool:
-        return Path(changed).absolute() == target
+        return _absolute(changed) == target
 
     async for _ in awatch(target.parent, watch_filter=relevant, stop_event=stop, debounce=300):
         try:

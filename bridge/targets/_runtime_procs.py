@@ -1,0 +1,302 @@
+"""Function processes for the ``runtime`` target: start, log, restart, stop.
+
+A :class:`Worker` is one sandbox slot. It runs one function process at a time (for example
+``python -m awslambdaric app.handler``), pointed at the slot's own Runtime API endpoint, so
+the bridge always knows which process holds which invocation. The worker forwards the
+process's stdout and stderr line by line to the ``bridge.function.<name>`` logger, reports
+every exit to its owner, and starts a new process: at once after :meth:`Worker.reset_sandbox`
+(a timed-out invocation), after an exponential backoff after a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import ctypes.util
+import logging
+import os
+import signal
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+
+_PR_SET_PDEATHSIG = 1
+_prctl: Callable[..., int] | None
+try:  # resolved in the parent: the child only makes the call
+    _prctl = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True).prctl
+except (OSError, AttributeError):  # not Linux
+    _prctl = None
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGKILL when the bridge dies, even by kill -9,
+    so no function process outlives it."""
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+__all__ = ["Backoff", "Worker", "describe_exit", "sandbox_environment"]
+
+_log = logging.getLogger(__name__)
+
+_LINE_LIMIT = 1 << 20  # a longer log line is cut, not fatal
+
+
+def sandbox_environment(
+    *,
+    function_name: str,
+    memory_size: int,
+    region: str,
+    handler: str | None,
+    task_root: str,
+) -> dict[str, str]:
+    """The variables Lambda defines in an execution environment (the documented list).
+
+    Credentials, ``AWS_EXECUTION_ENV`` and ``LAMBDA_RUNTIME_DIR`` are left out: the bridge
+    has no execution role and does not know which runtime the command is.
+    ``AWS_LAMBDA_RUNTIME_API`` and ``AWS_LAMBDA_LOG_STREAM_NAME`` are per process and set by
+    the :class:`Worker`.
+    """
+    env = {
+        "AWS_LAMBDA_FUNCTION_NAME": function_name,
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(memory_size),
+        "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+        "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{function_name}",
+        "AWS_REGION": region,
+        "AWS_DEFAULT_REGION": region,
+        "LAMBDA_TASK_ROOT": task_root,
+        "TZ": ":UTC",
+    }
+    if handler is not None:
+        env["_HANDLER"] = handler
+    return env
+
+
+def describe_exit(returncode: int) -> str:
+    """Lambda's wording of a runtime exit: ``exit status 1``, ``signal: killed``."""
+    if returncode >= 0:
+        return f"exit status {returncode}"
+    try:
+        name = signal.strsignal(-returncode) or f"signal {-returncode}"
+    except ValueError:
+        name = f"signal {-returncode}"
+    return f"signal: {name.lower()}"
+
+
+async def _ended(process: asyncio.subprocess.Process, timeout: float) -> bool:
+    """Whether ``process`` and every process of its group ended within ``timeout`` seconds."""
+    try:
+        async with asyncio.timeout(timeout):
+            await process.wait()
+            while _group_alive(process.pid):  # noqa: ASYNC110 - no event tells us
+                await asyncio.sleep(0.01)
+    except TimeoutError:
+        return False
+    return True
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except PermissionError:  # a member we may not signal is still a member
+        return True
+    except ProcessLookupError:
+        return False
+    return True
+
+
+class Backoff:
+    """Restart delays after crashes: ``initial`` doubling up to ``cap`` seconds.
+
+    A process that lived ``healthy_after`` seconds or more resets the sequence.
+    """
+
+    def __init__(
+        self, *, initial: float = 0.2, cap: float = 10.0, healthy_after: float = 10.0
+    ) -> None:
+        self._initial = initial
+        self._cap = cap
+        self._healthy_after = healthy_after
+        self._next = initial
+
+    def next_delay(self, uptime: float) -> float:
+        """The delay before restarting a process that crashed after ``uptime`` seconds."""
+        if uptime >= self._healthy_after:
+            self._next = self._initial
+        delay = self._next
+        self._next = min(self._next * 2, self._cap)
+        return delay
+
+
+ExitHook = Callable[["Worker", int], None]
+SpawnErrorHook = Callable[["Worker", OSError], None]
+
+
+class Worker:
+    """One sandbox slot: a function process, its logs and its restarts.
+
+    ``environment`` is the complete environment but for the two per-process variables.
+    ``on_exit(worker, returncode)`` is called after every exit that :meth:`stop` did not
+    cause, before the restart; ``on_spawn_error(worker, error)`` when a restart could not
+    start the command. ``polled`` and ``init_error_reported`` describe the current process
+    and are set by the Runtime API handlers.
+    """
+
+    def __init__(
+        self,
+        index: int,
+        *,
+        function_name: str,
+        command: Sequence[str],
+        cwd: str | None,
+        environment: Mapping[str, str],
+        on_exit: ExitHook,
+        on_spawn_error: SpawnErrorHook,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.index = index
+        self.runtime_api = ""  # host:port of this slot's endpoint, set before start()
+        self.polled = False
+        self.init_error_reported = False
+        self._command = list(command)
+        self._cwd = cwd
+        self._environment = dict(environment)
+        self._on_exit = on_exit
+        self._on_spawn_error = on_spawn_error
+        self._backoff = backoff or Backoff()
+        self._function_log = logging.getLogger(f"bridge.function.{function_name}")
+        self._process: asyncio.subprocess.Process | None = None
+        self._pumps: set[asyncio.Task[None]] = set()
+        self._supervisor: asyncio.Task[None] | None = None
+        self._reset_requested = False
+        self._stopping = False
+
+    @property
+    def pid(self) -> int | None:
+        """The pid of the running process, if there is one."""
+        process = self._process
+        return process.pid if process is not None and process.returncode is None else None
+
+    async def start(self) -> None:
+        """Start the first process and its supervision; raises ``OSError`` if it cannot run."""
+        await self._spawn()
+        self._supervisor = asyncio.create_task(self._supervise(), name=f"worker-{self.index}")
+
+    def reset_sandbox(self) -> None:
+        """Kill the process now (SIGKILL) and start a fresh one without backoff."""
+        if self._process is not None and self._process.returncode is None:
+            _log.warning("worker %d: resetting function process %d", self.index, self._process.pid)
+            self._reset_requested = True
+            self._signal(signal.SIGKILL)
+
+    async def stop(self, grace: float) -> None:
+        """Stop for good: SIGTERM, SIGKILL after ``grace`` seconds. Idempotent."""
+        self._stopping = True
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            await asyncio.gather(self._supervisor, return_exceptions=True)
+        process = self._process
+        if process is not None:
+            self._signal(signal.SIGTERM)  # the whole group: wrappers and what they started
+            if not await _ended(process, grace):
+                _log.warning("function process %d ignored SIGTERM, killing it", process.pid)
+                self._signal(signal.SIGKILL)
+                await _ended(process, 1.0)
+        await self._drain_logs()
+
+    async def _spawn(self) -> None:
+        env = {
+            **self._environment,
+            "AWS_LAMBDA_RUNTIME_API": self.runtime_api,
+            "AWS_LAMBDA_LOG_STREAM_NAME": (
+                time.strftime("%Y/%m/%d", time.gmtime()) + f"/[$LATEST]{uuid.uuid4().hex}"
+            ),
+        }
+        self.polled = False
+        self.init_error_reported = False
+        self._reset_requested = False
+        # A session of its own: the whole group can be signalled, wrappers and all.
+        process = await asyncio.create_subprocess_exec(
+            *self._command,
+            cwd=self._cwd,
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+            limit=_LINE_LIMIT,
+        )
+        self._process = process
+        assert process.stdout is not None and process.stderr is not None  # PIPE above
+        for stream, level in ((process.stdout, logging.INFO), (process.stderr, logging.WARNING)):
+            pump = asyncio.create_task(self._pump(stream, level, process.pid))
+            self._pumps.add(pump)
+            pump.add_done_callback(self._pumps.discard)
+        _log.info("worker %d started function process %d", self.index, process.pid)
+
+    async def _supervise(self) -> None:
+        try:
+            await self._keep_running()
+        except Exception:
+            _log.exception("worker %d stopped supervising its process", self.index)
+
+    async def _keep_running(self) -> None:
+        loop = asyncio.get_running_loop()
+        while not self._stopping:
+            process = self._process
+            if process is None:
+                try:
+                    await self._spawn()
+                except OSError as exc:
+                    _log.error("worker %d cannot start %s: %s", self.index, self._command, exc)
+                    self._on_spawn_error(self, exc)
+                    await asyncio.sleep(self._backoff.next_delay(0.0))
+                continue
+            started = loop.time()
+            returncode = await process.wait()
+            await self._drain_logs()
+            self._process = None
+            self._on_exit(self, returncode)
+            if self._reset_requested:
+                continue
+            delay = self._backoff.next_delay(loop.time() - started)
+            _log.warning(
+                "function process %d exited (%s); restarting in %.1fs",
+                process.pid,
+                describe_exit(returncode),
+                delay,
+            )
+            await asyncio.sleep(delay)
+
+    def _signal(self, sig: signal.Signals) -> None:
+        if self._process is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self._process.pid, sig)
+
+    async def _pump(self, stream: asyncio.StreamReader, level: int, pid: int) -> None:
+        extra = {"function_worker": self.index, "function_pid": pid}
+        while True:
+            try:
+                raw = await stream.readline()
+            except ValueError:  # a line over the limit: asyncio drops it
+                self._function_log.log(level, "[log line over %d bytes dropped]", _LINE_LIMIT)
+                continue
+            if not raw:
+                return
+            # awslambdaric ends the lines of one error record with "\r".
+            line = raw.decode("utf-8", "replace").rstrip("\r\n").replace("\r", "\n")
+            self._function_log.log(level, "%s", line, extra=extra)
+
+    async def _drain_logs(self) -> None:
+        """Wait for the log pumps to reach end of file (cancelled after a second)."""
+        pumps = set(self._pumps)
+        if not pumps:
+            return
+        _, pending = await asyncio.wait(pumps, timeout=1.0)
+        for task in pending:  # a grandchild still holds the pipe open
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)

@@ -1,0 +1,613 @@
+"""The ``runtime`` target: the bridge serves the AWS Lambda Runtime API itself.
+
+Function processes (``python -m awslambdaric app.handler``, any custom runtime) poll
+``GET /2018-06-01/runtime/invocation/next`` and post their answers back, exactly as inside
+Lambda. ``invoke()`` queues an invocation and waits for a runtime to take and answer it.
+
+Three parts, each small:
+
+- :class:`InvocationRegistry`: the queue of invocations, the runtimes waiting for one, the
+  invocations a runtime holds, their deadlines. No HTTP, no processes.
+- :class:`RuntimeApi`: the four Runtime API routes on top of the registry, as seen by one
+  caller (a worker slot the bridge runs, or any runtime the user runs).
+- :class:`RuntimeApiTarget`: the :class:`~bridge.targets.base.Target`. It serves the API on
+  ``address`` and, given a ``command``, runs ``concurrency`` worker slots
+  (:mod:`bridge.targets._runtime_procs`), each with an endpoint of its own, so the bridge
+  knows which process holds which invocation and can kill it on a timeout, as Lambda resets
+  a sandbox.
+
+Failures have Lambda's error types and documents: ``Sandbox.Timedout``, ``Runtime.ExitError``,
+the runtime's own init error type (``Runtime.ImportModuleError``...) for the invocation that
+met a failed cold start, ``Function.ResponseSizeTooLarge`` for an answer over 6 MB.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Self
+
+from aiohttp import web
+
+from bridge.errors import DeliveryError, FunctionError, TargetRejected, TargetUnavailable
+from bridge.targets._runtime_procs import Worker, describe_exit, sandbox_environment
+
+__all__ = ["MAX_REQUEST_SIZE", "MAX_RESPONSE_SIZE", "RuntimeApiTarget"]
+
+_log = logging.getLogger(__name__)
+
+API_PREFIX = "/2018-06-01/runtime"
+ERROR_TYPE_HEADER = "Lambda-Runtime-Function-Error-Type"
+MAX_REQUEST_SIZE = 6 * 1024 * 1024  # 6291456: the synchronous Invoke request limit
+MAX_RESPONSE_SIZE = MAX_REQUEST_SIZE + 100  # 6291556: what the Runtime API accepts
+_TERMINATE_GRACE = 2.0  # seconds between SIGTERM and SIGKILL on aclose()
+
+ErrorFactory = Callable[[str], DeliveryError]  # request id -> the error to raise for it
+
+
+def error_document(error_type: str, message: str) -> bytes:
+    """Lambda's error JSON, ``{"errorMessage": ..., "errorType": ...}``, compact."""
+    return json.dumps(
+        {"errorMessage": message, "errorType": error_type}, separators=(",", ":")
+    ).encode()
+
+
+def _timeout_error(invocation: Invocation) -> FunctionError:
+    message = (
+        f"RequestId: {invocation.request_id} Error: "
+        f"Task timed out after {invocation.timeout:.2f} seconds"
+    )
+    return FunctionError(
+        message, error_type="Sandbox.Timedout", payload=error_document("Sandbox.Timedout", message)
+    )
+
+
+def _exit_error(returncode: int) -> ErrorFactory:
+    if returncode == 0:
+        reason = "Runtime exited without providing a reason"
+    else:
+        reason = f"Runtime exited with error: {describe_exit(returncode)}"
+
+    def make(request_id: str) -> FunctionError:
+        message = f"RequestId: {request_id} Error: {reason}"
+        payload = error_document("Runtime.ExitError", message)
+        return FunctionError(message, error_type="Runtime.ExitError", payload=payload)
+
+    return make
+
+
+def _reported_error(body: bytes, header: str | None) -> FunctionError:
+    """The error a runtime posted: its document as payload, its ``errorType`` first.
+
+    The ``Lambda-Runtime-Function-Error-Type`` header is only the fallback, for a document
+    that is missing or unreadable (as the Runtime API specification says Lambda does): a
+    runtime may send a generic ``Unhandled`` there with a ``ValueError`` document.
+    """
+    try:
+        document: Any = json.loads(body)
+    except ValueError:
+        document = None
+    if not isinstance(document, dict):
+        document = {}
+    error_type = str(document.get("errorType") or header or "Unhandled")
+    message = str(document.get("errorMessage") or error_type)
+    return FunctionError(message, error_type=error_type, payload=body)
+
+
+def _response_too_large() -> FunctionError:
+    message = (
+        f"Response payload size exceeded maximum allowed payload size ({MAX_RESPONSE_SIZE} bytes)."
+    )
+    error_type = "Function.ResponseSizeTooLarge"
+    return FunctionError(
+        message, error_type=error_type, payload=error_document(error_type, message)
+    )
+
+
+def _new_trace_id() -> str:
+    root = f"1-{int(time.time()):08x}-{secrets.token_hex(12)}"
+    return f"Root={root};Parent={secrets.token_hex(8)};Sampled=0"
+
+
+@dataclass(eq=False)
+class Invocation:
+    """One event on its way through the Runtime API.
+
+    ``left_queue`` is set once a runtime took it or it finished while queued; ``outcome``
+    holds the response bytes or the error, and is cancelled when the caller gave up.
+    """
+
+    request_id: str
+    payload: bytes
+    timeout: float
+    outcome: asyncio.Future[bytes]
+    left_queue: asyncio.Event = field(default_factory=asyncio.Event)
+    trace_id: str = field(default_factory=_new_trace_id)
+    holder: Worker | None = None  # None: a runtime the bridge does not run
+    deadline_ms: int = 0
+    timer: asyncio.TimerHandle | None = None
+
+
+class UnknownInvocation(LookupError):
+    """The caller holds no invocation with this request id (or it was already answered)."""
+
+
+class InvocationRegistry:
+    """Invocations waiting for a runtime, runtimes waiting for one, invocations being run.
+
+    A runtime takes an invocation with :meth:`next`; from then its deadline runs, and when it
+    passes the invocation fails with ``Sandbox.Timedout`` and ``on_timeout(invocation)`` is
+    called. A caller (a :class:`Worker`, or ``None`` for runtimes the bridge does not run)
+    may only answer invocations it took.
+    """
+
+    def __init__(self, on_timeout: Callable[[Invocation], None]) -> None:
+        self._on_timeout = on_timeout
+        self._queue: deque[Invocation] = deque()
+        self._pollers: deque[tuple[Worker | None, asyncio.Future[Invocation]]] = deque()
+        self._running: dict[str, Invocation] = {}
+        self._failed_inits: dict[Worker | None, ErrorFactory] = {}
+        self._closed = False
+
+    def submit(self, payload: bytes, *, request_id: str, timeout: float) -> Invocation:
+        """Queue an invocation, or hand it straight to a waiting runtime.
+
+        Raises ``ValueError`` if an invocation with this request id is still pending.
+        """
+        if self._closed:
+            raise TargetUnavailable("the runtime target is closed")
+        if request_id in self._running or any(i.request_id == request_id for i in self._queue):
+            raise ValueError(f"request id {request_id!r} is already in use")
+        invocation = Invocation(
+            request_id, payload, timeout, asyncio.get_running_loop().create_future()
+        )
+        self._dispatch(invocation)
+        return invocation
+
+    async def next(self, caller: Worker | None) -> Invocation:
+        """Wait for an invocation and give it to ``caller``; its deadline starts now."""
+        while True:
+            if self._queue:
+                invocation = self._queue.popleft()
+            else:
+                waiter: asyncio.Future[Invocation] = asyncio.get_running_loop().create_future()
+                self._pollers.append((caller, waiter))
+                try:
+                    invocation = await waiter
+                except asyncio.CancelledError:  # the runtime hung up
+                    if waiter.done() and not waiter.cancelled():
+                        self._dispatch(waiter.result(), front=True)
+                    elif (caller, waiter) in self._pollers:
+                        self._pollers.remove((caller, waiter))
+                    raise
+            if not invocation.outcome.done():  # else withdrawn while on its way
+                self._take(invocation, caller)
+                return invocation
+
+    def resolve(
+        self, request_id: str, caller: Worker | None, result: bytes | DeliveryError
+    ) -> None:
+        """Answer a running invocation: response bytes or an error.
+
+        The answer is discarded if the invoker gave up. Raises :class:`UnknownInvocation`.
+        """
+        invocation = self._running.get(request_id)
+        if invocation is None or invocation.holder is not caller:
+            raise UnknownInvocation(request_id)
+        self.finish(invocation, result)
+
+    def abandon(self, invocation: Invocation) -> None:
+        """The invoker stopped waiting: withdraw a queued invocation, discard a later answer.
+
+        A running one stays until its runtime answers or its deadline passes, so a hung
+        function is still reset.
+        """
+        if invocation.outcome.done():
+            return
+        invocation.outcome.cancel()
+        if invocation in self._queue:
+            self._queue.remove(invocation)
+
+    def fail_next(self, caller: Worker | None, make_error: ErrorFactory) -> None:
+        """A cold start of ``caller`` failed: the next invocation it would serve gets the error.
+
+        That is the oldest queued invocation, or the next one submitted while no runtime
+        waits. One failure is kept per caller, until :meth:`forgive` (the caller polls).
+        """
+        self._failed_inits.pop(caller, None)
+        self._failed_inits[caller] = make_error
+        while self._queue and self._failed_inits:
+            self._fail_with_init_error(self._queue[0])
+
+    def forgive(self, caller: Worker | None) -> None:
+        """``caller`` initialised fine after all: forget its failed cold start."""
+        self._failed_inits.pop(caller, None)
+
+    def fail_held(self, caller: Worker, make_error: ErrorFactory) -> None:
+        """Fail every invocation ``caller`` holds (its process exited)."""
+        for invocation in [i for i in self._running.values() if i.holder is caller]:
+            self.finish(invocation, make_error(invocation.request_id))
+
+    def close(self, message: str) -> None:
+        """Fail everything pending with ``TargetUnavailable(message)``; refuse new work."""
+        self._closed = True
+        self._failed_inits.clear()
+        for invocation in [*self._queue, *self._running.values()]:
+            self.finish(invocation, TargetUnavailable(message))
+
+    def _dispatch(self, invocation: Invocation, *, front: bool = False) -> None:
+        while self._pollers:
+            _, waiter = self._pollers.popleft()
+            if not waiter.done():
+                waiter.set_result(invocation)
+                return
+        if front:
+            self._queue.appendleft(invocation)
+        else:
+            self._queue.append(invocation)
+        if self._failed_inits:
+            self._fail_with_init_error(self._queue[0])
+
+    def _fail_with_init_error(self, invocation: Invocation) -> None:
+        caller = next(iter(self._failed_inits))
+        self.finish(invocation, self._failed_inits.pop(caller)(invocation.request_id))
+
+    def _take(self, invocation: Invocation, caller: Worker | None) -> None:
+        invocation.holder = caller
+        invocation.deadline_ms = int((time.time() + invocation.timeout) * 1000)
+        loop = asyncio.get_running_loop()
+        invocation.timer = loop.call_later(invocation.timeout, self._expire, invocation)
+        self._running[invocation.request_id] = invocation
+        invocation.left_queue.set()
+
+    def _expire(self, invocation: Invocation) -> None:
+        if self._running.get(invocation.request_id) is invocation:
+            self.finish(invocation, _timeout_error(invocation))
+            self._on_timeout(invocation)
+
+    def finish(self, invocation: Invocation, result: bytes | DeliveryError) -> None:
+        """Settle ``invocation`` with ``result`` unless it is settled already."""
+        if self._running.get(invocation.request_id) is invocation:
+            del self._running[invocation.request_id]
+        elif invocation in self._queue:
+            self._queue.remove(invocation)
+        if invocation.timer is not None:
+            invocation.timer.cancel()
+        invocation.left_queue.set()
+        if invocation.outcome.done():  # already answered, or the invoker gave up
+            return
+        if isinstance(result, bytes):
+            invocation.outcome.set_result(result)
+        else:
+            invocation.outcome.set_exception(result)
+
+
+def _json_response(status: int, body: bytes) -> web.Response:
+    return web.Response(status=status, body=body, content_type="application/json")
+
+
+def _accepted() -> web.Response:
+    return _json_response(202, b'{"status":"OK"}')
+
+
+def _invalid_request_id() -> web.Response:
+    return _json_response(400, error_document("InvalidRequestID", "Invalid request ID"))
+
+
+def _too_large() -> web.Response:
+    message = f"Exceeded maximum allowed payload size ({MAX_RESPONSE_SIZE} bytes)."
+    return _json_response(413, error_document("RequestEntityTooLarge", message))
+
+
+async def _read_body(request: web.Request) -> bytes | None:
+    """The request body as sent, or ``None`` if it is over ``MAX_RESPONSE_SIZE`` bytes."""
+    if (request.content_length or 0) > MAX_RESPONSE_SIZE:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(1 << 16):
+        size += len(chunk)
+        if size > MAX_RESPONSE_SIZE:
+            return None  # aiohttp reads and drops the rest before the next request
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class RuntimeApi:
+    """The Runtime API routes for one caller, on top of an :class:`InvocationRegistry`.
+
+    ``caller`` is the worker slot this endpoint belongs to, or ``None`` for the shared
+    address that runtimes started by the user poll. Statuses and bodies are Lambda's: 202
+    ``{"status":"OK"}``; 400 ``InvalidRequestID`` for a request id the caller does not hold
+    (unknown, or already answered); 413 ``RequestEntityTooLarge`` for a response over
+    ``MAX_RESPONSE_SIZE`` bytes, which fails the invocation with
+    ``Function.ResponseSizeTooLarge``.
+    """
+
+    def __init__(
+        self, registry: InvocationRegistry, caller: Worker | None, *, function_arn: str
+    ) -> None:
+        self._registry = registry
+        self._caller = caller
+        self._function_arn = function_arn
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.add_routes(
+            [
+                web.get(f"{API_PREFIX}/invocation/next", self.next_invocation),
+                web.post(f"{API_PREFIX}/invocation/{{request_id}}/response", self.response),
+                web.post(f"{API_PREFIX}/invocation/{{request_id}}/error", self.error),
+                web.post(f"{API_PREFIX}/init/error", self.init_error),
+            ]
+        )
+        return app
+
+    async def next_invocation(self, request: web.Request) -> web.StreamResponse:
+        """Long poll: the event bytes as queued, with the invocation's headers."""
+        if self._caller is not None:
+            self._caller.polled = True
+        self._registry.forgive(self._caller)
+        invocation = await self._registry.next(self._caller)
+        response = web.StreamResponse(
+            headers={
+                "Lambda-Runtime-Aws-Request-Id": invocation.request_id,
+                "Lambda-Runtime-Deadline-Ms": str(invocation.deadline_ms),
+                "Lambda-Runtime-Invoked-Function-Arn": self._function_arn,
+                "Lambda-Runtime-Trace-Id": invocation.trace_id,
+                # exactly this value: awslambdaric passes anything else to handlers raw
+                "Content-Type": "application/json",
+            }
+        )
+        response.content_length = len(invocation.payload)
+        try:
+            await response.prepare(request)
+            await response.write(invocation.payload)
+            await response.write_eof()
+        except (ConnectionError, asyncio.CancelledError):
+            gone = TargetUnavailable("the runtime hung up before it received the invocation")
+            self._registry.finish(invocation, gone)
+            raise
+        return response
+
+    async def response(self, request: web.Request) -> web.Response:
+        return await self._answer(request, lambda body: body)
+
+    async def error(self, request: web.Request) -> web.Response:
+        header = request.headers.get(ERROR_TYPE_HEADER)
+        return await self._answer(request, lambda body: _reported_error(body, header))
+
+    async def _answer(
+        self, request: web.Request, interpret: Callable[[bytes], bytes | DeliveryError]
+    ) -> web.Response:
+        body = await _read_body(request)
+        result = _response_too_large() if body is None else interpret(body)
+        try:
+            self._registry.resolve(request.match_info["request_id"], self._caller, result)
+        except UnknownInvocation:
+            return _invalid_request_id()
+        return _too_large() if body is None else _accepted()
+
+    async def init_error(self, request: web.Request) -> web.Response:
+        """A failed cold start: served to the next invocation, as Lambda does."""
+        body = await _read_body(request) or b""
+        header = request.headers.get(ERROR_TYPE_HEADER)
+        if self._caller is not None:
+            self._caller.init_error_reported = True
+        self._registry.fail_next(self._caller, lambda _: _reported_error(body, header))
+        return _accepted()
+
+
+class _Endpoint:
+    """One listening socket serving a :class:`RuntimeApi`."""
+
+    def __init__(self, api: RuntimeApi) -> None:
+        # Cancelling the handler of a hung-up poll gives its invocation to another runtime.
+        self._runner = web.AppRunner(
+            api.app(), handler_cancellation=True, shutdown_timeout=0.5, access_log=None
+        )
+
+    async def start(self, host: str, port: int) -> str:
+        """Bind and serve; returns the ``host:port`` bound. Raises ``OSError``."""
+        await self._runner.setup()
+        await web.TCPSite(self._runner, host, port).start()
+        bound_port = self._runner.addresses[0][1]
+        return f"[{host}]:{bound_port}" if ":" in host else f"{host}:{bound_port}"
+
+    async def aclose(self) -> None:
+        await self._runner.cleanup()
+
+
+class RuntimeApiTarget:
+    """Delivers invocations through a Runtime API the bridge serves (``runtime`` target).
+
+    Without ``command`` it only serves the API on :attr:`address`; runtimes started by the
+    user poll it, and an invocation no runtime takes within its timeout fails with
+    ``TargetUnavailable``. With ``command`` it runs ``concurrency`` processes of it in
+    ``cwd``, each serving one invocation at a time, with Lambda's environment variables,
+    ``env`` on top (the Runtime API address and log stream stay the bridge's), and restarts
+    them when they exit. Each of these polls an endpoint of its own (its
+    ``AWS_LAMBDA_RUNTIME_API``), not :attr:`address`. See
+    :class:`~bridge.targets.base.Target` for the contract.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        command: Sequence[str] | None = None,
+        cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
+        concurrency: int = 1,
+        timeout: float = 3.0,
+        memory_size: int = 128,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        region: str = "us-east-1",
+        account_id: str = "000000000000",
+        handler: str | None = None,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, not {concurrency}")
+        if timeout <= 0:
+            raise ValueError(f"timeout must be positive, not {timeout}")
+        if command is not None and not command:
+            raise ValueError("command must not be empty")
+        self.name = name
+        self.function_arn = f"arn:aws:lambda:{region}:{account_id}:function:{name}"
+        self._command = list(command) if command is not None else None
+        self._cwd = cwd
+        self._concurrency = concurrency
+        self._timeout = timeout
+        self._host = host
+        self._port = port
+        self._environment = {
+            **os.environ,
+            **sandbox_environment(
+                function_name=name,
+                memory_size=memory_size,
+                region=region,
+                handler=handler,
+                task_root=os.path.abspath(cwd or os.getcwd()),
+            ),
+            **(env or {}),
+        }
+        self._registry = InvocationRegistry(self._on_timeout)
+        self._endpoints: list[_Endpoint] = []
+        self._workers: list[Worker] = []
+        self._address: str | None = None
+        self._state = "new"
+        self._closing: asyncio.Task[None] | None = None
+
+    @property
+    def address(self) -> str:
+        """The ``host:port`` the shared Runtime API endpoint is bound to (after ``start()``)."""
+        if self._address is None:
+            raise RuntimeError(f"runtime target {self.name!r} is not started")
+        return self._address
+
+    @property
+    def pids(self) -> list[int]:
+        """The pids of the function processes running now."""
+        return [w.pid for w in self._workers if w.pid is not None]
+
+    async def start(self) -> None:
+        """Serve the API and start the processes; ``TargetUnavailable`` if either fails."""
+        if self._state != "new":
+            raise RuntimeError(f"runtime target {self.name!r} was already started")
+        self._state = "started"
+        try:
+            self._address = await self._serve(None, self._port)
+            for index in range(self._concurrency if self._command is not None else 0):
+                await self._start_worker(index)
+        except OSError as exc:
+            await self.aclose()
+            raise TargetUnavailable(f"cannot start runtime target {self.name!r}: {exc}") from exc
+
+    async def invoke(self, payload: bytes, *, request_id: str, timeout: float | None) -> bytes:
+        """Run the function on ``payload``; see :class:`~bridge.targets.base.Target`.
+
+        ``timeout`` (else the function's) counts from when a runtime takes the invocation.
+        Cancelling the call withdraws a queued invocation and discards a later answer.
+        Raises ``ValueError`` if an invocation with ``request_id`` is still pending.
+        """
+        if self._state != "started":
+            raise TargetUnavailable(f"runtime target {self.name!r} is not running")
+        if len(payload) > MAX_REQUEST_SIZE:
+            raise TargetRejected(
+                f"Request must be smaller than {MAX_REQUEST_SIZE} bytes for the Invoke operation",
+                status=413,
+            )
+        limit = self._timeout if timeout is None else timeout
+        invocation = self._registry.submit(payload, request_id=request_id, timeout=limit)
+        try:
+            if not self._workers:
+                await self._wait_for_runtime(invocation, limit)
+            return await asyncio.shield(invocation.outcome)
+        finally:
+            self._registry.abandon(invocation)
+
+    async def aclose(self) -> None:
+        """Fail pending invocations, stop the processes (SIGTERM, then SIGKILL), stop serving.
+
+        Idempotent; a second call waits for the first. Cancelling the caller does not stop
+        the shutdown half-way.
+        """
+        if self._closing is None:
+            self._state = "closed"
+            self._closing = asyncio.create_task(self._shut_down())
+        await asyncio.shield(self._closing)
+
+    async def _shut_down(self) -> None:
+        self._registry.close(f"runtime target {self.name!r} is closed")
+        await asyncio.gather(*(worker.stop(_TERMINATE_GRACE) for worker in self._workers))
+        for endpoint in self._endpoints:
+            await endpoint.aclose()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def _serve(self, caller: Worker | None, port: int) -> str:
+        endpoint = _Endpoint(RuntimeApi(self._registry, caller, function_arn=self.function_arn))
+        self._endpoints.append(endpoint)
+        return await endpoint.start(self._host, port)
+
+    async def _start_worker(self, index: int) -> None:
+        assert self._command is not None
+        worker = Worker(
+            index,
+            function_name=self.name,
+            command=self._command,
+            cwd=self._cwd,
+            environment=self._environment,
+            on_exit=self._on_worker_exit,
+            on_spawn_error=self._on_worker_spawn_error,
+        )
+        self._workers.append(worker)
+        worker.runtime_api = await self._serve(worker, 0)
+        await worker.start()
+
+    async def _wait_for_runtime(self, invocation: Invocation, limit: float) -> None:
+        try:
+            async with asyncio.timeout(limit):
+                await invocation.left_queue.wait()
+        except TimeoutError:
+            raise TargetUnavailable(
+                f"no runtime polled {self.address} for an invocation within {limit:g}s"
+            ) from None
+
+    def _on_timeout(self, invocation: Invocation) -> None:
+        if invocation.holder is not None:
+            invocation.holder.reset_sandbox()
+        else:
+            _log.warning(
+                "invocation %s timed out in a runtime the bridge does not run; not reset",
+                invocation.request_id,
+            )
+
+    def _on_worker_exit(self, worker: Worker, returncode: int) -> None:
+        make_error = _exit_error(returncode)
+        self._registry.fail_held(worker, make_error)
+        if not worker.polled and not worker.init_error_reported:  # died during init
+            self._registry.fail_next(worker, make_error)
+
+    def _on_worker_spawn_error(self, worker: Worker, error: OSError) -> None:
+        message = f"cannot start a process of function {self.name!r}: {error}"
+        self._registry.fail_next(worker, lambda _: TargetUnavailable(message))

@@ -1,0 +1,426 @@
+"""The ``runtime`` target against real ``awslambdaric`` processes and a raw HTTP runtime."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from bridge.errors import FunctionError, TargetRejected, TargetUnavailable
+from bridge.targets.base import Target
+from bridge.targets.runtime_api import MAX_REQUEST_SIZE, MAX_RESPONSE_SIZE, RuntimeApiTarget
+
+FUNCTIONS = Path(__file__).parent / "functions"
+RIC = [sys.executable, "-m", "awslambdaric", "app.handler"]
+NEXT = "/2018-06-01/runtime/invocation/next"
+
+MakeTarget = Callable[..., RuntimeApiTarget]
+
+
+@pytest.fixture
+async def make_target() -> AsyncIterator[MakeTarget]:
+    """Builds and starts targets; closes every one of them after the test."""
+    targets: list[RuntimeApiTarget] = []
+
+    def make(**options: Any) -> RuntimeApiTarget:
+        target = RuntimeApiTarget(options.pop("name", "fn"), **options)
+        targets.append(target)
+        return target
+
+    yield make
+    for target in targets:
+        await target.aclose()
+
+
+async def started(target: RuntimeApiTarget) -> RuntimeApiTarget:
+    await target.start()
+    return target
+
+
+async def basic_function(make_target: MakeTarget, **options: Any) -> RuntimeApiTarget:
+    options.setdefault("command", RIC)
+    options.setdefault("cwd", str(FUNCTIONS / "basic"))
+    return await started(make_target(**options))
+
+
+async def call(target: RuntimeApiTarget, event: dict[str, Any], **options: Any) -> Any:
+    options.setdefault("timeout", None)
+    options.setdefault("request_id", f"req-{time.monotonic_ns()}")
+    return json.loads(await target.invoke(json.dumps(event).encode(), **options))
+
+
+def process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+# --- with awslambdaric processes ---------------------------------------------------------
+
+
+async def test_event_and_response_are_the_exact_bytes(make_target: MakeTarget) -> None:
+    target = await basic_function(make_target)
+    # The handler re-encodes the event it parsed, compactly, and returns those bytes raw.
+    event = '{"action":"echo","text":"h\u00e9llo \u2713","n":[1,2.5,null,true],"o":{"k":"v"}}'
+
+    response = await target.invoke(event.encode(), request_id="r-1", timeout=None)
+
+    assert response == event.encode()
+    assert isinstance(target, Target)
+
+
+async def test_context_carries_name_arn_request_id_and_deadline(make_target: MakeTarget) -> None:
+    target = await basic_function(
+        make_target,
+        name="orders",
+        region="eu-west-1",
+        account_id="123456789012",
+        memory_size=256,
+        handler="app.handler",
+        env={"GREETING": "hi"},
+    )
+    names = ["_HANDLER", "TZ", "AWS_REGION", "LAMBDA_TASK_ROOT", "GREETING"]
+
+    seen = await call(target, {"action": "context", "env": names}, request_id="r-7", timeout=2.0)
+
+    assert seen["function_name"] == "orders"
+    assert seen["function_version"] == "$LATEST"
+    assert seen["invoked_function_arn"] == "arn:aws:lambda:eu-west-1:123456789012:function:orders"
+    assert seen["aws_request_id"] == "r-7"
+    assert seen["memory_limit_in_mb"] == "256"
+    assert seen["log_group_name"] == "/aws/lambda/orders"
+    assert 1000 < seen["remaining_ms"] <= 2000  # the per-invoke timeout, not the default 3 s
+    assert seen["env"] == {
+        "_HANDLER": "app.handler",
+        "TZ": ":UTC",
+        "AWS_REGION": "eu-west-1",
+        "LAMBDA_TASK_ROOT": str(FUNCTIONS / "basic"),
+        "GREETING": "hi",
+    }
+
+
+async def test_handler_exception_is_a_function_error_with_its_type(
+    make_target: MakeTarget,
+) -> None:
+    target = await basic_function(make_target)
+
+    with pytest.raises(FunctionError) as caught:
+        await call(target, {"action": "raise", "message": "no such order"})
+
+    assert caught.value.error_type == "ValueError"
+    assert str(caught.value) == "no such order"
+    document = json.loads(caught.value.payload)
+    assert document["errorType"] == "ValueError"
+    assert document["errorMessage"] == "no such order"
+    assert any("app.py" in frame for frame in document["stackTrace"])
+
+
+async def test_timeout_resets_the_worker_and_a_fresh_one_serves_next(
+    make_target: MakeTarget,
+) -> None:
+    target = await basic_function(make_target)
+    first_pid = (await call(target, {"action": "pid"}))["pid"]
+    started_at = time.monotonic()
+
+    with pytest.raises(FunctionError) as caught:
+        await call(target, {"action": "sleep", "seconds": 30}, request_id="r-slow", timeout=0.5)
+
+    assert 0.5 <= time.monotonic() - started_at < 2.0
+    assert caught.value.error_type == "Sandbox.Timedout"
+    assert json.loads(caught.value.payload) == {
+        "errorMessage": "RequestId: r-slow Error: Task timed out after 0.50 seconds",
+        "errorType": "Sandbox.Timedout",
+    }
+    next_pid = (await call(target, {"action": "pid"}))["pid"]
+    assert next_pid != first_pid
+    assert not process_exists(first_pid)
+
+
+async def test_exit_during_invocation_is_runtime_exit_error_then_recovers(
+    make_target: MakeTarget,
+) -> None:
+    target = await basic_function(make_target)
+
+    with pytest.raises(FunctionError) as caught:
+        await call(target, {"action": "exit"}, request_id="r-exit")
+
+    assert caught.value.error_type == "Runtime.ExitError"
+    assert json.loads(caught.value.payload) == {
+        "errorMessage": "RequestId: r-exit Error: Runtime exited with error: exit status 1",
+        "errorType": "Runtime.ExitError",
+    }
+    assert "pid" in await call(target, {"action": "pid"})
+
+
+async def test_import_error_fails_the_invocation_of_the_cold_start(
+    make_target: MakeTarget,
+) -> None:
+    target = await started(make_target(command=RIC, cwd=str(FUNCTIONS / "broken")))
+
+    with pytest.raises(FunctionError) as caught:
+        await call(target, {})
+
+    assert caught.value.error_type == "Runtime.ImportModuleError"
+    assert "module_that_does_not_exist" in str(caught.value)
+    assert json.loads(caught.value.payload)["errorType"] == "Runtime.ImportModuleError"
+
+
+async def test_concurrency_two_runs_two_invocations_at_once(make_target: MakeTarget) -> None:
+    target = await basic_function(make_target, concurrency=2)
+    sleep = {"action": "sleep", "seconds": 0.6}
+    # both cold starts are behind us
+    await asyncio.gather(call(target, {"action": "pid"}), call(target, {"action": "pid"}))
+
+    a, b = await asyncio.gather(call(target, sleep), call(target, sleep))
+
+    assert a["pid"] != b["pid"]
+    assert a["started"] < b["ended"] and b["started"] < a["ended"]  # they overlapped
+
+
+async def test_handler_output_goes_to_the_function_logger(
+    make_target: MakeTarget, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="bridge.function.printer")
+    target = await basic_function(make_target, name="printer")
+
+    await call(target, {"action": "print", "line": "hello from the handler"})
+    await target.aclose()  # drains the pipes
+
+    lines = [r.getMessage() for r in caplog.records if r.name == "bridge.function.printer"]
+    assert "hello from the handler" in lines
+
+
+async def test_aclose_stops_every_process_and_fails_what_is_pending(
+    make_target: MakeTarget,
+) -> None:
+    target = await basic_function(make_target, concurrency=2)
+    await asyncio.gather(call(target, {"action": "pid"}), call(target, {"action": "pid"}))
+    pids = target.pids
+    assert len(pids) == 2
+    pending = asyncio.create_task(call(target, {"action": "sleep", "seconds": 30}))
+    await asyncio.sleep(0.2)
+
+    await target.aclose()
+    await target.aclose()  # idempotent
+
+    with pytest.raises(TargetUnavailable):
+        await pending
+    assert not any(process_exists(pid) for pid in pids)
+    assert target.pids == []
+
+
+async def test_aclose_kills_a_process_that_ignores_sigterm(make_target: MakeTarget) -> None:
+    target = await basic_function(make_target)
+    pid = (await call(target, {"action": "ignore_sigterm"}))["pid"]
+
+    await target.aclose()
+
+    assert not process_exists(pid)
+
+
+async def test_aclose_stops_what_a_wrapper_command_started(make_target: MakeTarget) -> None:
+    wrapper = ["sh", "-c", " ".join([*RIC, "; echo runtime ended"])]
+    target = await basic_function(make_target, command=wrapper)
+    pid = (await call(target, {"action": "pid"}))["pid"]  # the runtime, a child of sh
+
+    await target.aclose()
+
+    assert not process_exists(pid)
+
+
+async def test_command_that_cannot_start_is_target_unavailable(make_target: MakeTarget) -> None:
+    target = make_target(command=[str(FUNCTIONS / "no-such-program")])
+
+    with pytest.raises(TargetUnavailable):
+        await target.start()
+
+
+# --- raw Runtime API, no command ----------------------------------------------------------
+
+
+@pytest.fixture
+async def api(make_target: MakeTarget) -> AsyncIterator[tuple[RuntimeApiTarget, httpx.AsyncClient]]:
+    """A target with no command, and an HTTP client playing the runtime."""
+    target = await started(make_target(name="raw", timeout=2.0))
+    async with httpx.AsyncClient(base_url=f"http://{target.address}", timeout=5.0) as client:
+        yield target, client
+
+
+def invoke_soon(target: RuntimeApiTarget, payload: bytes, request_id: str) -> asyncio.Task[bytes]:
+    return asyncio.create_task(target.invoke(payload, request_id=request_id, timeout=None))
+
+
+async def test_raw_runtime_api_contract(
+    api: tuple[RuntimeApiTarget, httpx.AsyncClient],
+) -> None:
+    target, client = api
+    payload = b'{"Records": [ {"body": "caf\xc3\xa9"} ]}'
+    invocation = invoke_soon(target, payload, "req-1")
+
+    event = await client.get(NEXT)
+
+    assert event.status_code == 200
+    assert event.content == payload
+    assert event.headers["content-type"] == "application/json"
+    assert event.headers["lambda-runtime-aws-request-id"] == "req-1"
+    assert event.headers["lambda-runtime-invoked-function-arn"] == (
+        "arn:aws:lambda:us-east-1:000000000000:function:raw"
+    )
+    deadline_ms = int(event.headers["lambda-runtime-deadline-ms"])
+    assert abs(deadline_ms - (time.time() + 2.0) * 1000) < 500
+    assert event.headers["lambda-runtime-trace-id"].startswith("Root=1-")
+
+    answer = await client.post("/2018-06-01/runtime/invocation/req-1/response", content=b"\x00ok")
+    assert answer.status_code == 202
+    assert answer.json() == {"status": "OK"}
+    assert await invocation == b"\x00ok"
+
+    again = await client.post("/2018-06-01/runtime/invocation/req-1/response", content=b"late")
+    assert again.status_code == 400
+    assert again.json() == {"errorMessage": "Invalid request ID", "errorType": "InvalidRequestID"}
+    unknown = await client.post("/2018-06-01/runtime/invocation/nope/error", content=b"{}")
+    assert unknown.status_code == 400
+    assert unknown.json()["errorType"] == "InvalidRequestID"
+
+
+async def test_raw_error_post_becomes_function_error(
+    api: tuple[RuntimeApiTarget, httpx.AsyncClient],
+) -> None:
+    target, client = api
+    invocation = invoke_soon(target, b"{}", "req-err")
+    await client.get(NEXT)
+    document = b'{"errorMessage":"bad input","errorType":"InputError","stackTrace":[]}'
+
+    answer = await client.post(
+        "/2018-06-01/runtime/invocation/req-err/error",
+        content=document,
+        headers={"Lambda-Runtime-Function-Error-Type": "InputError"},
+    )
+
+    assert answer.status_code == 202
+    with pytest.raises(FunctionError) as caught:
+        await invocation
+    assert (caught.value.error_type, str(caught.value)) == ("InputError", "bad input")
+    assert caught.value.payload == document
+
+
+async def test_raw_error_type_header_is_used_without_a_document(
+    api: tuple[RuntimeApiTarget, httpx.AsyncClient],
+) -> None:
+    target, client = api
+    invocation = invoke_soon(target, b"{}", "req-h")
+    await client.get(NEXT)
+
+    await client.post(
+        "/2018-06-01/runtime/invocation/req-h/error",
+        content=b"",
+        headers={"Lambda-Runtime-Function-Error-Type": "Runtime.Custom"},
+    )
+
+    with pytest.raises(FunctionError) as caught:
+        await invocation
+    assert caught.value.error_type == "Runtime.Custom"
+
+
+async def test_raw_init_error_fails_the_next_invocation(
+    api: tuple[RuntimeApiTarget, httpx.AsyncClient],
+) -> None:
+    target, client = api
+    document = b'{"errorMessage":"no config","errorType":"Runtime.InitError"}'
+
+    answer = await client.post(
+        "/2018-06-01/runtime/init/error",
+        content=document,
+        headers={"Lambda-Runtime-Function-Error-Type": "Runtime.InitError"},
+    )
+
+    assert answer.status_code == 202
+    assert answer.json() == {"status": "OK"}
+    with pytest.raises(FunctionError) as caught:
+        await target.invoke(b"{}", request_id="req-i", timeout=None)
+    assert caught.value.error_type == "Runtime.InitError"
+    assert caught.value.payload == document
+
+
+async def test_raw_response_over_6_mb_is_rejected_like_lambda(
+    api: tuple[RuntimeApiTarget, httpx.AsyncClient],
+) -> None:
+    target, client = api
+    invocation = invoke_soon(target, b"{}", "req-big")
+    await client.get(NEXT)
+
+    answer = await client.post(
+        "/2018-06-01/runtime/invocation/req-big/response", content=b"x" * (MAX_RESPONSE_SIZE + 1)
+    )
+
+    assert answer.status_code == 413
+    assert answer.json() == {
+        "errorMessage": "Exceeded maximum allowed payload size (6291556 bytes).",
+        "errorType": "RequestEntityTooLarge",
+    }
+    with pytest.raises(FunctionError) as caught:
+        await invocation
+    assert caught.value.error_type == "Function.ResponseSizeTooLarge"
+
+
+async def test_raw_no_runtime_polling_is_target_unavailable(
+    api: tuple[RuntimeApiTarget, httpx.AsyncClient],
+) -> None:
+    target, _ = api
+
+    with pytest.raises(TargetUnavailable):
+        await target.invoke(b"{}", request_id="req-lonely", timeout=0.2)
+
+
+async def test_raw_event_over_6_mb_is_rejected(
+    api: tuple[RuntimeApiTarget, httpx.AsyncClient],
+) -> None:
+    target, _ = api
+
+    with pytest.raises(TargetRejected) as caught:
+        await target.invoke(b"x" * (MAX_REQUEST_SIZE + 1), request_id="req-huge", timeout=None)
+    assert caught.value.status == 413
+
+
+async def test_raw_cancelled_invoke_is_withdrawn_before_it_is_taken(
+    api: tuple[RuntimeApiTarget, httpx.AsyncClient],
+) -> None:
+    target, client = api
+    withdrawn = invoke_soon(target, b'{"n":1}', "req-gone")
+    await asyncio.sleep(0.05)
+    withdrawn.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await withdrawn
+    invocation = invoke_soon(target, b'{"n":2}', "req-kept")
+
+    event = await client.get(NEXT)
+
+    assert event.headers["lambda-runtime-aws-request-id"] == "req-kept"
+    await client.post("/2018-06-01/runtime/invocation/req-kept/response", content=b"2")
+    assert await invocation == b"2"
+
+
+async def test_raw_cancelled_invoke_discards_the_late_response(
+    api: tuple[RuntimeApiTarget, httpx.AsyncClient],
+) -> None:
+    target, client = api
+    invocation = invoke_soon(target, b"{}", "req-late")
+    await client.get(NEXT)
+    invocation.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await invocation
+
+    answer = await client.post("/2018-06-01/runtime/invocation/req-late/response", content=b"1")
+
+    assert answer.status_code == 202  # the runtime is not punished; the answer is dropped
