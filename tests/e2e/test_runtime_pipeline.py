@@ -183,3 +183,22 @@ async def test_transient_function_errors_are_retried_until_success(tmp_path: Pat
         await wait_for(lambda: 2 in delivered_lines(tmp_path))
     assert delivered_lines(tmp_path) == [0, 1, 1, 1, 2]
     assert not (tmp_path / "failures.jsonl").exists()
+
+
+async def test_failing_source_is_reopened_with_backoff_and_nothing_is_lost(
+    tmp_path: Path,
+) -> None:
+    from bridge import telemetry
+
+    write_journal(tmp_path / "journal.jsonl", [{"n": i} for i in range(20)])
+    mapping = _mapping(tmp_path, batch_size=3).replace(
+        "partitions: 1}", "partitions: 1, fail_opens: 2, fail_read_at_line: 10}"
+    )
+    before = telemetry.counters().get((telemetry.SOURCE_UNAVAILABLE, "m"), 0)
+    async with RunningBridge(config_text(tmp_path, mapping)):
+        await wait_for(lambda: set(delivered_lines(tmp_path)) == set(range(20)), timeout=30)
+    assert telemetry.counters()[(telemetry.SOURCE_UNAVAILABLE, "m")] - before == 3
+    lines = delivered_lines(tmp_path)
+    assert lines == sorted(lines)  # the read failure drained, then resumed in order
+    assert len(lines) - 20 <= 3  # at most a batch delivered twice
+    assert await _committed(tmp_path) == {"0": "19"}

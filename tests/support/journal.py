@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict
 
 from bridge.connector import BaseConnector, ConnectorContext, FailureContext, Record
-from bridge.errors import NormalizeError
+from bridge.errors import NormalizeError, SourceUnavailable
 from bridge.events import stream_failure_base
 
 
@@ -28,6 +28,11 @@ class JournalSource(BaseModel):
     path: str
     partitions: int = 1
     poll_seconds: float = 0.02
+    fail_opens: int = 0  # the first N opens of this journal raise SourceUnavailable
+    fail_read_at_line: int | None = None  # the first read reaching this line raises
+
+
+_faults: dict[str, int] = {}  # per journal path: how many faults were injected so far
 
 
 class JournalConnector(BaseConnector):
@@ -42,6 +47,10 @@ class JournalConnector(BaseConnector):
         self.committed: dict[str, int] = {}
 
     async def open(self) -> None:
+        key = f"open:{self.config.path}"
+        if _faults.get(key, 0) < self.config.fail_opens:
+            _faults[key] = _faults.get(key, 0) + 1
+            raise SourceUnavailable(f"journal {self.config.path} is not reachable (injected)")
         for key, value in (await self.context.checkpoints.items()).items():
             self.committed[key] = int(value)
 
@@ -58,6 +67,9 @@ class JournalConnector(BaseConnector):
                     break
                 line = data[offset:end]
                 offset = end + 1
+                if n == self.config.fail_read_at_line and not _faults.get(f"read:{path}"):
+                    _faults[f"read:{path}"] = 1
+                    raise SourceUnavailable(f"journal {path}: read failed at line {n} (injected)")
                 part = str(n % self.config.partitions)
                 if n > self.committed.get(part, -1):
                     chunk.append(Record(partition=part, position=n, data=line))
