@@ -40,7 +40,13 @@ class HttpTarget:
     ) -> None:
         self.name = name
         self.url = url
-        self.headers = {"Content-Type": "application/json", **(headers or {})}
+        custom = dict(headers or {})
+        # header names are case-insensitive: a configured ``content-type`` replaces the
+        # default instead of being sent as a second Content-Type header
+        if any(key.lower() == "content-type" for key in custom):
+            self.headers = custom
+        else:
+            self.headers = {"Content-Type": "application/json", **custom}
         self.timeout = timeout
         self.cloudevents = cloudevents
         self._slots = asyncio.Semaphore(concurrency)
