@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from bridge.connector import Record
@@ -98,6 +99,21 @@ class Batcher:
             if p.records and not (self.ordered and p.in_flight)
         ]
         return min(deadlines) if deadlines else None
+
+    def drop_partitions(self, partitions: Collection[str]) -> list[Record]:
+        """Forget the records not yet in a batch of ``partitions`` (lost ownership)."""
+        dropped: list[Record] = []
+        for key in partitions:
+            part = self._parts.get(key)
+            if part is None:
+                continue
+            dropped.extend(part.records)
+            self.pending -= len(part.records)
+            part.records.clear()
+            part.size = 0
+            if not part.in_flight:
+                del self._parts[key]
+        return dropped
 
     def drop_pending(self) -> list[Record]:
         """Forget every record not yet in a batch (shutdown); they stay unsettled."""

@@ -155,8 +155,12 @@ class OnFailure(_Model):
     @field_validator("destination")
     @classmethod
     def _known_scheme(cls, v: str) -> str:
-        if not v.startswith("file://") or len(v) <= len("file://"):
-            raise ValueError("expected a destination like file://path/to/failures.jsonl")
+        from bridge.destinations import destination_factory
+
+        try:
+            destination_factory(v)
+        except ConfigError as exc:
+            raise ValueError(exc.message) from None
         return v
 
 

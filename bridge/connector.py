@@ -10,9 +10,17 @@ from __future__ import annotations
 
 import builtins
 import time
-from collections.abc import AsyncIterator, Hashable, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Collection,
+    Hashable,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
@@ -23,6 +31,7 @@ __all__ = [
     "Connector",
     "ConnectorContext",
     "FailureContext",
+    "PartitionControl",
     "Record",
 ]
 
@@ -48,6 +57,26 @@ class Record:
     seq: int = 0
 
 
+class PartitionControl:
+    """How a connector tells the engine that it lost partitions (a Kafka rebalance).
+
+    ``await revoke(partitions)`` returns once nothing of those partitions is in flight
+    any more: records not yet dispatched are dropped (they were never committed, the
+    new owner reads them again), batches in flight finish (bounded by the shutdown
+    timeout) and settle, so the connector can commit what is settled before it lets go.
+    """
+
+    def __init__(self) -> None:
+        self._revoke: Callable[[Collection[str]], Awaitable[None]] | None = None
+
+    def bind(self, revoke: Callable[[Collection[str]], Awaitable[None]]) -> None:
+        self._revoke = revoke
+
+    async def revoke(self, partitions: Collection[str]) -> None:
+        if self._revoke is not None and partitions:
+            await self._revoke(partitions)
+
+
 @dataclass(slots=True, frozen=True)
 class ConnectorContext:
     """What the engine gives a connector when it builds it."""
@@ -56,6 +85,7 @@ class ConnectorContext:
     checkpoints: CheckpointNamespace
     region: str = "us-east-1"
     account_id: str = "000000000000"
+    partitions: PartitionControl = field(default_factory=PartitionControl)
 
 
 @dataclass(slots=True, frozen=True)
@@ -88,6 +118,11 @@ class Connector(Protocol):
       ``config_model``: the pydantic model of the source options;
       ``ordered``: True when records of one partition must be delivered and committed
       in order (one batch in flight per partition, contiguous commits);
+      ``redelivery``: ``"bridge"`` (streams, async sources): the engine retries failed
+      records itself, within the mapping's retry limits, then dead-letters them;
+      ``"source"`` (queues): records the function failed are handed back with
+      ``abandon()`` and the source redelivers them by its own policy (SQS: after the
+      visibility timeout; its redrive policy moves them to the queue's DLQ);
       ``defaults``: AWS's defaults of mapping options for this kind of source
       (``batch_size``, ``maximum_batching_window_seconds``, ``maximum_retry_attempts``...).
 
@@ -110,12 +145,15 @@ class Connector(Protocol):
       newly contiguous settled prefix of one partition, in order. Idempotent. Raises
       ``CheckpointError`` if it could not be made durable (it is called again later).
       ``release(records)``: make unsettled records redeliverable now (shutdown).
+      ``abandon(records)``: (``redelivery = "source"``) the function failed on these;
+      leave them to the source's own redelivery. The engine forgets them.
       ``aclose()``: idempotent; frees everything.
     """
 
     type: ClassVar[str]
     config_model: ClassVar[builtins.type[BaseModel]]
     ordered: ClassVar[bool]
+    redelivery: ClassVar[Literal["bridge", "source"]]
     defaults: ClassVar[Mapping[str, Any]]
 
     async def open(self) -> None: ...
@@ -138,6 +176,8 @@ class Connector(Protocol):
 
     async def release(self, records: Sequence[Record]) -> None: ...
 
+    async def abandon(self, records: Sequence[Record]) -> None: ...
+
     async def aclose(self) -> None: ...
 
 
@@ -145,11 +185,13 @@ class BaseConnector:
     """Defaults for the optional parts of the contract; connectors may subclass it.
 
     ``filter_view`` is the event itself, ``encode_event`` the ``{"Records": [...]}``
-    envelope, an identifier is matched by its string form, and ``release`` does
-    nothing (the source redelivers uncommitted records on its own).
+    envelope, an identifier is matched by its string form, failed records are retried
+    by the engine (``redelivery = "bridge"``), and ``release``/``abandon`` do nothing
+    (the source redelivers uncommitted records on its own).
     """
 
     defaults: ClassVar[Mapping[str, Any]] = {}
+    redelivery: ClassVar[Literal["bridge", "source"]] = "bridge"
 
     def filter_view(self, event: dict[str, Any]) -> Mapping[str, Any]:
         return event
@@ -165,4 +207,7 @@ class BaseConnector:
         return None
 
     async def release(self, records: Sequence[Record]) -> None:
+        return None
+
+    async def abandon(self, records: Sequence[Record]) -> None:
         return None

@@ -6,21 +6,31 @@ that fails raises ``DestinationError`` and the engine retries it: a record is ne
 dropped because its dead letter could not be written.
 
 ``file://path`` appends JSON Lines (one AWS-shaped failure record per line) and
-fsyncs. Other schemes (SQS, Kafka, S3) arrive with their connectors.
+fsyncs. Other schemes are implemented beside their connectors and found by scheme
+(``kafka://topic``, ``sqs://queue-name-or-url``); a factory is called as
+``factory(uri, source=<the mapping's source config>, context=<ConnectorContext>)``
+so it can reach the same cluster or endpoint as the source.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 from bridge.errors import BridgeError, ConfigError
 
-__all__ = ["Destination", "DestinationError", "FileDestination", "build_destination"]
+__all__ = [
+    "Destination",
+    "DestinationError",
+    "FileDestination",
+    "build_destination",
+    "destination_factory",
+]
 
 
 class DestinationError(BridgeError):
@@ -66,8 +76,31 @@ class FileDestination:
         return None
 
 
-def build_destination(uri: str) -> Destination:
+SCHEMES: dict[str, str] = {
+    "file": "bridge.destinations:file_destination",
+    "kafka": "connectors.kafka.destination:KafkaDestination",
+    "sqs": "connectors.sqs.destination:SqsDestination",
+}
+
+
+def file_destination(uri: str, **_: Any) -> FileDestination:
+    return FileDestination(uri.removeprefix("file://"))
+
+
+def destination_factory(uri: str) -> Callable[..., Destination]:
+    """The factory for ``uri``'s scheme; raise ConfigError naming the known schemes."""
+    scheme, sep, rest = uri.partition("://")
+    known = ", ".join(f"{s}://..." for s in SCHEMES)
+    if not sep or not rest or scheme not in SCHEMES:
+        raise ConfigError(f"unsupported on_failure destination {uri!r} (expected {known})")
+    module_name, _, attr = SCHEMES[scheme].partition(":")
+    try:
+        factory: Callable[..., Destination] = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"on_failure destination {uri!r}: {scheme}:// is not available") from exc
+    return factory
+
+
+def build_destination(uri: str, *, source: Any = None, context: Any = None) -> Destination:
     """A destination from its URI; raise ConfigError for an unknown scheme."""
-    if uri.startswith("file://"):
-        return FileDestination(uri.removeprefix("file://"))
-    raise ConfigError(f"unsupported on_failure destination {uri!r} (expected file://...)")
+    return destination_factory(uri)(uri, source=source, context=context)

@@ -19,12 +19,13 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from bridge import telemetry
 from bridge.acks import AckTracker
 from bridge.batching import Batcher
-from bridge.connector import Connector, Record
+from bridge.connector import Connector, PartitionControl, Record
 from bridge.destinations import Destination
 from bridge.errors import NormalizeError, SourceError, SourceUnavailable
 from bridge.events import dumps, new_request_id
@@ -67,6 +68,7 @@ class Pipeline:
         options: PipelineOptions,
         filters: FilterSet | None,
         function_arn: str,
+        partitions: PartitionControl | None = None,
     ) -> None:
         self.mapping = mapping
         self.connector = connector
@@ -88,11 +90,14 @@ class Pipeline:
             destination=destination,
             policy=options.policy,
             settle=self.tracker.settle,
+            give_back=self._give_back,
             function_arn=function_arn,
             stopping=self._stopping,
         )
+        if partitions is not None:
+            partitions.bind(self.revoke)
         self._wake = asyncio.Event()
-        self._in_flight: set[asyncio.Task[None]] = set()
+        self._in_flight: dict[asyncio.Task[None], str] = {}  # delivery task -> partition
         self._reading = True
 
     def stop(self) -> None:
@@ -206,14 +211,35 @@ class Pipeline:
             if free > 0 and batcher.pending and not self._stopping.is_set():
                 for batch in batcher.take_ready(free):
                     task = asyncio.create_task(self._deliver(batch))
-                    self._in_flight.add(task)
-                    task.add_done_callback(self._in_flight.discard)
+                    self._in_flight[task] = batch[0].partition
+                    task.add_done_callback(self._discard)
             deadline = batcher.next_deadline()
             timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
             if timeout is not None and len(self._in_flight) >= concurrency:
                 timeout = None  # nothing can start before a delivery finishes
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
+
+    def _discard(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.pop(task, None)
+
+    async def _give_back(self, records: Sequence[Record]) -> None:
+        """Leave failed records to the source's own redelivery (queues). For an ordered
+        partition everything read after them goes back too, to keep the order."""
+        later = self.batcher.drop_partitions([records[0].partition]) if self.ordered else []
+        await self.connector.abandon([*records, *later])
+        await self.tracker.forget([*records, *later])
+
+    async def revoke(self, partitions: Collection[str]) -> None:
+        """The source lost ``partitions``: see ``PartitionControl.revoke``."""
+        lost = set(partitions)
+        await self.tracker.forget(self.batcher.drop_partitions(lost))
+        busy = [task for task, partition in self._in_flight.items() if partition in lost]
+        if busy:
+            await asyncio.wait(busy, timeout=self.options.shutdown_timeout)
+        await self.tracker.forget(
+            [r for r in self.tracker.unsettled_records() if r.partition in lost]
+        )
 
     async def _deliver(self, batch: list[Record]) -> None:
         try:
@@ -233,7 +259,7 @@ class Pipeline:
         self.batcher.drop_pending()
         if self._in_flight:
             _, pending = await asyncio.wait(
-                set(self._in_flight), timeout=self.options.shutdown_timeout
+                list(self._in_flight), timeout=self.options.shutdown_timeout
             )
             if pending:
                 self._stopping.set()

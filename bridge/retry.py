@@ -9,6 +9,9 @@ Semantics, as AWS documents them for event source mappings:
 - ``TargetUnavailable`` (connection errors, throttling, 5xx) is retried with
   exponential backoff with jitter (tenacity), honouring ``Retry-After``; it does
   not count as a retry attempt but does count towards ``maximum_record_age_seconds``.
+- For a source with ``redelivery = "source"`` (queues), records the function failed
+  are given back to the source (``abandon``), which redelivers them by its own policy;
+  the retry limits below do not apply to them.
 - ``FunctionError`` counts one attempt. After ``maximum_retry_attempts`` retries
   (-1: no limit) the records are dead-lettered with ``RetryAttemptsExhausted``.
 - With ``bisect_batch_on_function_error`` a failing batch of more than one record is
@@ -90,6 +93,7 @@ class Deliverer:
         destination: Destination,
         policy: RetryPolicy,
         settle: Settle,
+        give_back: Settle,
         function_arn: str,
         stopping: asyncio.Event,
         timeout: float | None = None,
@@ -100,10 +104,12 @@ class Deliverer:
         self.destination = destination
         self.policy = policy
         self.settle = settle
+        self.give_back = give_back
         self.function_arn = function_arn
         self.stopping = stopping
         self.timeout = timeout
         self.ordered = type(connector).ordered
+        self.source_redelivers = getattr(type(connector), "redelivery", "bridge") == "source"
 
     async def deliver(self, batch: list[Record]) -> None:
         """Deliver or dead-letter every record of ``batch``; raise Stopping to abandon."""
@@ -155,6 +161,9 @@ class Deliverer:
                     delivered=len(done),
                     failed=len(records),
                 )
+                if self.source_redelivers:
+                    await self.give_back(records)
+                    return []
                 error: FunctionError | None = None
             else:
                 assert isinstance(outcome.error, FunctionError)
@@ -168,6 +177,9 @@ class Deliverer:
                     error=str(error)[:200],
                     level=logging.WARNING,
                 )
+                if self.source_redelivers:  # e.g. SQS: back after the visibility timeout
+                    await self.give_back(records)
+                    return []
                 if self.policy.bisect_batch_on_function_error and len(records) > 1:
                     telemetry.emit(
                         telemetry.BATCH_BISECTED, mapping=self.mapping, size=len(records)

@@ -25,7 +25,7 @@ from typing import Any
 from bridge import telemetry
 from bridge.checkpoints import SqliteCheckpointStore
 from bridge.config import BridgeConfig, MappingConfig
-from bridge.connector import ConnectorContext
+from bridge.connector import ConnectorContext, PartitionControl
 from bridge.destinations import build_destination
 from bridge.errors import ConfigError
 from bridge.events import function_arn
@@ -83,7 +83,9 @@ class _MappingRunner:
         mapping, config = self.mapping, self.config
         cls: Any = connector_class(mapping.source["type"])
         source = cls.config_model.model_validate(mapping.source)
+        partitions = PartitionControl()
         context = ConnectorContext(
+            partitions=partitions,
             mapping=mapping.name,
             checkpoints=self.store.namespace(mapping.name),
             region=config.region,
@@ -122,10 +124,11 @@ class _MappingRunner:
             mapping=mapping.name,
             connector=connector,
             target=self.target.target,
-            destination=build_destination(uri),
+            destination=build_destination(uri, source=source, context=context),
             options=options,
             filters=mapping.filter_criteria.compile() if mapping.filter_criteria else None,
             function_arn=function_arn(name, config.region, config.account_id),
+            partitions=partitions,
         )
 
     async def _run(self) -> None:

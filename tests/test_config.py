@@ -133,9 +133,9 @@ BAD = [
         id="filter-unknown-operator",
     ),
     pytest.param(
-        GOOD + "    on_failure: sqs://queue\n",
-        "bridge.yaml:11: mappings[0].on_failure: expected a destination like"
-        " file://path/to/failures.jsonl",
+        GOOD + "    on_failure: ftp://host/failures\n",
+        "bridge.yaml:11: mappings[0].on_failure: unsupported on_failure destination"
+        " 'ftp://host/failures' (expected file://..., kafka://..., sqs://...)",
         id="unsupported-destination",
     ),
     pytest.param(

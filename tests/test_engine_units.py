@@ -94,6 +94,7 @@ def _deliverer(target: FakeTarget, **policy: Any) -> tuple[Deliverer, list[int],
         destination=destination,
         policy=RetryPolicy(backoff_initial_seconds=0.001, backoff_max_seconds=0.002, **policy),
         settle=settle,
+        give_back=settle,
         function_arn="arn:aws:lambda:us-east-1:000000000000:function:f",
         stopping=asyncio.Event(),
     )
@@ -157,6 +158,35 @@ async def test_failed_commit_is_retried_and_the_frontier_waits() -> None:
     tracker.track(record)
     await asyncio.wait_for(tracker.settle([record]), 5)
     assert connector.commits == [[0]]
+
+
+async def test_forgotten_records_and_everything_after_them_are_never_committed() -> None:
+    connector = FakeConnector()
+    tracker = AckTracker(connector, mapping="m", ordered=True)
+    records = [_record("p", n) for n in range(5)]
+    for r in records:
+        tracker.track(r)
+    await tracker.settle([records[0], records[3]])
+    assert connector.commits == [[0]]
+    await tracker.forget([records[2]])  # 2, and 3 and 4 read after it, go back to the source
+    assert tracker.unsettled == 1 and tracker.unsettled_records() == [records[1]]
+    await tracker.settle([records[4], records[2]])  # late settles of forgotten records
+    assert tracker.unsettled == 1
+    await tracker.settle([records[1]])
+    assert connector.commits == [[0], [1]]
+    assert tracker.unsettled == 0 and tracker.unsettled_bytes == 0
+
+
+async def test_unordered_forget_drops_only_those_records() -> None:
+    connector = FakeConnector()
+    tracker = AckTracker(connector, mapping="m", ordered=False)
+    records = [_record("p", n) for n in range(3)]
+    for r in records:
+        tracker.track(r)
+    await tracker.forget([records[1]])
+    await tracker.settle([records[0], records[1], records[2]])
+    assert connector.commits == [[0, 2]]
+    assert tracker.unsettled == 0
 
 
 # ------------------------------------------------------------------ retry
