@@ -295,6 +295,9 @@ def parse_config(text: str, filename: str, env: Mapping[str, str] | None = None)
             for err in exc.errors():
                 located = {**err, "loc": (*base, *err["loc"])}
                 problems.append(_describe(located, data, lines, filename, model))
+        check = getattr(connector_class(mapping.source["type"]), "check_mapping", None)
+        for key, problem in check(data["mappings"][i]) if check else ():
+            problems.append(_at(filename, lines, ("mappings", i, key), problem))
     if problems:
         raise ConfigError("\n".join(problems))
     return config

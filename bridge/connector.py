@@ -117,7 +117,8 @@ class Connector(Protocol):
       ``type``: the name used in ``source.type``;
       ``config_model``: the pydantic model of the source options;
       ``ordered``: True when records of one partition must be delivered and committed
-      in order (one batch in flight per partition, contiguous commits);
+      in order (one batch in flight per partition, contiguous commits); an instance
+      may override it once built (an SQS FIFO queue is ordered, a standard one not);
       ``redelivery``: ``"bridge"`` (streams, async sources): the engine retries failed
       records itself, within the mapping's retry limits, then dead-letters them;
       ``"source"`` (queues): records the function failed are handed back with
@@ -125,6 +126,8 @@ class Connector(Protocol):
       visibility timeout; its redrive policy moves them to the queue's DLQ);
       ``defaults``: AWS's defaults of mapping options for this kind of source
       (``batch_size``, ``maximum_batching_window_seconds``, ``maximum_retry_attempts``...).
+      ``check_mapping(options)`` (optional classmethod): the mapping's options as given
+      (a dict) -> a list of ``(key, problem)`` AWS would reject for this kind of source.
 
     Methods:
       ``open()``: connect; a transient failure raises ``SourceUnavailable`` (the

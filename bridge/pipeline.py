@@ -74,7 +74,7 @@ class Pipeline:
         self.connector = connector
         self.options = options
         self.filters = filters if filters else None
-        self.ordered = type(connector).ordered
+        self.ordered = connector.ordered  # may be decided per instance (SQS FIFO)
         self.tracker = AckTracker(connector, mapping=mapping, ordered=self.ordered)
         self.batcher = Batcher(
             batch_size=options.batch_size,

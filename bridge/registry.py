@@ -21,6 +21,7 @@ ENTRY_POINT_GROUP = "trigger_bridge.connectors"
 
 _BUILTINS = {
     "local_dir": "connectors.local_dir:LocalDirConnector",
+    "sqs": "connectors.sqs:SqsConnector",
 }
 
 

@@ -108,8 +108,8 @@ class Deliverer:
         self.function_arn = function_arn
         self.stopping = stopping
         self.timeout = timeout
-        self.ordered = type(connector).ordered
-        self.source_redelivers = getattr(type(connector), "redelivery", "bridge") == "source"
+        self.ordered = connector.ordered  # may be decided per instance (SQS FIFO)
+        self.source_redelivers = connector.redelivery == "source"
 
     async def deliver(self, batch: list[Record]) -> None:
         """Deliver or dead-letter every record of ``batch``; raise Stopping to abandon."""

@@ -1,0 +1,288 @@
+"""The ``sqs`` source: an SQS queue, with the semantics of Lambda's SQS event source
+mapping.
+
+- Long polling with ``pollers`` concurrent ReceiveMessage calls (10 messages each).
+- A message is deleted only once it is settled (delivered, or filtered out: as on AWS,
+  messages that do not match ``filter_criteria`` are deleted).
+- Redelivery belongs to the queue: a message the function failed on (or named in
+  ``batchItemFailures``) is not deleted and comes back after its visibility timeout;
+  the queue's own redrive policy moves it to its dead-letter queue after
+  ``maxReceiveCount`` receives. The bridge does not count receives itself.
+- While a message is held (read, being batched or delivered) its visibility timeout
+  is extended, so a slow function does not cause a duplicate.
+- On shutdown every held message is released (visibility 0) instead of staying hidden.
+- FIFO queues: order per message group (the group is the partition: one batch in
+  flight per group); a failing group gives its messages back and stops, the other
+  groups keep flowing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Hashable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from bridge.connector import BaseConnector, ConnectorContext, FailureContext, Record
+from bridge.errors import CheckpointError, ConfigError, SourceError
+from bridge.events import stream_failure_base
+from connectors.aws import create_client, translate_errors
+from connectors.sqs.config import SqsSource
+from connectors.sqs.normalize import filter_view, sqs_record
+
+__all__ = ["SqsConnector"]
+
+log = logging.getLogger(__name__)
+
+_NOT_RETRIED = {"maximum_retry_attempts", "maximum_record_age_seconds"}
+
+
+@dataclass(slots=True)
+class _Held:
+    receipt_handle: str
+    hidden_until: float
+
+
+class SqsConnector(BaseConnector):
+    type: ClassVar[str] = "sqs"
+    config_model: ClassVar[builtins.type[SqsSource]] = SqsSource
+    ordered: bool = False  # a FIFO queue makes its instance ordered, per message group
+    redelivery: ClassVar[Literal["bridge", "source"]] = "source"
+    defaults: ClassVar[dict[str, Any]] = {
+        "batch_size": 10,
+        "maximum_batching_window_seconds": 0.0,
+        "maximum_concurrency": 10,
+    }
+
+    @classmethod
+    def check_mapping(cls, options: dict[str, Any]) -> list[tuple[str, str]]:
+        """What AWS rejects for an SQS event source mapping."""
+        problems: list[tuple[str, str]] = []
+        for key in sorted(_NOT_RETRIED & options.keys()):
+            problems.append(
+                (key, "not supported for SQS: the queue's redrive policy (maxReceiveCount) decides")
+            )
+        if options.get("bisect_batch_on_function_error"):
+            problems.append(("bisect_batch_on_function_error", "not supported for SQS"))
+        concurrency = options.get("maximum_concurrency")
+        if isinstance(concurrency, int) and not 2 <= concurrency <= 1000:
+            problems.append(("maximum_concurrency", "must be between 2 and 1000 for SQS"))
+        size, window = options.get("batch_size"), options.get("maximum_batching_window_seconds")
+        if (
+            isinstance(size, int)
+            and size > 10
+            and not (isinstance(window, int | float) and window >= 1)
+        ):
+            problems.append(
+                ("batch_size", "above 10 needs maximum_batching_window_seconds of at least 1")
+            )
+        return problems
+
+    def __init__(self, config: SqsSource, context: ConnectorContext) -> None:
+        self.config = config
+        self.context = context
+        self.region = config.region or context.region
+        self._stack = contextlib.AsyncExitStack()
+        self._client: Any = None
+        self.queue_url = config.queue_url or ""
+        self.queue_arn = ""
+        self.visibility = 30
+        self._held: dict[str, _Held] = {}  # message id -> receipt handle and deadline
+        self._received: asyncio.Queue[list[Record]] = asyncio.Queue(maxsize=config.pollers)
+        self._tasks: list[asyncio.Task[None]] = []
+        # FIFO queue names end in .fifo (SQS enforces it), so this is known before open()
+        self.ordered = (config.queue_url or config.queue_name or "").endswith(".fifo")
+
+    @property
+    def _what(self) -> str:
+        return f"SQS queue {self.queue_url or self.config.queue_name}"
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def open(self) -> None:
+        self._client = await self._stack.enter_async_context(
+            create_client("sqs", self.config, self.context.region)
+        )
+        with translate_errors(self._what):
+            if not self.queue_url:
+                found = await self._client.get_queue_url(QueueName=self.config.queue_name)
+                self.queue_url = found["QueueUrl"]
+            attributes = (
+                await self._client.get_queue_attributes(
+                    QueueUrl=self.queue_url, AttributeNames=["All"]
+                )
+            )["Attributes"]
+        self.queue_arn = attributes["QueueArn"]
+        self.visibility = self.config.visibility_timeout or int(attributes["VisibilityTimeout"])
+
+    async def read(self) -> AsyncIterator[Sequence[Record]]:
+        # FIFO: one poller, so a message group is never split between concurrent receives
+        pollers = 1 if self.ordered else self.config.pollers
+        self._tasks = [
+            asyncio.create_task(self._poll(), name=f"{self.context.mapping}:sqs-poll-{i}")
+            for i in range(pollers)
+        ]
+        self._tasks.append(asyncio.create_task(self._heartbeat()))
+        while True:
+            getter = asyncio.ensure_future(self._received.get())
+            done, _ = await asyncio.wait({getter, *self._tasks}, return_when="FIRST_COMPLETED")
+            if getter in done:
+                yield getter.result()
+                continue
+            getter.cancel()
+            for task in self._tasks:
+                if task.done() and not task.cancelled() and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+            return
+
+    async def aclose(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        if self._held and self._client is not None:  # received but never handed on
+            with contextlib.suppress(SourceError):
+                await self._change_visibility(list(self._held.items()), 0)
+            self._held.clear()
+        await self._stack.aclose()
+
+    # ------------------------------------------------------------ receiving
+
+    async def _poll(self) -> None:
+        while True:
+            with translate_errors(self._what):
+                response = await self._client.receive_message(
+                    QueueUrl=self.queue_url,
+                    MaxNumberOfMessages=10,
+                    WaitTimeSeconds=self.config.wait_time_seconds,
+                    VisibilityTimeout=self.visibility,
+                    AttributeNames=["All"],
+                    MessageSystemAttributeNames=["All"],
+                    MessageAttributeNames=["All"],
+                )
+            messages = response.get("Messages", [])
+            if not messages:
+                continue
+            now = time.monotonic()
+            chunk = []
+            for m in messages:
+                self._held[m["MessageId"]] = _Held(m["ReceiptHandle"], now + self.visibility)
+                attributes = m.get("Attributes", {})
+                chunk.append(
+                    Record(
+                        partition=attributes.get("MessageGroupId", "") if self.ordered else "",
+                        position=m["MessageId"],
+                        data=m,
+                        arrived=int(attributes.get("SentTimestamp", time.time() * 1000)) / 1000,
+                    )
+                )
+            await self._received.put(chunk)
+
+    async def _heartbeat(self) -> None:
+        """Extend the visibility of held messages before it runs out."""
+        while True:
+            await asyncio.sleep(max(0.5, min(10.0, self.visibility / 4)))
+            soon = time.monotonic() + self.visibility / 2
+            due = [(mid, h) for mid, h in self._held.items() if h.hidden_until < soon]
+            if due:
+                try:
+                    await self._change_visibility(due, self.visibility)
+                except SourceError as exc:
+                    log.warning("%s: could not extend visibility: %s", self._what, exc)
+
+    async def _change_visibility(self, held: list[tuple[str, _Held]], seconds: int) -> None:
+        for start in range(0, len(held), 10):
+            part = held[start : start + 10]
+            with translate_errors(self._what):
+                response = await self._client.change_message_visibility_batch(
+                    QueueUrl=self.queue_url,
+                    Entries=[
+                        {
+                            "Id": str(i),
+                            "ReceiptHandle": h.receipt_handle,
+                            "VisibilityTimeout": seconds,
+                        }
+                        for i, (_, h) in enumerate(part)
+                    ],
+                )
+            failed = {int(f["Id"]) for f in response.get("Failed", [])}
+            until = time.monotonic() + seconds
+            for i, (mid, h) in enumerate(part):
+                if i in failed:  # the receipt is stale: the message is someone else's now
+                    self._held.pop(mid, None)
+                else:
+                    h.hidden_until = until
+
+    # ------------------------------------------------------------ shaping
+
+    def normalize(self, record: Record) -> dict[str, Any]:
+        return sqs_record(record.data, queue_arn=self.queue_arn, region=self.region)
+
+    def filter_view(self, event: dict[str, Any]) -> dict[str, Any]:
+        return filter_view(event)
+
+    def item_identifier(self, record: Record) -> Hashable:
+        return str(record.position)
+
+    def failure_record(self, records: Sequence[Record], ctx: FailureContext) -> dict[str, Any]:
+        doc = stream_failure_base(ctx, time.time())
+        doc["SQSBatchInfo"] = {
+            "queueArn": self.queue_arn,
+            "batchSize": len(records),
+            "messageIds": [str(r.position) for r in records],
+        }
+        return doc
+
+    # ------------------------------------------------------------ settling
+
+    async def commit(self, records: Sequence[Record]) -> None:
+        """Delete settled messages (in batches of 10)."""
+        # a standard queue may hand out one message twice: delete each id once
+        ids = dict.fromkeys(str(r.position) for r in records)
+        entries = [(mid, h) for mid in ids if (h := self._held.get(mid)) is not None]
+        for start in range(0, len(entries), 10):
+            part = entries[start : start + 10]
+            try:
+                with translate_errors(self._what):
+                    response = await self._client.delete_message_batch(
+                        QueueUrl=self.queue_url,
+                        Entries=[
+                            {"Id": str(i), "ReceiptHandle": h.receipt_handle}
+                            for i, (_, h) in enumerate(part)
+                        ],
+                    )
+            except (SourceError, ConfigError) as exc:
+                raise CheckpointError(f"cannot delete messages: {exc}") from exc
+            failed = {int(f["Id"]): f for f in response.get("Failed", [])}
+            for i, (mid, _) in enumerate(part):
+                if i in failed and not failed[i].get("SenderFault"):
+                    raise CheckpointError(f"{self._what}: delete failed: {failed[i]}")
+                if i in failed:
+                    log.warning(
+                        "%s: message %s could not be deleted (%s); it will come again",
+                        self._what,
+                        mid,
+                        failed[i].get("Code"),
+                    )
+                self._held.pop(mid, None)
+
+    async def abandon(self, records: Sequence[Record]) -> None:
+        """Stop extending: the message reappears when its visibility timeout ends."""
+        for r in records:
+            self._held.pop(str(r.position), None)
+
+    async def release(self, records: Sequence[Record]) -> None:
+        """Visible again right away (shutdown)."""
+        held = [
+            (str(r.position), self._held[str(r.position)])
+            for r in records
+            if str(r.position) in self._held
+        ]
+        if held:
+            await self._change_visibility(held, 0)
+            for mid, _ in held:
+                self._held.pop(mid, None)

@@ -1,0 +1,61 @@
+"""The SQS event record, exactly as Lambda's SQS event source mapping sends it."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from bridge.errors import NormalizeError
+
+__all__ = ["filter_view", "sqs_record"]
+
+
+def _attribute(value: dict[str, Any]) -> dict[str, Any]:
+    """A message attribute in Lambda's spelling: camelCase, binary as base64, and the
+    (always empty) list fields."""
+    out: dict[str, Any] = {}
+    if "StringValue" in value:
+        out["stringValue"] = value["StringValue"]
+    if "BinaryValue" in value:
+        out["binaryValue"] = base64.b64encode(value["BinaryValue"]).decode()
+    out["stringListValues"] = list(value.get("StringListValues", []))
+    out["binaryListValues"] = [
+        base64.b64encode(v).decode() for v in value.get("BinaryListValues", [])
+    ]
+    out["dataType"] = value["DataType"]
+    return out
+
+
+def sqs_record(message: dict[str, Any], *, queue_arn: str, region: str) -> dict[str, Any]:
+    """One record of ``{"Records": [...]}`` from a ReceiveMessage message."""
+    try:
+        record: dict[str, Any] = {
+            "messageId": message["MessageId"],
+            "receiptHandle": message["ReceiptHandle"],
+            "body": message["Body"],
+            "attributes": {k: str(v) for k, v in message.get("Attributes", {}).items()},
+            "messageAttributes": {
+                name: _attribute(value)
+                for name, value in message.get("MessageAttributes", {}).items()
+            },
+        }
+        if "MD5OfMessageAttributes" in message:
+            record["md5OfMessageAttributes"] = message["MD5OfMessageAttributes"]
+        record["md5OfBody"] = message["MD5OfBody"]
+    except (KeyError, TypeError) as exc:
+        raise NormalizeError(f"SQS message without {exc}: {str(message)[:200]}") from exc
+    record["eventSource"] = "aws:sqs"
+    record["eventSourceARN"] = queue_arn
+    record["awsRegion"] = region
+    return record
+
+
+def filter_view(event: dict[str, Any]) -> dict[str, Any]:
+    """What filter patterns see: the record, with ``body`` decoded when it is JSON (as
+    Lambda does; a pattern on body fields never matches a plain-text body)."""
+    try:
+        body = json.loads(event["body"])
+    except (ValueError, TypeError):
+        return event
+    return {**event, "body": body}
