@@ -22,6 +22,9 @@ ENTRY_POINT_GROUP = "trigger_bridge.connectors"
 _BUILTINS = {
     "local_dir": "connectors.local_dir:LocalDirConnector",
     "sqs": "connectors.sqs:SqsConnector",
+    "kafka": "connectors.kafka:KafkaConnector",
+    "dynamodb_streams": "connectors.dynamodb_streams:DynamoDBStreamsConnector",
+    "s3": "connectors.s3:S3Connector",
 }
 
 
