@@ -1,0 +1,1 @@
+"""Integration tests: the bridge against real servers on loopback (see tests/services)."""
