@@ -28,7 +28,7 @@ from bridge.batching import Batcher
 from bridge.connector import Connector, PartitionControl, Record
 from bridge.destinations import Destination
 from bridge.errors import NormalizeError, SourceError, SourceUnavailable
-from bridge.events import dumps, new_request_id
+from bridge.events import dumps, iso_timestamp, new_request_id
 from bridge.filtering import FilterSet
 from bridge.retry import Deliverer, RetryPolicy, Stopping
 from bridge.targets.base import Target
@@ -181,7 +181,7 @@ class Pipeline:
         )
         document = {
             "version": "1.0",
-            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+            "timestamp": iso_timestamp(time.time()),
             "requestContext": {
                 "requestId": new_request_id(),
                 "functionArn": self.deliverer.function_arn,
