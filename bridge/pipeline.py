@@ -130,6 +130,8 @@ class Pipeline:
             await asyncio.gather(dispatcher, return_exceptions=True)
             await self._release_unsettled()
             await self.connector.aclose()
+            with contextlib.suppress(Exception):  # nothing is pending on it any more
+                await self.deliverer.destination.aclose()
         if failure is not None:
             if isinstance(failure, SourceError):
                 raise failure
