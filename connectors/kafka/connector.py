@@ -1,0 +1,318 @@
+"""The ``kafka`` source: topics of a self-managed Apache Kafka cluster, with the semantics
+of Lambda's self-managed Kafka event source mapping.
+
+Guarantees:
+
+- At-least-once. Offsets are committed to the consumer group (manual commits, never
+  auto-commit) only for settled records (delivered, filtered out or dead-lettered), per
+  partition, and never ahead of an unsettled record: the committed offset is always
+  ``last contiguous settled offset + 1``. A restart (or a new owner of the partition)
+  resumes exactly after the last committed offset; what was in flight comes again, so
+  duplicates are bounded by the batches in flight (at most one per partition).
+- Order: records of one partition are delivered in offset order, one batch in flight
+  per partition (the engine's ordered mode); partitions flow independently, so a
+  failing record holds up only its own partition.
+- Consumer groups: several bridge processes with the same ``consumer_group_id`` share the
+  partitions. On a rebalance the revoked partitions are drained first (batches in flight
+  finish and what is settled is committed) before Kafka may give them to another member;
+  records of a partition that is no longer ours are dropped, never committed. A commit
+  that arrives for a partition we lost is skipped (the new owner redelivers).
+- Starting position: applies only to partitions without a committed offset in the group.
+  For ``LATEST`` and ``AT_TIMESTAMP`` the position found when the group first gets the
+  partition is committed at once, so a crash before the first delivery does not move it.
+- Backpressure: ``read()`` pulls with ``getmany`` only when the engine has capacity;
+  aiokafka prefetches at most one fetch per partition. Heartbeats run in aiokafka's
+  background task, so a slow function does not make the member leave the group; if the
+  engine does not pull for ``max_poll_interval_ms`` (10 minutes here) aiokafka leaves the
+  group, the partitions are revoked (drained as above) and it rejoins on the next pull.
+
+Errors: an unreachable cluster, a failed SASL/TLS handshake or a topic that does not
+exist (yet) raise ``SourceUnavailable`` naming the bootstrap servers; the supervisor
+retries with backoff, so the mapping starts once the broker or topic is there. Unreadable
+TLS files raise ``ConfigError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import logging
+import time
+from collections.abc import AsyncIterator, Collection, Hashable, Sequence
+from typing import Any, ClassVar, Literal
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+
+from bridge.connector import BaseConnector, ConnectorContext, FailureContext, Record
+from bridge.errors import CheckpointError, SourceUnavailable
+from bridge.events import iso_timestamp, stream_failure_base
+from connectors.kafka.client import client_options, translate_errors
+from connectors.kafka.config import KafkaSource
+from connectors.kafka.destination import FailedRecord, KafkaFailureDocument
+from connectors.kafka.normalize import envelope, filter_view, kafka_record, partition_name
+
+__all__ = ["KafkaConnector"]
+
+log = logging.getLogger(__name__)
+
+MAX_POLL_RECORDS = 500
+MAX_POLL_INTERVAL_MS = 600_000
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, connector: KafkaConnector) -> None:
+        self._connector = connector
+
+    async def on_partitions_revoked(self, revoked: Collection[TopicPartition]) -> None:
+        await self._connector.partitions_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: Collection[TopicPartition]) -> None:
+        await self._connector.partitions_assigned(assigned)
+
+
+class KafkaConnector(BaseConnector):
+    type: ClassVar[str] = "kafka"
+    config_model: ClassVar[builtins.type[KafkaSource]] = KafkaSource
+    ordered: ClassVar[bool] = True
+    redelivery: ClassVar[Literal["bridge", "source"]] = "bridge"
+    defaults: ClassVar[dict[str, Any]] = {
+        "batch_size": 100,
+        "maximum_batching_window_seconds": 0.5,
+        "maximum_retry_attempts": -1,
+        "maximum_record_age_seconds": -1,
+        # Lambda runs up to one batch per partition at a time; the engine keeps that
+        # (ordered) and this only caps the partitions served at once by one process
+        "maximum_concurrency": 100,
+    }
+
+    @classmethod
+    def check_mapping(cls, options: dict[str, Any]) -> list[tuple[str, str]]:
+        """What AWS rejects for a self-managed Kafka event source mapping."""
+        problems: list[tuple[str, str]] = []
+        if "maximum_concurrency" in options:
+            problems.append(
+                (
+                    "maximum_concurrency",
+                    "not supported for Kafka: one batch per partition is in flight at a time",
+                )
+            )
+        age = options.get("maximum_record_age_seconds")
+        if isinstance(age, int) and not isinstance(age, bool) and 0 < age < 60:
+            problems.append(
+                ("maximum_record_age_seconds", "must be -1 or between 60 and 604800 for Kafka")
+            )
+        failure = options.get("on_failure")
+        uri = failure.get("destination") if isinstance(failure, dict) else failure
+        source = options.get("source") or {}
+        topics = source.get("topics") if isinstance(source, dict) else None
+        topics = [topics] if isinstance(topics, str) else topics or []
+        if (
+            isinstance(uri, str)
+            and uri.startswith("kafka://")
+            and uri.removeprefix("kafka://") in topics
+        ):
+            problems.append(
+                ("on_failure", "the on-failure topic cannot be one of the source topics")
+            )
+        return problems
+
+    def __init__(self, config: KafkaSource, context: ConnectorContext) -> None:
+        self.config = config
+        self.context = context
+        self.bootstrap_servers = ",".join(config.bootstrap_servers)
+        self.group_id = config.group_id(context.mapping)
+        self._consumer: AIOKafkaConsumer | None = None
+        self._timeout = config.request_timeout_seconds
+        self._what = f"Kafka source {self.context.mapping!r} (topics {', '.join(config.topics)})"
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def open(self) -> None:
+        """Connect, check the topics exist and join the consumer group."""
+        options = client_options(self.config)
+        reset = "earliest" if self.config.starting_position == "TRIM_HORIZON" else "latest"
+        consumer = AIOKafkaConsumer(
+            **options,
+            group_id=self.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset=reset,
+            max_poll_interval_ms=MAX_POLL_INTERVAL_MS,
+            metadata_max_age_ms=30_000,
+        )
+        self._consumer = consumer
+        with translate_errors(self._what, self.bootstrap_servers):
+            await asyncio.wait_for(consumer.start(), self._timeout)
+            known = await asyncio.wait_for(consumer.topics(), self._timeout)
+        missing = [t for t in self.config.topics if t not in known]
+        if missing:
+            raise SourceUnavailable(
+                f"{self._what}: topic(s) {', '.join(missing)} do not exist on Kafka at "
+                f"{self.bootstrap_servers} (retrying until they do)"
+            )
+        consumer.subscribe(list(self.config.topics), listener=_Rebalance(self))
+
+    async def read(self) -> AsyncIterator[Sequence[Record]]:
+        consumer = self._consumer
+        assert consumer is not None, "open() first"
+        while True:
+            with translate_errors(self._what, self.bootstrap_servers):
+                fetched = await consumer.getmany(timeout_ms=1000, max_records=MAX_POLL_RECORDS)
+            owned = consumer.assignment()
+            chunk: list[Record] = []
+            for tp, messages in fetched.items():
+                if tp not in owned:  # revoked while the fetch was on its way
+                    continue
+                name = partition_name(tp.topic, tp.partition)
+                for m in messages:
+                    arrived = m.timestamp / 1000 if m.timestamp and m.timestamp > 0 else time.time()
+                    chunk.append(Record(partition=name, position=m.offset, data=m, arrived=arrived))
+            if chunk:
+                yield chunk
+
+    async def aclose(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            try:
+                await asyncio.wait_for(consumer.stop(), self._timeout)
+            except (KafkaError, OSError, TimeoutError) as exc:
+                log.warning("%s: closing the consumer: %s", self._what, exc)
+
+    # ------------------------------------------------------------ rebalancing
+
+    async def partitions_revoked(self, revoked: Collection[TopicPartition]) -> None:
+        """Drain what is in flight for the lost partitions and commit what settled."""
+        names = [partition_name(tp.topic, tp.partition) for tp in revoked]
+        if names:
+            log.info("%s: partitions revoked: %s", self._what, ", ".join(sorted(names)))
+            await self.context.partitions.revoke(names)
+
+    async def partitions_assigned(self, assigned: Collection[TopicPartition]) -> None:
+        """Fix the starting position of partitions the group never committed."""
+        consumer = self._consumer
+        if consumer is None or not assigned or self.config.starting_position == "TRIM_HORIZON":
+            return
+        try:
+            fresh = [tp for tp in assigned if await consumer.committed(tp) is None]
+            if not fresh:
+                return
+            ends = await consumer.end_offsets(fresh)
+            start = dict(ends)
+            timestamp = self.config.timestamp_ms
+            if timestamp is not None:
+                found = await consumer.offsets_for_times({tp: timestamp for tp in fresh})
+                for tp, hit in found.items():
+                    if hit is not None:
+                        start[tp] = hit.offset
+            for tp, offset in start.items():
+                consumer.seek(tp, offset)
+            await consumer.commit(dict(start))
+        except (KafkaError, OSError) as exc:
+            log.warning("%s: could not fix the starting position: %s", self._what, exc)
+
+    # ------------------------------------------------------------ shaping
+
+    def normalize(self, record: Record) -> dict[str, Any]:
+        return kafka_record(record.data)
+
+    def filter_view(self, event: dict[str, Any]) -> dict[str, Any]:
+        return filter_view(event)
+
+    def encode_event(self, records: Sequence[Record]) -> bytes:
+        groups: dict[str, list[bytes]] = {}
+        for r in records:
+            groups.setdefault(r.partition, []).append(r.encoded)
+        return envelope(self.bootstrap_servers, groups.items())
+
+    def item_identifier(self, record: Record) -> Hashable:
+        return (record.partition, int(record.position))
+
+    def identifier_key(self, identifier: Any) -> Hashable | None:
+        """``{"partition": "<topic>-<partition>", "offset": <offset>}`` (the offset may be a
+        number or a string of digits); anything else is malformed."""
+        if not isinstance(identifier, dict):
+            return None
+        partition, offset = identifier.get("partition"), identifier.get("offset")
+        if not isinstance(partition, str) or not partition:
+            return None
+        if isinstance(offset, str) and offset.isdigit():
+            offset = int(offset)
+        if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+            return None
+        return (partition, offset)
+
+    def failure_record(self, records: Sequence[Record], ctx: FailureContext) -> dict[str, Any]:
+        """AWS's Kafka on-failure record (SQS/SNS shape: ``KafkaBatchInfo`` with
+        ``recordsInfo`` per partition). The ``kafka://`` destination turns it into one
+        message per record, with the record as ``payload``, as AWS does."""
+        doc = stream_failure_base(ctx, time.time())
+        if ctx.condition == "MaximumPayloadSizeExceeded":
+            doc["responseContext"] = None  # no invocation was made
+        info: dict[str, dict[str, str]] = {}
+        for r in records:
+            stamp = iso_timestamp(r.data.timestamp / 1000)
+            entry = info.get(r.partition)
+            if entry is None:
+                info[r.partition] = {
+                    "firstRecordOffset": str(r.position),
+                    "lastRecordOffset": str(r.position),
+                    "firstRecordTimestamp": stamp,
+                    "lastRecordTimestamp": stamp,
+                }
+            else:
+                entry["lastRecordOffset"] = str(r.position)
+                entry["lastRecordTimestamp"] = stamp
+        doc["KafkaBatchInfo"] = {
+            "batchSize": len(records),
+            "bootstrapServers": self.bootstrap_servers,
+            "payloadSize": len(ctx.payload),
+            "recordsInfo": info,
+        }
+        failed = [
+            FailedRecord(
+                partition=r.partition,
+                offset=int(r.position),
+                timestamp=r.data.timestamp,
+                key=r.data.key,
+                encoded=r.encoded,
+            )
+            for r in records
+        ]
+        return KafkaFailureDocument(doc, records=failed, bootstrap_servers=self.bootstrap_servers)
+
+    # ------------------------------------------------------------ settling
+
+    async def commit(self, records: Sequence[Record]) -> None:
+        """Commit ``last offset + 1`` of the partition of ``records`` (one partition, in
+        order). Skipped with a warning when the partition is no longer ours."""
+        consumer = self._consumer
+        last = records[-1]
+        tp = TopicPartition(last.data.topic, last.data.partition)
+        if consumer is None or tp not in consumer.assignment():
+            log.warning(
+                "%s: not committing %s up to offset %s: the partition is not assigned to "
+                "this consumer any more (its new owner delivers from its last commit)",
+                self._what,
+                last.partition,
+                last.position,
+            )
+            return
+        try:
+            await asyncio.wait_for(consumer.commit({tp: int(last.position) + 1}), self._timeout)
+        except (CommitFailedError, IllegalStateError) as exc:
+            log.warning(
+                "%s: commit of %s up to offset %s skipped, the group rebalanced: %s",
+                self._what,
+                last.partition,
+                last.position,
+                exc,
+            )
+        except TimeoutError as exc:
+            raise CheckpointError(
+                f"{self._what}: committing {last.partition} timed out "
+                f"(Kafka at {self.bootstrap_servers})"
+            ) from exc
+        except (KafkaError, OSError) as exc:
+            raise CheckpointError(
+                f"{self._what}: committing {last.partition} failed: {type(exc).__name__}: {exc}"
+            ) from exc

@@ -1,0 +1,95 @@
+"""The self-managed Kafka event, exactly as Lambda's self-managed Apache Kafka event source
+mapping sends it::
+
+    {"eventSource": "SelfManagedKafka",
+     "bootstrapServers": "host1:9092,host2:9092",
+     "records": {"<topic>-<partition>": [{"topic", "partition", "offset", "timestamp",
+                                          "timestampType", "key", "value", "headers"}]}}
+
+``timestamp`` is epoch milliseconds, ``timestampType`` ``CREATE_TIME`` or
+``LOG_APPEND_TIME``, ``key``/``value`` base64. As on AWS, a record without a key has no
+``key`` field and a record without a value (a tombstone) has ``"value": null``.
+``headers`` is a list of one-key objects whose value is the header's bytes as an array of
+numbers (``[{"h": [104, 105]}]``), in the record's order (keys may repeat).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
+
+from bridge.errors import NormalizeError
+from bridge.events import dumps
+
+__all__ = ["EVENT_SOURCE", "envelope", "filter_view", "kafka_record", "partition_name"]
+
+EVENT_SOURCE = "SelfManagedKafka"
+TIMESTAMP_TYPES = {0: "CREATE_TIME", 1: "LOG_APPEND_TIME"}
+
+
+class ConsumerRecordLike(Protocol):
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+    timestamp_type: int
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes | None]]
+
+
+def partition_name(topic: str, partition: int) -> str:
+    """``"<topic>-<partition>"``: the grouping key of ``records`` and the engine's partition."""
+    return f"{topic}-{partition}"
+
+
+def kafka_record(message: ConsumerRecordLike) -> dict[str, Any]:
+    """One entry of ``records["<topic>-<partition>"]`` from an aiokafka ConsumerRecord."""
+    try:
+        record: dict[str, Any] = {
+            "topic": message.topic,
+            "partition": message.partition,
+            "offset": message.offset,
+            "timestamp": message.timestamp,
+            "timestampType": TIMESTAMP_TYPES.get(message.timestamp_type, "NO_TIMESTAMP_TYPE"),
+        }
+        if message.key is not None:
+            record["key"] = base64.b64encode(message.key).decode("ascii")
+        record["value"] = (
+            None if message.value is None else base64.b64encode(message.value).decode("ascii")
+        )
+        record["headers"] = [
+            {name: None if value is None else list(value)} for name, value in message.headers
+        ]
+    except (AttributeError, TypeError) as exc:
+        raise NormalizeError(f"malformed Kafka record: {exc}") from exc
+    return record
+
+
+def envelope(bootstrap_servers: str, groups: Iterable[tuple[str, Sequence[bytes]]]) -> bytes:
+    """The event from already-encoded records, grouped by partition name, without
+    re-encoding any record."""
+    head = b'{"eventSource":"' + EVENT_SOURCE.encode() + b'","bootstrapServers":'
+    parts = [dumps(name) + b":[" + b",".join(encoded) + b"]" for name, encoded in groups]
+    return head + dumps(bootstrap_servers) + b',"records":{' + b",".join(parts) + b"}}"
+
+
+def filter_view(event: dict[str, Any]) -> dict[str, Any]:
+    """What filter patterns see: the record with ``value`` decoded (JSON when it is JSON,
+    else the UTF-8 text), as Lambda filters Kafka records on ``value``."""
+    value = event.get("value")
+    if not isinstance(value, str):
+        return event
+    try:
+        raw = base64.b64decode(value, validate=True)
+        text = raw.decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return event
+    try:
+        decoded: Any = json.loads(text)
+    except ValueError:
+        decoded = text
+    return {**event, "value": decoded}

@@ -1,0 +1,716 @@
+"""The kafka source against a real Kafka broker, delivering to a real handler under
+awslambdaric (the bridge's ``runtime`` target)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import itertools
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from bridge.checkpoints import SqliteCheckpointStore
+from bridge.config import parse_config
+from bridge.connector import ConnectorContext, FailureContext, Record
+from bridge.errors import ConfigError, SourceUnavailable
+from connectors.kafka import KafkaConnector, KafkaSource
+from tests.e2e.harness import RunningBridge, wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+HANDLER = REPO / "tests" / "e2e" / "functions" / "kafka_recorder"
+
+
+def _config(
+    tmp: Path,
+    servers: str,
+    topics: list[str],
+    *,
+    out: str = "calls.jsonl",
+    name: str = "",
+    concurrency: int = 2,
+    source: dict[str, Any] | None = None,
+    **options: Any,
+) -> str:
+    src = {"type": "kafka", "bootstrap_servers": servers, "topics": topics, **(source or {})}
+    extra = "".join(f"\n    {k}: {json.dumps(v)}" for k, v in options.items())
+    return f"""
+state_dir: {tmp}/state-{name or "a"}
+shutdown_timeout_seconds: 10
+retry_backoff: {{initial_seconds: 0.05, max_seconds: 0.2}}
+functions:
+  recorder:
+    type: runtime
+    command: python -m awslambdaric app.handler
+    cwd: {HANDLER}
+    env: {{RECORDER_OUT: {tmp}/{out}, RECORDER_NAME: "{name}"}}
+    concurrency: {concurrency}
+    timeout: 30
+mappings:
+  - name: k
+    function: recorder
+    source: {json.dumps(src)}{extra}
+"""
+
+
+def _calls(tmp: Path, out: str = "calls.jsonl") -> list[dict[str, Any]]:
+    path = tmp / out
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line]
+
+
+def _records(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for c in calls for rs in c["event"]["records"].values() for r in rs]
+
+
+def _values(calls: list[dict[str, Any]]) -> list[Any]:
+    return [json.loads(base64.b64decode(r["value"])) for r in _records(calls) if r["value"]]
+
+
+@contextlib.asynccontextmanager
+async def _producer(servers: str) -> AsyncIterator[AIOKafkaProducer]:
+    producer = AIOKafkaProducer(bootstrap_servers=servers, acks="all")
+    await producer.start()
+    try:
+        yield producer
+    finally:
+        await producer.stop()
+
+
+async def _produce(
+    servers: str, topic: str, values: list[Any], *, partition: int | None = None, **kw: Any
+) -> None:
+    async with _producer(servers) as producer:
+        sent = [
+            await producer.send(
+                topic,
+                json.dumps(v).encode(),
+                key=str(v["n"]).encode() if isinstance(v, dict) and "n" in v else None,
+                partition=partition if partition is not None else None,
+                **kw,
+            )
+            for v in values
+        ]
+        await asyncio.gather(*sent)
+
+
+async def _committed(servers: str, group: str, topic: str, partitions: int) -> dict[int, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=servers, group_id=group)
+    await consumer.start()
+    try:
+        out = {}
+        for p in range(partitions):
+            got = await consumer.committed(TopicPartition(topic, p))
+            if got is not None:
+                out[p] = got
+        return out
+    finally:
+        await consumer.stop()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# ---------------------------------------------------------------- delivery and shape
+
+
+async def test_every_record_is_delivered_in_partition_order(
+    tmp_path: Path, kafka_bootstrap: str, kafka_topic_factory: Any
+) -> None:
+    topic = await kafka_topic_factory(partitions=6)
+    total = 3000
+    await _produce(kafka_bootstrap, topic, [{"n": i} for i in range(total)])
+    async with RunningBridge(_config(tmp_path, kafka_bootstrap, [topic])):
+        await wait_for(lambda: len(_records(_calls(tmp_path))) >= total, timeout=90)
+    calls = _calls(tmp_path)
+    assert sorted(v["n"] for v in _values(calls)) == list(range(total))  # each exactly once
+    by_partition: dict[int, list[int]] = defaultdict(list)
+    for call in calls:
+        assert len(call["event"]["records"]) == 1  # ordered: one partition per batch
+        [(name, records)] = call["event"]["records"].items()
+        assert 1 <= len(records) <= 100  # AWS's default batch size
+        for r in records:
+            assert name == f"{topic}-{r['partition']}"
+            by_partition[r["partition"]].append(r["offset"])
+    assert sorted(by_partition) == list(range(6))
+    for offsets in by_partition.values():
+        assert offsets == list(range(len(offsets)))  # offset order, no gap, no repeat
+    group = "trigger-bridge-k"
+    assert await _committed(kafka_bootstrap, group, topic, 6) == {
+        p: len(offsets) for p, offsets in by_partition.items()
+    }
+
+
+async def test_event_has_aws_self_managed_kafka_shape(
+    tmp_path: Path, kafka_bootstrap: str, kafka_topic_factory: Any
+) -> None:
+    topic = await kafka_topic_factory(partitions=1)
+    appended = await kafka_topic_factory(
+        partitions=1, config={"message.timestamp.type": "LogAppendTime"}
+    )
+    async with _producer(kafka_bootstrap) as producer:
+        await producer.send_and_wait(
+            topic,
+            b'{"a": 1}',
+            key=b"k1",
+            headers=[("h1", b"hi"), ("h2", b"\x00\xff"), ("h1", b"")],
+            timestamp_ms=1545084650987,
+        )
+        await producer.send_and_wait(topic, b"no key", key=None)
+        await producer.send_and_wait(topic, None, key=b"gone")  # a tombstone
+        await producer.send_and_wait(appended, b"plain", key=b"k")
+    async with RunningBridge(
+        _config(tmp_path, kafka_bootstrap, [topic, appended], maximum_batching_window_seconds=1)
+    ):
+        await wait_for(lambda: len(_records(_calls(tmp_path))) >= 4)
+    events = [c["event"] for c in _calls(tmp_path)]
+    for event in events:
+        assert list(event) == ["eventSource", "bootstrapServers", "records"]
+        assert event["eventSource"] == "SelfManagedKafka"
+        assert event["bootstrapServers"] == kafka_bootstrap
+    records = {
+        (r["topic"], r["offset"]): r for e in events for rs in e["records"].values() for r in rs
+    }
+    first = records[(topic, 0)]
+    assert first == {
+        "topic": topic,
+        "partition": 0,
+        "offset": 0,
+        "timestamp": 1545084650987,
+        "timestampType": "CREATE_TIME",
+        "key": base64.b64encode(b"k1").decode(),
+        "value": base64.b64encode(b'{"a": 1}').decode(),
+        "headers": [{"h1": [104, 105]}, {"h2": [0, 255]}, {"h1": []}],
+    }
+    assert list(first) == [
+        "topic",
+        "partition",
+        "offset",
+        "timestamp",
+        "timestampType",
+        "key",
+        "value",
+        "headers",
+    ]
+    no_key = records[(topic, 1)]
+    assert "key" not in no_key  # AWS leaves out a null key
+    assert no_key["value"] == base64.b64encode(b"no key").decode()
+    tombstone = records[(topic, 2)]
+    assert tombstone["key"] == base64.b64encode(b"gone").decode()
+    assert tombstone["value"] is None  # and sends a null value as null
+    log_append = records[(appended, 0)]
+    assert log_append["timestampType"] == "LOG_APPEND_TIME"
+    assert abs(log_append["timestamp"] / 1000 - time.time()) < 120
+    assert {name for e in events for name in e["records"]} == {f"{topic}-0", f"{appended}-0"}
+
+
+# ---------------------------------------------------------------- errors
+
+
+async def test_unreachable_broker_is_source_unavailable_naming_the_servers(
+    tmp_path: Path,
+) -> None:
+    servers = f"127.0.0.1:{_free_port()}"
+    config = KafkaSource(type="kafka", bootstrap_servers=servers, topics=["t"])
+    store = SqliteCheckpointStore(tmp_path / "c.sqlite3")
+    connector = KafkaConnector(
+        config, ConnectorContext(mapping="k", checkpoints=store.namespace("k"))
+    )
+    started = time.monotonic()
+    try:
+        with pytest.raises(SourceUnavailable) as info:
+            await connector.open()
+    finally:
+        await connector.aclose()
+        store.close()
+    assert time.monotonic() - started < 20
+    assert servers in str(info.value)
+    assert "Kafka" in str(info.value)
+
+
+def _unavailable(caplog: pytest.LogCaptureFixture, servers: str) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "bridge"
+        and r.getMessage().startswith("source.unavailable")
+        and servers in r.getMessage()
+    ]
+
+
+async def _proxy(port: int, target: str) -> asyncio.Server:
+    """A TCP forwarder on ``port`` to ``target`` (the broker): a bootstrap address that
+    becomes reachable only when this starts."""
+    host, _, tport = target.rpartition(":")
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError):
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        writer.close()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection(host, int(tport))
+        except OSError:
+            writer.close()
+            return
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    return await asyncio.start_server(handle, "127.0.0.1", port)
+
+
+async def test_bridge_retries_an_unreachable_broker_and_delivers_once_it_answers(
+    tmp_path: Path,
+    kafka_bootstrap: str,
+    kafka_topic_factory: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    topic = await kafka_topic_factory(partitions=1)
+    await _produce(kafka_bootstrap, topic, [{"n": i} for i in range(5)])
+    port = _free_port()
+    servers = f"127.0.0.1:{port}"
+    caplog.set_level("ERROR", logger="bridge")
+    async with RunningBridge(_config(tmp_path, servers, [topic])) as bridge:
+        await wait_for(lambda: len(_unavailable(caplog, servers)) >= 1, timeout=30)
+        assert bridge.supervisor.running == ["k"]  # still there: it retries, no crash
+        assert _calls(tmp_path) == []
+        proxy = await _proxy(port, kafka_bootstrap)  # the "broker" comes up
+        try:
+            await wait_for(lambda: len(_records(_calls(tmp_path))) == 5, timeout=60)
+        finally:
+            proxy.close()
+    [message, *_] = _unavailable(caplog, servers)
+    assert f"cannot connect to Kafka at {servers}" in message
+    assert "retry_in=" in message
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ("maximum_concurrency: 5", "maximum_concurrency: not supported for Kafka"),
+        ("maximum_record_age_seconds: 30", "maximum_record_age_seconds: must be -1 or between 60"),
+        ("on_failure: kafka://t1", "on_failure: the on-failure topic cannot be one of the source"),
+    ],
+)
+def test_options_aws_rejects_for_kafka_are_config_errors(options: str, expected: str) -> None:
+    text = f"""
+functions:
+  f: {{type: http, url: "http://127.0.0.1:1"}}
+mappings:
+  - name: k
+    function: f
+    source: {{type: kafka, bootstrap_servers: "127.0.0.1:9092", topics: [t1, t2]}}
+    {options}
+"""
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "b.yaml", {})
+    assert f"b.yaml:8: mappings[0].{expected}" in str(info.value)
+
+
+def test_source_options_are_validated() -> None:
+    ok = KafkaSource.model_validate(
+        {"type": "kafka", "bootstrap_servers": "a:1, b:2", "topics": "t"}
+    )
+    assert ok.bootstrap_servers == ["a:1", "b:2"] and ok.topics == ["t"]
+    assert ok.group_id("m") == "trigger-bridge-m"
+    with pytest.raises(ValueError, match="AT_TIMESTAMP needs"):
+        KafkaSource.model_validate(
+            {
+                "type": "kafka",
+                "bootstrap_servers": "a:1",
+                "topics": ["t"],
+                "starting_position": "AT_TIMESTAMP",
+            }
+        )
+    with pytest.raises(ValueError, match="not host:port"):
+        KafkaSource.model_validate({"type": "kafka", "bootstrap_servers": "a", "topics": ["t"]})
+    with pytest.raises(ValueError, match="extra"):
+        KafkaSource.model_validate(
+            {"type": "kafka", "bootstrap_servers": "a:1", "topics": ["t"], "nope": 1}
+        )
+
+
+def test_item_identifiers_take_aws_kafka_form(tmp_path: Path) -> None:
+    store = SqliteCheckpointStore(tmp_path / "c.sqlite3")
+    try:
+        config = KafkaSource(type="kafka", bootstrap_servers=["h:1"], topics=["t"])
+        c = KafkaConnector(config, ConnectorContext(mapping="k", checkpoints=store.namespace("k")))
+        record = Record(partition="t-3", position=7, data=None)
+        key = c.item_identifier(record)
+        assert c.identifier_key({"partition": "t-3", "offset": 7}) == key
+        assert c.identifier_key({"partition": "t-3", "offset": "7"}) == key
+        for bad in (
+            "7",
+            7,
+            {"offset": 7},
+            {"partition": "t-3"},
+            {"partition": "t-3", "offset": True},
+            {"partition": "", "offset": 1},
+            {"partition": "t-3", "offset": -1},
+            None,
+        ):
+            assert c.identifier_key(bad) is None
+    finally:
+        store.close()
+
+
+# ---------------------------------------------------------------- retries, dead letters
+
+
+async def _read_topic(servers: str, topic: str, count: int, timeout: float = 30) -> list[Any]:
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=servers, auto_offset_reset="earliest", group_id=None
+    )
+    await consumer.start()
+    got: list[Any] = []
+    try:
+        deadline = time.monotonic() + timeout
+        while len(got) < count and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            got.extend(m for ms in batch.values() for m in ms)
+    finally:
+        await consumer.stop()
+    return got
+
+
+async def test_poison_record_is_dead_lettered_to_a_kafka_topic_while_others_flow(
+    tmp_path: Path, kafka_bootstrap: str, kafka_topic_factory: Any
+) -> None:
+    topic = await kafka_topic_factory(partitions=3)
+    dlq = await kafka_topic_factory(partitions=1)
+    await _produce(
+        kafka_bootstrap, topic, [{"n": 0}, {"n": 1, "fail": True}, {"n": 2}], partition=0
+    )
+    await _produce(kafka_bootstrap, topic, [{"n": 10 + i} for i in range(50)], partition=1)
+    await _produce(kafka_bootstrap, topic, [{"n": 100 + i} for i in range(50)], partition=2)
+    text = _config(
+        tmp_path,
+        kafka_bootstrap,
+        [topic],
+        maximum_retry_attempts=2,
+        bisect_batch_on_function_error=True,
+        on_failure=f"kafka://{dlq}",
+    ).replace("initial_seconds: 0.05, max_seconds: 0.2", "initial_seconds: 1, max_seconds: 1")
+    async with RunningBridge(text):
+        await wait_for(lambda: {0, 2} <= {v["n"] for v in _values(_calls(tmp_path))}, timeout=60)
+        [message] = await _read_topic(kafka_bootstrap, dlq, 1)
+        await wait_for(lambda: len(_values(_calls(tmp_path))) >= 103, timeout=30)
+        await asyncio.sleep(1)  # nothing more comes: the poison is not retried again
+    calls = _calls(tmp_path)
+    ok = [v["n"] for v in _values(calls) if not v.get("fail")]
+    assert sorted(set(ok)) == [0, 2, *range(10, 60), *range(100, 150)]
+    poison_calls = [c for c in calls if any(v.get("fail") for v in _values([c]))]
+    assert len([c for c in poison_calls if len(_records([c])) == 1]) == 3  # 1 try + 2 retries
+    others_done = max(c["end"] for c in calls if any(v["n"] >= 10 for v in _values([c])))
+    assert others_done < max(c["at"] for c in poison_calls)  # partitions 1, 2 did not wait
+    # partition 0 stayed in order: 2 only after the poison was given up
+    assert [v["n"] for v in _values(calls) if v["n"] < 10][-1] == 2
+    assert message.key == b"1"  # keyed like the original record, as AWS does
+    doc = json.loads(message.value)
+    assert list(doc) == [
+        "requestContext",
+        "responseContext",
+        "version",
+        "timestamp",
+        "KafkaBatchInfo",
+        "payload",
+    ]
+    assert doc["requestContext"]["condition"] == "RetryAttemptsExhausted"
+    assert doc["requestContext"]["approximateInvokeCount"] == 3
+    assert doc["responseContext"]["functionError"] == "Unhandled"
+    info = doc["KafkaBatchInfo"]
+    assert info["batchSize"] == 1 and info["bootstrapServers"] == kafka_bootstrap
+    assert info["recordInfo"]["offset"] == "1"
+    assert info["recordInfo"]["timestamp"].endswith("Z")
+    payload = doc["payload"]
+    assert info["payloadSize"] == len(json.dumps(payload, separators=(",", ":")).encode())
+    assert payload["eventSource"] == "SelfManagedKafka"
+    [(name, [record])] = payload["records"].items()
+    assert name == f"{topic}-0" and record["offset"] == 1
+    assert json.loads(base64.b64decode(record["value"])) == {"n": 1, "fail": True}
+    # dead-lettered counts as settled: everything is committed
+    assert await _committed(kafka_bootstrap, "trigger-bridge-k", topic, 3) == {0: 3, 1: 50, 2: 50}
+
+
+def test_failure_record_for_other_destinations_has_aws_sqs_sns_shape(tmp_path: Path) -> None:
+    store = SqliteCheckpointStore(tmp_path / "c.sqlite3")
+    try:
+        config = KafkaSource(type="kafka", bootstrap_servers=["h:1", "h:2"], topics=["t"])
+        c = KafkaConnector(config, ConnectorContext(mapping="k", checkpoints=store.namespace("k")))
+
+        class Msg:
+            topic, partition, key = "t", 0, b"k"
+
+            def __init__(self, offset: int, ts: int) -> None:
+                self.offset, self.timestamp = offset, ts
+
+        records = [
+            Record(partition="t-0", position=o, data=Msg(o, 1573690684835 + o)) for o in (4, 5)
+        ]
+        ctx = FailureContext(
+            condition="MaximumPayloadSizeExceeded",
+            function_arn="arn:f",
+            request_id="r",
+            attempts=0,
+            payload=b"x" * 10,
+        )
+        doc = dict(c.failure_record(records, ctx))
+        assert json.loads(json.dumps(doc))["KafkaBatchInfo"] == {
+            "batchSize": 2,
+            "bootstrapServers": "h:1,h:2",
+            "payloadSize": 10,
+            "recordsInfo": {
+                "t-0": {
+                    "firstRecordOffset": "4",
+                    "lastRecordOffset": "5",
+                    "firstRecordTimestamp": "2019-11-14T00:18:04.839Z",
+                    "lastRecordTimestamp": "2019-11-14T00:18:04.840Z",
+                }
+            },
+        }
+        assert doc["responseContext"] is None  # AWS: null for MaximumPayloadSizeExceeded
+        assert doc["requestContext"]["condition"] == "MaximumPayloadSizeExceeded"
+    finally:
+        store.close()
+
+
+async def test_partial_batch_response_retries_from_the_first_reported_record(
+    tmp_path: Path, kafka_bootstrap: str, kafka_topic_factory: Any
+) -> None:
+    topic = await kafka_topic_factory(partitions=1)
+    values = [{"n": i} for i in range(5)]
+    values[2]["report_once"] = True
+    await _produce(kafka_bootstrap, topic, values)
+    text = _config(
+        tmp_path,
+        kafka_bootstrap,
+        [topic],
+        batch_size=5,
+        maximum_batching_window_seconds=2,
+        function_response_types=["ReportBatchItemFailures"],
+    )
+    async with RunningBridge(text):
+        await wait_for(lambda: len(_calls(tmp_path)) >= 2, timeout=30)
+        await asyncio.sleep(1)
+    calls = _calls(tmp_path)
+    assert [[r["offset"] for r in _records([c])] for c in calls] == [[0, 1, 2, 3, 4], [2, 3, 4]]
+    assert await _committed(kafka_bootstrap, "trigger-bridge-k", topic, 1) == {0: 5}
+
+
+async def test_filter_matches_the_json_value_and_settles_the_rest(
+    tmp_path: Path, kafka_bootstrap: str, kafka_topic_factory: Any
+) -> None:
+    topic = await kafka_topic_factory(partitions=1)
+    await _produce(kafka_bootstrap, topic, [{"n": i, "keep": i % 2 == 0} for i in range(6)])
+    async with _producer(kafka_bootstrap) as producer:
+        await producer.send_and_wait(topic, b"plain text, not JSON")
+        await producer.send_and_wait(topic, b'{"n": 99, "keep": true}')
+    pattern = {"value": {"keep": [True]}}
+    text = _config(
+        tmp_path, kafka_bootstrap, [topic], filter_criteria={"filters": [{"pattern": pattern}]}
+    )
+    async with RunningBridge(text):
+        await wait_for(lambda: len(_records(_calls(tmp_path))) >= 4, timeout=30)
+        for _ in range(100):  # filtered records are settled, so committed too
+            if await _committed(kafka_bootstrap, "trigger-bridge-k", topic, 1) == {0: 8}:
+                break
+            await asyncio.sleep(0.1)
+    assert sorted(v["n"] for v in _values(_calls(tmp_path))) == [0, 2, 4, 99]
+    assert await _committed(kafka_bootstrap, "trigger-bridge-k", topic, 1) == {0: 8}
+
+
+async def test_latest_starts_at_the_end_and_trim_horizon_at_the_beginning(
+    tmp_path: Path, kafka_bootstrap: str, kafka_topic_factory: Any
+) -> None:
+    topic = await kafka_topic_factory(partitions=2)
+    await _produce(kafka_bootstrap, topic, [{"n": i, "old": True} for i in range(10)])
+    latest = _config(
+        tmp_path,
+        kafka_bootstrap,
+        [topic],
+        source={"starting_position": "LATEST", "consumer_group_id": "g-latest"},
+    )
+    async with RunningBridge(latest):
+        # the position LATEST found is committed as soon as the group has the partitions
+        async def positioned() -> bool:
+            got = await _committed(kafka_bootstrap, "g-latest", topic, 2)
+            return sum(got.values()) == 10 and len(got) == 2
+
+        for _ in range(300):
+            if await positioned():
+                break
+            await asyncio.sleep(0.1)
+        assert await positioned()
+        await _produce(kafka_bootstrap, topic, [{"n": 100 + i} for i in range(4)])
+        await wait_for(lambda: len(_records(_calls(tmp_path))) >= 4, timeout=30)
+        await asyncio.sleep(1)
+    assert sorted(v["n"] for v in _values(_calls(tmp_path))) == [100, 101, 102, 103]
+    out = "horizon.jsonl"
+    horizon = _config(
+        tmp_path,
+        kafka_bootstrap,
+        [topic],
+        out=out,
+        name="h",
+        source={"consumer_group_id": "g-horizon"},
+    )
+    async with RunningBridge(horizon):
+        await wait_for(lambda: len(_records(_calls(tmp_path, out))) >= 14, timeout=30)
+    assert sorted(v["n"] for v in _values(_calls(tmp_path, out))) == [
+        *range(10),
+        100,
+        101,
+        102,
+        103,
+    ]
+
+
+async def test_at_timestamp_starts_at_the_first_record_at_or_after_it(
+    tmp_path: Path, kafka_bootstrap: str, kafka_topic_factory: Any
+) -> None:
+    topic = await kafka_topic_factory(partitions=1)
+    base = 1_700_000_000_000
+    async with _producer(kafka_bootstrap) as producer:
+        for i in range(6):
+            await producer.send_and_wait(
+                topic, json.dumps({"n": i}).encode(), timestamp_ms=base + i * 1000
+            )
+    source = {"starting_position": "AT_TIMESTAMP", "starting_position_timestamp": base / 1000 + 3}
+    async with RunningBridge(_config(tmp_path, kafka_bootstrap, [topic], source=source)):
+        await wait_for(lambda: len(_records(_calls(tmp_path))) >= 3, timeout=30)
+        await asyncio.sleep(1)
+    assert [v["n"] for v in _values(_calls(tmp_path))] == [3, 4, 5]
+
+
+# ---------------------------------------------------------------- crashes and groups
+
+
+def _start(tmp: Path, config: str, name: str) -> subprocess.Popen[bytes]:
+    path = tmp / f"{name}.yaml"
+    path.write_text(config)
+    cmd = [sys.executable, "-m", "bridge", "run", "--config", str(path), "--no-reload"]
+    with (tmp / f"{name}.log").open("ab") as log:
+        return subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> int:
+    process.send_signal(signal.SIGTERM)
+    return process.wait(timeout=60)
+
+
+async def test_kill_mid_stream_loses_nothing_and_repeats_only_what_was_in_flight(
+    tmp_path: Path, kafka_bootstrap: str, kafka_topic_factory: Any
+) -> None:
+    partitions, batch, total = 6, 10, 600
+    topic = await kafka_topic_factory(partitions=partitions)
+    await _produce(kafka_bootstrap, topic, [{"n": i, "sleep": 0.01} for i in range(total)])
+    config = _config(tmp_path, kafka_bootstrap, [topic], batch_size=batch, concurrency=3)
+    first = _start(tmp_path, config, "first")
+    try:
+        await wait_for(lambda: len(_records(_calls(tmp_path))) >= 150, timeout=60)
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+    before = len(_records(_calls(tmp_path)))
+    assert before < total  # killed mid-stream
+    second = _start(tmp_path, config, "second")
+    try:
+        await wait_for(
+            lambda: {v["n"] for v in _values(_calls(tmp_path))} == set(range(total)), timeout=90
+        )
+        await asyncio.sleep(1)
+    finally:
+        assert _stop(second) == 0
+    seen = Counter(v["n"] for v in _values(_calls(tmp_path)))
+    duplicates = sum(n - 1 for n in seen.values())
+    assert duplicates <= partitions * batch  # at most the batches in flight at the kill
+    committed = await _committed(kafka_bootstrap, "trigger-bridge-k", topic, partitions)
+    assert sum(committed.values()) == total  # and the restart committed everything
+
+
+async def test_two_bridges_in_one_group_share_partitions_without_overlap_or_loss(
+    tmp_path: Path, kafka_bootstrap: str, kafka_topic_factory: Any
+) -> None:
+    partitions, total = 6, 600
+    topic = await kafka_topic_factory(partitions=partitions)
+    await _produce(kafka_bootstrap, topic, [{"n": i, "sleep": 0.02} for i in range(total)])
+    source = {"consumer_group_id": "shared"}
+    a = _start(
+        tmp_path,
+        _config(tmp_path, kafka_bootstrap, [topic], name="a", batch_size=5, source=source),
+        "a",
+    )
+    b: subprocess.Popen[bytes] | None = None
+    try:
+        await wait_for(lambda: len(_records(_calls(tmp_path))) >= 60, timeout=60)
+        b = _start(
+            tmp_path,
+            _config(tmp_path, kafka_bootstrap, [topic], name="b", batch_size=5, source=source),
+            "b",
+        )
+        await wait_for(
+            lambda: {v["n"] for v in _values(_calls(tmp_path))} == set(range(total)), timeout=120
+        )
+    finally:
+        codes = [_stop(p) for p in (a, b) if p is not None]
+    assert codes == [0, 0]
+    calls = _calls(tmp_path)
+    assert {c["who"] for c in calls} == {"a", "b"}  # the second process got partitions
+    spans: dict[str, list[tuple[float, float, str]]] = defaultdict(list)
+    for c in calls:
+        [name] = c["event"]["records"]
+        spans[name].append((c["at"], c["end"], c["who"]))
+    for name, items in spans.items():  # one owner at a time: no overlapping deliveries
+        items.sort()
+        for (_, end, _), (start, _, _) in itertools.pairwise(items):
+            assert end <= start, f"{name}: two batches of one partition overlapped"
+    assert sum((await _committed(kafka_bootstrap, "shared", topic, partitions)).values()) == total
+
+
+def test_encode_event_groups_encoded_records_by_partition_without_reencoding(
+    tmp_path: Path,
+) -> None:
+    store = SqliteCheckpointStore(tmp_path / "c.sqlite3")
+    try:
+        config = KafkaSource(type="kafka", bootstrap_servers=["h:1", "h:2"], topics=["t"])
+        c = KafkaConnector(config, ConnectorContext(mapping="k", checkpoints=store.namespace("k")))
+        records = [
+            Record(partition=p, position=i, data=None, encoded=e)
+            for i, (p, e) in enumerate(
+                [("t-1", b'{"a":1}'), ("t-0", b'{"b":2}'), ("t-1", b'{"c": 3}')]
+            )
+        ]
+        payload = c.encode_event(records)
+        assert payload == (
+            b'{"eventSource":"SelfManagedKafka","bootstrapServers":"h:1,h:2",'
+            b'"records":{"t-1":[{"a":1},{"c": 3}],"t-0":[{"b":2}]}}'
+        )  # the record bytes are used as they are (note the space kept in {"c": 3})
+    finally:
+        store.close()
+
+
+def test_public_surface() -> None:
+    import connectors.kafka
+
+    assert connectors.kafka.__all__ == ["KafkaConnector", "KafkaSource"]
+    assert KafkaConnector.type == "kafka" and KafkaConnector.ordered is True
+    assert KafkaConnector.redelivery == "bridge"
+    assert KafkaConnector.defaults["batch_size"] == 100
+    assert KafkaConnector.defaults["maximum_batching_window_seconds"] == 0.5
