@@ -1,0 +1,193 @@
+"""Reading one shard of a DynamoDB stream: iterators, polling pace, and the API errors
+that belong to a shard (expired iterators, trimmed data).
+
+``ShardReader.read(shard)`` hands the shard's records, in order, to a queue as lists of
+``Record`` (partition = shard id, position = sequence number) and returns once it read
+past the end of a closed shard; on an open shard it never returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from bridge.connector import Record
+from bridge.errors import SourceUnavailable
+from connectors.aws import translate_errors
+from connectors.dynamodb_streams.config import DynamoDBStreamsSource
+from connectors.dynamodb_streams.normalize import creation_seconds
+
+__all__ = ["GONE", "SHARD_PREFIX", "Shard", "ShardReader", "error_code"]
+
+log = logging.getLogger(__name__)
+
+SHARD_PREFIX = "shard:"  # checkpoint keys: shard:<shard id>
+GONE = "ResourceNotFoundException"
+_GET_RECORDS_LIMIT = 1000  # the most GetRecords returns in one call
+_EXPIRED = "ExpiredIteratorException"
+_TRIMMED = "TrimmedDataAccessException"
+_TRANSIENT_ATTEMPTS = 4
+
+
+def error_code(exc: BaseException) -> str:
+    """The AWS error code behind a translated error ('' when there is none)."""
+    cause = exc.__cause__
+    response = getattr(cause, "response", None)
+    if isinstance(response, dict):
+        return str(response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+def _later(a: str, b: str) -> bool:
+    """Sequence numbers are decimal strings, compared as numbers."""
+    return int(a) > int(b)
+
+
+@dataclass(slots=True, eq=False)
+class Shard:
+    """One shard of the stream and how far it was read, committed and finished."""
+
+    shard_id: str
+    parent_id: str | None
+    checkpoint: str | None = None  # last committed sequence number
+    latest: bool = False  # start at LATEST (no position yet)
+    last_read: str | None = None  # last sequence number handed to the engine
+    ended: bool = False  # read past the end of the (closed) shard
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+
+    @property
+    def key(self) -> str:
+        return SHARD_PREFIX + self.shard_id
+
+    def state(self, *, done: bool = False) -> str:
+        """The checkpoint value: the last committed sequence number, and whether the shard
+        is finished or still to start at LATEST."""
+        out: dict[str, Any] = {"seq": self.checkpoint}
+        if done:
+            out["done"] = True
+        elif self.latest and self.checkpoint is None:
+            out["latest"] = True
+        return json.dumps(out)
+
+
+class ShardReader:
+    """Reads shards of one stream with a DynamoDB Streams client (see the module doc)."""
+
+    def __init__(
+        self,
+        streams: Any,
+        *,
+        stream_arn: str,
+        what: str,
+        options: DynamoDBStreamsSource,
+        queue: asyncio.Queue[list[Record]],
+    ) -> None:
+        self.streams = streams
+        self.stream_arn = stream_arn
+        self.what = what
+        self.options = options
+        self.queue = queue
+
+    async def read(self, shard: Shard) -> None:
+        """Read ``shard`` until its end (a closed shard) or forever (an open one)."""
+        iterator: str | None = await self._iterator(shard)
+        idle = self.options.poll_interval_seconds
+        while iterator is not None:
+            try:
+                response = await self.call(
+                    self.streams.get_records, ShardIterator=iterator, Limit=_GET_RECORDS_LIMIT
+                )
+            except SourceUnavailable as exc:
+                if error_code(exc) == _EXPIRED:
+                    iterator = await self._iterator(shard)
+                    continue
+                if error_code(exc) == _TRIMMED:
+                    self._log_gap(shard)
+                    iterator = await self._get_iterator(shard, "TRIM_HORIZON")
+                    continue
+                raise
+            raws = response.get("Records", [])
+            iterator = response.get("NextShardIterator")
+            if raws:
+                await self._hand_over(shard, raws)
+            if iterator is None:
+                return
+            if len(raws) >= _GET_RECORDS_LIMIT:
+                continue  # more is waiting
+            if raws:
+                idle = self.options.poll_interval_seconds
+                await asyncio.sleep(idle)
+            else:
+                await asyncio.sleep(idle)
+                idle = min(idle * 2, self.options.max_idle_poll_interval_seconds)
+
+    async def _hand_over(self, shard: Shard, raws: list[dict[str, Any]]) -> None:
+        records = []
+        for raw in raws:
+            seq = raw["dynamodb"]["SequenceNumber"]
+            if shard.last_read is not None and not _later(seq, shard.last_read):
+                continue  # defensive: never hand a record over twice in one session
+            seconds = creation_seconds(raw)
+            records.append(
+                Record(
+                    partition=shard.shard_id,
+                    position=seq,
+                    data=raw,
+                    arrived=float(seconds) if seconds is not None else time.time(),
+                )
+            )
+            shard.last_read = seq
+        if records:
+            await self.queue.put(records)
+
+    async def _iterator(self, shard: Shard) -> str | None:
+        """An iterator right after what was read (or committed), else at the start."""
+        position = shard.last_read or shard.checkpoint
+        try:
+            if position is not None:
+                return await self._get_iterator(shard, "AFTER_SEQUENCE_NUMBER", position)
+            return await self._get_iterator(shard, "LATEST" if shard.latest else "TRIM_HORIZON")
+        except SourceUnavailable as exc:
+            if error_code(exc) != _TRIMMED:
+                raise
+            self._log_gap(shard)
+            return await self._get_iterator(shard, "TRIM_HORIZON")
+
+    async def _get_iterator(self, shard: Shard, kind: str, seq: str | None = None) -> str | None:
+        kwargs: dict[str, Any] = {
+            "StreamArn": self.stream_arn,
+            "ShardId": shard.shard_id,
+            "ShardIteratorType": kind,
+        }
+        if seq is not None:
+            kwargs["SequenceNumber"] = seq
+        response = await self.call(self.streams.get_shard_iterator, **kwargs)
+        iterator = response.get("ShardIterator")
+        return str(iterator) if iterator else None
+
+    def _log_gap(self, shard: Shard) -> None:
+        log.warning(
+            "%s: shard %s: records after %s were trimmed (older than the stream's "
+            "retention) before they were read; going on from the oldest record kept",
+            self.what,
+            shard.shard_id,
+            shard.last_read or shard.checkpoint or "its start",
+        )
+
+    async def call(self, operation: Callable[..., Awaitable[Any]], **kwargs: Any) -> Any:
+        """One API call; transient failures are retried a few times before they raise."""
+        for attempt in range(_TRANSIENT_ATTEMPTS):
+            try:
+                with translate_errors(self.what):
+                    return await operation(**kwargs)
+            except SourceUnavailable as exc:
+                if error_code(exc) in (_EXPIRED, _TRIMMED) or attempt == _TRANSIENT_ATTEMPTS - 1:
+                    raise
+                await asyncio.sleep(0.5 * 2**attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
