@@ -51,8 +51,11 @@ class AwsClientOptions(BaseModel):
     aws_session_token: str | None = None
 
 
-def create_client(service: str, options: AwsClientOptions, region: str) -> Any:
-    """An aiobotocore client context manager (``async with``) for ``service``."""
+def create_client(
+    service: str, options: AwsClientOptions, region: str, *, path_style: bool = False
+) -> Any:
+    """An aiobotocore client context manager (``async with``) for ``service``;
+    ``path_style`` addresses buckets as ``endpoint/bucket`` (MinIO and most S3 clones)."""
     session = aiobotocore.session.get_session()
     return session.create_client(
         service,
@@ -61,7 +64,11 @@ def create_client(service: str, options: AwsClientOptions, region: str) -> Any:
         aws_access_key_id=options.aws_access_key_id,
         aws_secret_access_key=options.aws_secret_access_key,
         aws_session_token=options.aws_session_token,
-        config=Config(retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=5),
+        config=Config(
+            retries={"max_attempts": 2, "mode": "standard"},
+            connect_timeout=5,
+            s3={"addressing_style": "path"} if path_style else None,
+        ),
     )
 
 
