@@ -9,12 +9,54 @@ ETag without quotes, ``size`` and ``eTag`` only for ObjectCreated events,
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 from urllib.parse import quote_plus
 
-from bridge.events import iso_timestamp
+from bridge.connector import FailureContext
+from bridge.events import async_failure_record, iso_timestamp
 
-__all__ = ["encode_key", "s3_record"]
+__all__ = [
+    "ASYNC_INVOCATION_DEFAULTS",
+    "check_event_types",
+    "encode_key",
+    "s3_async_failure_record",
+    "s3_record",
+]
+
+# S3 invokes functions asynchronously, one record per event: AWS retries twice and
+# keeps an event for up to 6 hours
+ASYNC_INVOCATION_DEFAULTS: dict[str, Any] = {
+    "batch_size": 1,
+    "maximum_batching_window_seconds": 0.0,
+    "maximum_retry_attempts": 2,
+    "maximum_record_age_seconds": 21600,
+    "maximum_concurrency": 10,
+}
+
+# the engine's stream-style conditions, in the words of asynchronous invocation
+_ASYNC_CONDITIONS = {
+    "RetryAttemptsExhausted": "RetriesExhausted",
+    "RecordAgeExceeded": "EventAgeExceeded",
+}
+
+
+def s3_async_failure_record(ctx: FailureContext) -> dict[str, Any]:
+    """The on-failure record of an asynchronous (S3) invocation."""
+    condition = _ASYNC_CONDITIONS.get(ctx.condition, ctx.condition)
+    return async_failure_record(replace(ctx, condition=condition), time.time())
+
+
+def check_event_types(events: Sequence[str], allowed: Sequence[str]) -> list[str]:
+    """Validate a source's ``events`` option (for a pydantic validator)."""
+    for event in events:
+        if event not in allowed:
+            raise ValueError(f"unknown event type {event!r} (expected one of {tuple(allowed)})")
+    if not events:
+        raise ValueError("needs at least one event type")
+    return list(events)
 
 
 def encode_key(key: str) -> str:

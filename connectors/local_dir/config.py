@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from connectors.s3_events import check_event_types
+
 EVENT_TYPES = (
     "s3:ObjectCreated:*",
     "s3:ObjectCreated:Put",
@@ -36,9 +38,4 @@ class LocalDirSource(BaseModel):
     @field_validator("events")
     @classmethod
     def _known_events(cls, v: list[str]) -> list[str]:
-        for event in v:
-            if event not in EVENT_TYPES:
-                raise ValueError(f"unknown event type {event!r} (expected one of {EVENT_TYPES})")
-        if not v:
-            raise ValueError("needs at least one event type")
-        return v
+        return check_event_types(v, EVENT_TYPES)

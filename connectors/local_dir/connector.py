@@ -32,7 +32,6 @@ import os
 import stat
 import time
 from collections.abc import AsyncIterator, Hashable, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -40,33 +39,21 @@ from watchfiles import awatch
 
 from bridge.connector import BaseConnector, ConnectorContext, FailureContext, Record
 from bridge.errors import ConfigError, NormalizeError
-from bridge.events import async_failure_record
 from connectors.local_dir.config import LocalDirSource
-from connectors.s3_events import s3_record
+from connectors.s3_events import ASYNC_INVOCATION_DEFAULTS, s3_async_failure_record, s3_record
 
 __all__ = ["LocalDirConnector"]
 
 log = logging.getLogger(__name__)
 
 State = tuple[int, int]  # (mtime_ns, size): what "this file changed" is judged by
-_ASYNC_CONDITIONS = {
-    "RetryAttemptsExhausted": "RetriesExhausted",
-    "RecordAgeExceeded": "EventAgeExceeded",
-}
 
 
 class LocalDirConnector(BaseConnector):
     type: ClassVar[str] = "local_dir"
     config_model: ClassVar[builtins.type[LocalDirSource]] = LocalDirSource
     ordered: ClassVar[bool] = True
-    # S3 invokes asynchronously, one record per event: 2 retries, 6 hours max age
-    defaults: ClassVar[dict[str, Any]] = {
-        "batch_size": 1,
-        "maximum_batching_window_seconds": 0.0,
-        "maximum_retry_attempts": 2,
-        "maximum_record_age_seconds": 21600,
-        "maximum_concurrency": 10,
-    }
+    defaults: ClassVar[dict[str, Any]] = ASYNC_INVOCATION_DEFAULTS
 
     def __init__(self, config: LocalDirSource, context: ConnectorContext) -> None:
         self.config = config
@@ -289,8 +276,7 @@ class LocalDirConnector(BaseConnector):
         return str(record.data["key"])
 
     def failure_record(self, records: Sequence[Record], ctx: FailureContext) -> dict[str, Any]:
-        condition = _ASYNC_CONDITIONS.get(ctx.condition, ctx.condition)
-        return async_failure_record(replace(ctx, condition=condition), time.time())
+        return s3_async_failure_record(ctx)
 
     # ------------------------------------------------------------ settling
 

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from connectors.aws import AwsClientOptions
+from connectors.s3_events import check_event_types
 
 __all__ = ["EVENT_TYPES", "S3Source", "WebhookOptions"]
 
@@ -80,12 +81,7 @@ class S3Source(AwsClientOptions):
     @field_validator("events")
     @classmethod
     def _known_events(cls, v: list[str]) -> list[str]:
-        for event in v:
-            if event not in EVENT_TYPES:
-                raise ValueError(f"unknown event type {event!r} (expected one of {EVENT_TYPES})")
-        if not v:
-            raise ValueError("needs at least one event type")
-        return v
+        return check_event_types(v, EVENT_TYPES)
 
     @model_validator(mode="after")
     def _some_way_to_see_changes(self) -> S3Source:

@@ -46,23 +46,18 @@ from botocore.credentials import Credentials
 
 from bridge.connector import BaseConnector, ConnectorContext, FailureContext, Record
 from bridge.errors import NormalizeError, SourceUnavailable
-from bridge.events import async_failure_record
 from connectors.aws import create_client, translate_errors
 from connectors.s3.config import S3Source
 from connectors.s3.listen import ListenStream, PushUnsupported
 from connectors.s3.normalize import AWS_EVENT_NAMES, Change, ObjectState
 from connectors.s3.reconcile import created_change, list_objects, removed_change
 from connectors.s3.webhook import WebhookReceiver
-from connectors.s3_events import s3_record
+from connectors.s3_events import ASYNC_INVOCATION_DEFAULTS, s3_async_failure_record, s3_record
 
 __all__ = ["S3Connector"]
 
 log = logging.getLogger(__name__)
 
-_ASYNC_CONDITIONS = {
-    "RetryAttemptsExhausted": "RetriesExhausted",
-    "RecordAgeExceeded": "EventAgeExceeded",
-}
 _CHUNK = 100
 
 
@@ -70,14 +65,7 @@ class S3Connector(BaseConnector):
     type: ClassVar[str] = "s3"
     config_model: ClassVar[builtins.type[S3Source]] = S3Source
     ordered: ClassVar[bool] = True
-    # S3 invokes asynchronously, one record per event: 2 retries, 6 hours max age
-    defaults: ClassVar[dict[str, Any]] = {
-        "batch_size": 1,
-        "maximum_batching_window_seconds": 0.0,
-        "maximum_retry_attempts": 2,
-        "maximum_record_age_seconds": 21600,
-        "maximum_concurrency": 10,
-    }
+    defaults: ClassVar[dict[str, Any]] = ASYNC_INVOCATION_DEFAULTS
 
     def __init__(self, config: S3Source, context: ConnectorContext) -> None:
         self.config = config
@@ -323,8 +311,7 @@ class S3Connector(BaseConnector):
         return str(record.partition)
 
     def failure_record(self, records: Sequence[Record], ctx: FailureContext) -> dict[str, Any]:
-        condition = _ASYNC_CONDITIONS.get(ctx.condition, ctx.condition)
-        return async_failure_record(replace(ctx, condition=condition), time.time())
+        return s3_async_failure_record(ctx)
 
     # ------------------------------------------------------------ settling
 
