@@ -8,8 +8,10 @@ source's client library.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import time
+from collections import deque
 from collections.abc import (
     AsyncIterator,
     Awaitable,
@@ -20,7 +22,7 @@ from collections.abc import (
     Sequence,
 )
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel
 
@@ -31,9 +33,13 @@ __all__ = [
     "Connector",
     "ConnectorContext",
     "FailureContext",
+    "Feed",
     "PartitionControl",
     "Record",
 ]
+
+
+T = TypeVar("T")
 
 
 @dataclass(slots=True, eq=False)
@@ -214,3 +220,50 @@ class BaseConnector:
 
     async def abandon(self, records: Sequence[Record]) -> None:
         return None
+
+
+class Feed(Generic[T]):
+    """A bounded hand-off from a connector's background tasks to its ``read()``.
+
+    Producers ``await feed.put(item)`` (waiting while ``maxsize`` items are queued, so
+    the source is never read further ahead than that). ``read()`` does
+    ``async for item in feed.items(tasks)``: it yields items in order, forever, and
+    raises the exception of the first of ``tasks`` that fails (``tasks`` is looked at
+    again on every wait, so tasks may be added later; ones that end normally or are
+    cancelled are ignored). Waiting never takes an item, so cancelling ``read()`` at any
+    point loses nothing: an item is either still in the feed or was yielded.
+    """
+
+    def __init__(self, maxsize: int) -> None:
+        self._items: deque[T] = deque()
+        self._maxsize = maxsize
+        self._not_empty = asyncio.Event()
+        self._not_full = asyncio.Event()
+        self._not_full.set()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    async def put(self, item: T) -> None:
+        while len(self._items) >= self._maxsize:
+            self._not_full.clear()
+            await self._not_full.wait()
+        self._items.append(item)
+        self._not_empty.set()
+
+    async def items(self, tasks: Collection[asyncio.Future[Any]]) -> AsyncIterator[T]:
+        while True:
+            while self._items:
+                item = self._items.popleft()
+                self._not_full.set()
+                yield item
+            self._not_empty.clear()
+            for task in list(tasks):
+                if task.done() and not task.cancelled() and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+            waiter = asyncio.ensure_future(self._not_empty.wait())
+            try:
+                live = {t for t in tasks if not t.done()}
+                await asyncio.wait({waiter, *live}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiter.cancel()

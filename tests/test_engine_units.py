@@ -287,3 +287,51 @@ def test_public_api_is_exactly_what_is_documented() -> None:
     )
     for name in bridge.__all__:
         assert hasattr(bridge, name)
+
+
+# ------------------------------------------------------------------ feed
+
+
+async def test_feed_cancelling_the_reader_loses_nothing() -> None:
+    from bridge.connector import Feed
+
+    feed: Feed[int] = Feed(maxsize=10)
+    got: list[int] = []
+
+    async def consume() -> None:
+        async for item in feed.items([]):
+            got.append(item)
+
+    for round_ in range(20):  # cancel the reader while it waits, again and again
+        reader = asyncio.create_task(consume())
+        await asyncio.sleep(0)
+        await feed.put(round_)
+        reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
+    reader = asyncio.create_task(consume())
+    await asyncio.sleep(0.01)
+    reader.cancel()
+    await asyncio.gather(reader, return_exceptions=True)
+    assert got == list(range(20))
+
+
+async def test_feed_bounds_the_producer_and_raises_a_failed_task() -> None:
+    from bridge.connector import Feed
+
+    feed: Feed[int] = Feed(maxsize=2)
+    await feed.put(1)
+    await feed.put(2)
+    blocked = asyncio.create_task(feed.put(3))
+    await asyncio.sleep(0.01)
+    assert not blocked.done() and len(feed) == 2
+
+    async def boom() -> None:
+        raise RuntimeError("source broke")
+
+    failing = asyncio.ensure_future(boom())
+    seen: list[int] = []
+    with pytest.raises(RuntimeError, match="source broke"):
+        async for item in feed.items([failing]):
+            seen.append(item)
+            await asyncio.sleep(0.01)
+    assert seen == [1, 2, 3] and blocked.done()

@@ -45,7 +45,7 @@ import time
 from collections.abc import AsyncIterator, Coroutine, Hashable, Sequence
 from typing import Any, ClassVar
 
-from bridge.connector import BaseConnector, ConnectorContext, FailureContext, Record
+from bridge.connector import BaseConnector, ConnectorContext, FailureContext, Feed, Record
 from bridge.errors import ConfigError
 from bridge.events import stream_failure_base
 from connectors.aws import create_client, translate_errors
@@ -106,7 +106,7 @@ class DynamoDBStreamsConnector(BaseConnector):
         self._shards: dict[str, Shard] = {}
         self._saved: dict[str, dict[str, Any]] = {}  # shard id -> checkpoint, at open()
         self._first_start = False
-        self._queue: asyncio.Queue[list[Record]] = asyncio.Queue(maxsize=8)
+        self._queue: Feed[list[Record]] = Feed(maxsize=8)
         self._tasks: set[asyncio.Task[None]] = set()
         self._failed: asyncio.Future[None] | None = None
         self._refresh_now = asyncio.Event()
@@ -183,16 +183,8 @@ class DynamoDBStreamsConnector(BaseConnector):
         for shard in list(self._shards.values()):
             self._start(shard)
         self._spawn(self._discover(), "discover")
-        while True:
-            getter: asyncio.Future[list[Record]] = asyncio.ensure_future(self._queue.get())
-            waited: set[asyncio.Future[Any]] = {getter, failed}
-            done, _ = await asyncio.wait(waited, return_when=asyncio.FIRST_COMPLETED)
-            if getter in done:
-                yield getter.result()
-                continue
-            getter.cancel()
-            failed.result()  # raises the failure of a reader
-            return
+        async for chunk in self._queue.items([failed]):  # raises the failure of a reader
+            yield chunk
 
     async def aclose(self) -> None:
         tasks = list(self._tasks)

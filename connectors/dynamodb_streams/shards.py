@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bridge.connector import Record
+from bridge.connector import Feed, Record
 from bridge.errors import SourceUnavailable
 from connectors.aws import translate_errors
 from connectors.dynamodb_streams.config import DynamoDBStreamsSource
@@ -86,7 +86,7 @@ class ShardReader:
         stream_arn: str,
         what: str,
         options: DynamoDBStreamsSource,
-        queue: asyncio.Queue[list[Record]],
+        queue: Feed[list[Record]],
     ) -> None:
         self.streams = streams
         self.stream_arn = stream_arn

@@ -37,7 +37,7 @@ from typing import Any, ClassVar
 
 from watchfiles import awatch
 
-from bridge.connector import BaseConnector, ConnectorContext, FailureContext, Record
+from bridge.connector import BaseConnector, ConnectorContext, FailureContext, Feed, Record
 from bridge.errors import ConfigError, NormalizeError
 from connectors.local_dir.config import LocalDirSource
 from connectors.s3_events import ASYNC_INVOCATION_DEFAULTS, s3_async_failure_record, s3_record
@@ -61,7 +61,7 @@ class LocalDirConnector(BaseConnector):
         self.root = Path(config.path)
         self.bucket = config.bucket or self.root.resolve().name or "local"
         self._emitted: dict[str, State | None] = {}
-        self._queue: asyncio.Queue[list[Record]] = asyncio.Queue(maxsize=64)
+        self._queue: Feed[list[Record]] = Feed(maxsize=64)
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
         self._last_sequencer = 0
@@ -85,16 +85,8 @@ class LocalDirConnector(BaseConnector):
         self._tasks = [asyncio.create_task(self._watch(), name=f"{self.context.mapping}:watch")]
         await asyncio.sleep(0.05)  # let the watcher start before the first scan
         self._tasks.append(asyncio.create_task(self._rescan_loop()))
-        while True:
-            getter = asyncio.ensure_future(self._queue.get())
-            done, _ = await asyncio.wait({getter, *self._tasks}, return_when="FIRST_COMPLETED")
-            if getter not in done:
-                getter.cancel()
-                for task in self._tasks:
-                    if task.done() and task.exception() is not None:
-                        raise task.exception()  # type: ignore[misc]
-                return
-            yield getter.result()
+        async for chunk in self._queue.items(self._tasks):
+            yield chunk
 
     async def aclose(self) -> None:
         self._stop.set()

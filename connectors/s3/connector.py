@@ -44,7 +44,7 @@ from typing import Any, ClassVar
 import aiobotocore.session
 from botocore.credentials import Credentials
 
-from bridge.connector import BaseConnector, ConnectorContext, FailureContext, Record
+from bridge.connector import BaseConnector, ConnectorContext, FailureContext, Feed, Record
 from bridge.errors import NormalizeError, SourceUnavailable
 from connectors.aws import create_client, translate_errors
 from connectors.s3.config import S3Source
@@ -75,7 +75,7 @@ class S3Connector(BaseConnector):
         # last emitted state per key; None: its removal was emitted; absent: unknown
         self._emitted: dict[str, ObjectState | None] = {}
         self._pushed_at: dict[str, float] = {}  # key -> monotonic time push last spoke of it
-        self._queue: asyncio.Queue[list[Record]] = asyncio.Queue(maxsize=64)
+        self._queue: Feed[list[Record]] = Feed(maxsize=64)
         self._tasks: list[asyncio.Task[None]] = []
         self._stack = contextlib.AsyncExitStack()
         self._session = aiobotocore.session.get_session()
@@ -131,19 +131,8 @@ class S3Connector(BaseConnector):
             log.warning("%s: push needs endpoint_url (a MinIO server); push is off", self._what)
         if self.config.reconcile:
             self._tasks.append(asyncio.create_task(self._reconcile_loop()))
-        while True:
-            getter = asyncio.ensure_future(self._queue.get())
-            waiting = {getter, *self._tasks}
-            done, _ = await asyncio.wait(waiting, return_when="FIRST_COMPLETED")
-            if getter in done:
-                yield getter.result()
-                continue
-            getter.cancel()
-            for task in list(self._tasks):
-                if task.done():
-                    self._tasks.remove(task)
-                    if not task.cancelled() and task.exception() is not None:
-                        raise task.exception()  # type: ignore[misc]
+        async for chunk in self._queue.items(self._tasks):
+            yield chunk
 
     async def aclose(self) -> None:
         for task in self._tasks:

@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from bridge.connector import BaseConnector, ConnectorContext, FailureContext, Record
+from bridge.connector import BaseConnector, ConnectorContext, FailureContext, Feed, Record
 from bridge.errors import CheckpointError, ConfigError, SourceError
 from bridge.events import stream_failure_base
 from connectors.aws import create_client, translate_errors
@@ -92,7 +92,7 @@ class SqsConnector(BaseConnector):
         self.queue_arn = ""
         self.visibility = 30
         self._held: dict[str, _Held] = {}  # message id -> receipt handle and deadline
-        self._received: asyncio.Queue[list[Record]] = asyncio.Queue(maxsize=config.pollers)
+        self._received: Feed[list[Record]] = Feed(maxsize=config.pollers)
         self._tasks: list[asyncio.Task[None]] = []
         # FIFO queue names end in .fifo (SQS enforces it), so this is known before open()
         self.ordered = (config.queue_url or config.queue_name or "").endswith(".fifo")
@@ -127,17 +127,8 @@ class SqsConnector(BaseConnector):
             for i in range(pollers)
         ]
         self._tasks.append(asyncio.create_task(self._heartbeat()))
-        while True:
-            getter = asyncio.ensure_future(self._received.get())
-            done, _ = await asyncio.wait({getter, *self._tasks}, return_when="FIRST_COMPLETED")
-            if getter in done:
-                yield getter.result()
-                continue
-            getter.cancel()
-            for task in self._tasks:
-                if task.done() and not task.cancelled() and task.exception() is not None:
-                    raise task.exception()  # type: ignore[misc]
-            return
+        async for chunk in self._received.items(self._tasks):
+            yield chunk
 
     async def aclose(self) -> None:
         for task in self._tasks:
