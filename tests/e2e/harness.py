@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -68,8 +68,8 @@ async def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> None
 class RunningBridge:
     """``async with RunningBridge(text) as bridge``: a Supervisor running the config."""
 
-    def __init__(self, text: str) -> None:
-        self.config: BridgeConfig = parse_config(text, "test.yaml")
+    def __init__(self, text: str, env: Mapping[str, str] | None = None) -> None:
+        self.config: BridgeConfig = parse_config(text, "test.yaml", env)
         self.supervisor = Supervisor()
 
     async def __aenter__(self) -> RunningBridge:
