@@ -3,6 +3,7 @@
 ``run``             run the mappings of a config file until SIGTERM/SIGINT; edits apply live
 ``validate``        check a config file; exit 0 if valid, 2 with the errors otherwise
 ``generate-event``  print a sample AWS-shaped event (s3, dynamodb, sqs, kafka)
+``status``          per mapping: its checkpoints and dead letters, read from the state dir
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-reload", action="store_true", help="do not watch the config file")
     validate = sub.add_parser("validate", help="check a config file")
     validate.add_argument("--config", default=DEFAULT_CONFIG, help=f"default {DEFAULT_CONFIG}")
+    status = sub.add_parser("status", help="checkpoints and dead letters of each mapping")
+    status.add_argument("--config", default=DEFAULT_CONFIG, help=f"default {DEFAULT_CONFIG}")
     gen = sub.add_parser("generate-event", help="print a sample AWS-shaped event")
     gen.add_argument("source", choices=["s3", "dynamodb", "sqs", "kafka"])
     return parser
@@ -66,11 +69,49 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"trigger-bridge: invalid config\n{exc}", file=sys.stderr)
         return 2
+    if args.command == "status":
+        print(asyncio.run(_status(config)))
+        return 0
     if args.command == "validate":
         names = ", ".join(m.name for m in config.mappings) or "none"
         print(f"{args.config}: OK ({len(config.functions)} functions; mappings: {names})")
         return 0
     return asyncio.run(_run(Path(args.config), config, reload=not args.no_reload))
+
+
+async def _status(config: object) -> str:
+    """A table: mapping, source, function, checkpoint entries, dead letters (file ones)."""
+    from bridge.checkpoints import SqliteCheckpointStore
+    from bridge.config import BridgeConfig
+
+    assert isinstance(config, BridgeConfig)
+    store_path = Path(config.state_dir) / "checkpoints.sqlite3"
+    store = SqliteCheckpointStore(store_path) if store_path.exists() else None
+    rows = [("mapping", "source", "function", "enabled", "checkpoints", "dead letters")]
+    try:
+        for m in config.mappings:
+            entries = len(await store.namespace(m.name).items()) if store else 0
+            uri = m.on_failure.destination if m.on_failure else None
+            if uri is None:
+                dead = str(_count_lines(Path(config.state_dir) / "failures" / f"{m.name}.jsonl"))
+            elif uri.startswith("file://"):
+                dead = str(_count_lines(Path(uri.removeprefix("file://"))))
+            else:
+                dead = f"see {uri}"
+            rows.append((m.name, m.source["type"], m.function, str(m.enabled), str(entries), dead))
+    finally:
+        if store:
+            store.close()
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows)
+
+
+def _count_lines(path: Path) -> int:
+    try:
+        with path.open("rb") as f:
+            return sum(1 for _ in f)
+    except FileNotFoundError:
+        return 0
 
 
 async def _run(path: Path, config: object, *, reload: bool) -> int:

@@ -92,3 +92,37 @@ def test_readme_first_command_runs_the_example_handler(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) == 0, log.read_text()
     assert '"event": "ObjectCreated:Put", "bucket": "inbox"' in log.read_text()
+
+
+def test_status_shows_checkpoints_and_dead_letters(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import asyncio
+
+    from bridge.checkpoints import SqliteCheckpointStore
+
+    state = tmp_path / "state"
+    config = tmp_path / "b.yaml"
+    config.write_text(
+        f"state_dir: {state}\n"
+        "functions: {f: {type: http, url: 'http://127.0.0.1:1'}}\n"
+        "mappings:\n"
+        f"  - {{name: inbox, function: f, source: {{type: local_dir, path: {tmp_path}/in}}}}\n"
+    )
+    store = SqliteCheckpointStore(state / "checkpoints.sqlite3")
+    asyncio.run(store.namespace("inbox").write({"a.txt": "[1, 2]", "b.txt": "[3, 4]"}))
+    store.close()
+    (state / "failures").mkdir()
+    (state / "failures" / "inbox.jsonl").write_text("{}\n{}\n{}\n")
+    assert main(["status", "--config", str(config)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == [
+        "mapping",
+        "source",
+        "function",
+        "enabled",
+        "checkpoints",
+        "dead",
+        "letters",
+    ]
+    assert lines[1].split() == ["inbox", "local_dir", "f", "True", "2", "3"]
