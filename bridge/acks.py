@@ -130,7 +130,14 @@ class AckTracker:
             queue = self._parts.get(partition)  # forget() may have replaced it meanwhile
             if queue is None:
                 return
-            remaining = deque(r for r in queue if r.seq not in done)
+            if self._ordered:
+                # ``ready`` was a prefix of the queue and forget() keeps a prefix: pop it in
+                # O(batch) instead of rebuilding the whole queue on every commit
+                while queue and queue[0].seq in done:
+                    queue.popleft()
+                remaining = queue
+            else:
+                remaining = deque(r for r in queue if r.seq not in done)
             if remaining:
                 self._parts[partition] = remaining
             else:
