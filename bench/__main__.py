@@ -1,0 +1,45 @@
+"""``python -m bench <scenario> [--quick] [--label L] [--profile]``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import sys
+
+SCENARIOS = {
+    "kafka-throughput": "bench.kafka_throughput",
+    "latency": "bench.latency",
+    "invocations": "bench.invocations",
+    "memory": "bench.memory",
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("scenario", choices=sorted(SCENARIOS))
+    parser.add_argument("--quick", action="store_true", help="smaller sizes (a few minutes)")
+    parser.add_argument("--label", default="", help="added to the result file names")
+    parser.add_argument(
+        "--profile", action="store_true", help="kafka-throughput: py-spy on the bridge (http)"
+    )
+    parser.add_argument(
+        "--targets",
+        default="http,runtime",
+        help="kafka-throughput / latency: comma-separated targets (default http,runtime)",
+    )
+    args = parser.parse_args()
+    module = importlib.import_module(SCENARIOS[args.scenario])
+    kwargs = {"quick": args.quick, "label": args.label}
+    if args.scenario in ("kafka-throughput", "latency"):
+        kwargs["targets"] = args.targets.split(",")
+    if args.scenario == "kafka-throughput":
+        kwargs["profile"] = args.profile
+    report = asyncio.run(module.run(**kwargs))
+    print(report.path.with_suffix(".md").read_text())
+    print(f"written: {report.path}.*")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

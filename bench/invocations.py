@@ -1,0 +1,94 @@
+"""Unbatched invocations/s: Kafka -> minimal endpoint with batch_size 1 (window 0), so every
+record is one invocation and the figure is the bridge's per-invocation overhead (read,
+normalize, deliver, commit). Ceilings in the same run: a bare httpx client and a bare aiohttp
+client posting the same one-record event, 6 in flight (the bridge has at most one per
+partition, 6 partitions); the better client counts."""
+
+from __future__ import annotations
+
+from bench._common import (
+    BridgeProcess,
+    OffsetWatch,
+    Report,
+    Sink,
+    bare_aiohttp,
+    bare_http,
+    bridge_config,
+    create_topic,
+    delete_topic,
+    fill_topic,
+    http_function,
+    kafka_event,
+    kafka_mapping,
+    plot_lines,
+    services_env,
+    small_value,
+    unique,
+    workdir,
+)
+from bench.kafka_throughput import _bucket_rate
+
+__all__ = ["run"]
+
+PARTITIONS = 6
+
+
+async def run(*, quick: bool, label: str) -> Report:
+    total = 5_000 if quick else 20_000
+    env = services_env("kafka")
+    bootstrap = env["TB_KAFKA_BOOTSTRAP"]
+    report = Report("invocations", quick, label)
+    report.params = {
+        "records": total,
+        "partitions": PARTITIONS,
+        "batch_size": 1,
+        "maximum_batching_window_seconds": 0,
+        "bridge": "python -m bridge run (subprocess)",
+    }
+    topic = unique("invocations")
+    await create_topic(bootstrap, topic, PARTITIONS)
+    try:
+        await fill_topic(bootstrap, topic, total, PARTITIONS, small_value)
+        async with Sink() as sink, workdir("invocations") as tmp:
+            ceiling = await bare_http(
+                sink.url, kafka_event(1, bootstrap, topic), batches=total, concurrency=PARTITIONS
+            )
+            report.rows.append({"what": "ceiling: bare httpx client, 6 in flight",
+                                "invocations/s": ceiling["batches_per_s"],
+                                "seconds": ceiling["seconds"]})  # fmt: skip
+            other = await bare_aiohttp(
+                sink.url, kafka_event(1, bootstrap, topic), batches=total, concurrency=PARTITIONS
+            )
+            report.rows.append({"what": "ceiling: bare aiohttp client, 6 in flight",
+                                "invocations/s": other["batches_per_s"],
+                                "seconds": other["seconds"]})  # fmt: skip
+            ceiling = max(ceiling, other, key=lambda run: run["batches_per_s"])
+            await sink.reset()
+            group = unique("group-invocations")
+            mapping = kafka_mapping(
+                "invocations", function="fn", bootstrap=bootstrap, topic=topic, group=group,
+                batch_size=1, window=0,
+            )  # fmt: skip
+            config = bridge_config(tmp, http_function(sink.url), mapping)
+            async with BridgeProcess(config, tmp) as bridge, OffsetWatch(bootstrap, group) as w:
+                try:
+                    await w.wait_for(total, timeout=120 + total / 50, t0=bridge.t0)
+                except TimeoutError:
+                    bridge.check_alive()
+                    raise
+            stats = await sink.stats()
+            seconds = stats["last"] - stats["first"]
+            rate = stats["requests"] / seconds
+            report.rows.append({"what": "bridge -> http, batch_size 1 (at the endpoint)",
+                                "invocations/s": rate, "seconds": seconds,
+                                "ratio to ceiling": rate / ceiling["batches_per_s"],
+                                "peak RSS MiB": max(m for _, m in bridge.rss)})  # fmt: skip
+            report.series["endpoint_buckets"] = stats["buckets"]
+    finally:
+        await delete_topic(bootstrap, topic)
+    stem = report.write()
+    plot_lines(stem.with_suffix(".throughput.png"),
+               {"bridge -> http, batch_size 1": _bucket_rate(stats["buckets"])},
+               title="unbatched invocations", xlabel="seconds since the first invocation",
+               ylabel="invocations/s")  # fmt: skip
+    return report

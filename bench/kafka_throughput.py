@@ -1,0 +1,210 @@
+"""Kafka -> function throughput, batch_size 100, 6 partitions, against two ceilings measured
+in the same run: a bare aiokafka consumer reading the same topic (source ceiling) and a bare
+httpx client, and a bare aiohttp client, posting pre-built 100-record events to the same
+endpoint (sink ceiling: the better of the two clients).
+
+The bridge runs as in production: ``python -m bridge run`` in a subprocess. Its rate is
+taken at the endpoint (first to last record received) for the ``http`` target, and from the
+consumer group's committed offsets (first commit to the last one) for both targets.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from bench._common import (
+    BridgeProcess,
+    OffsetWatch,
+    Report,
+    Sink,
+    bare_aiohttp,
+    bare_consumer,
+    bare_http,
+    bridge_config,
+    create_topic,
+    delete_topic,
+    fill_topic,
+    http_function,
+    kafka_event,
+    kafka_mapping,
+    plot_lines,
+    rate_series,
+    runtime_function,
+    services_env,
+    small_value,
+    unique,
+    workdir,
+)
+
+__all__ = ["run"]
+
+PARTITIONS = 6
+BATCH = 100
+
+
+def commit_rate(series: list[tuple[float, int]], total: int) -> tuple[float, float]:
+    """records/s from the first sample with something committed to the last one."""
+    first = next((t, n) for t, n in series if n > 0)
+    end = next(t for t, n in series if n >= total)
+    return (total - first[1]) / max(end - first[0], 1e-9), end - first[0]
+
+
+async def _run_bridge(
+    config_functions: str,
+    *,
+    bootstrap: str,
+    topic: str,
+    total: int,
+    name: str,
+    profile: Path | None = None,
+) -> tuple[list[tuple[float, int]], list[tuple[float, float]]]:
+    group = unique(f"group-{name}")
+    async with workdir(name) as tmp:
+        mapping = kafka_mapping(
+            name, function="fn", bootstrap=bootstrap, topic=topic, group=group,
+            batch_size=BATCH, window=0.5,
+        )  # fmt: skip
+        config = bridge_config(tmp, config_functions, mapping)
+        async with BridgeProcess(config, tmp, profile=profile) as bridge:
+            async with OffsetWatch(bootstrap, group) as watch:
+                try:
+                    await watch.wait_for(total, timeout=120 + total / 200, t0=bridge.t0)
+                except TimeoutError:
+                    bridge.check_alive()
+                    raise
+            return watch.series, bridge.rss
+
+
+async def run(*, quick: bool, label: str, profile: bool, targets: list[str]) -> Report:
+    total = 50_000 if quick else 200_000
+    env = services_env("kafka")
+    bootstrap = env["TB_KAFKA_BOOTSTRAP"]
+    report = Report("kafka-throughput", quick, label)
+    report.params = {
+        "records": total,
+        "partitions": PARTITIONS,
+        "batch_size": BATCH,
+        "record_value_bytes": len(small_value(total)),
+        "bridge": "python -m bridge run (subprocess)",
+    }
+    topic = unique("throughput")
+    await create_topic(bootstrap, topic, PARTITIONS)
+    try:
+        produce_rate = await fill_topic(bootstrap, topic, total, PARTITIONS, small_value)
+        report.notes.append(f"topic filled at {produce_rate:,.0f} records/s before the clock")
+        source = await bare_consumer(bootstrap, topic, total)
+        report.rows.append({"what": "source ceiling: bare aiokafka consumer",
+                            "records/s": source["records_per_s"],
+                            "seconds": source["seconds"]})  # fmt: skip
+        async with Sink() as sink:
+            payload = kafka_event(BATCH, bootstrap, topic)
+            report.params["event_bytes"] = len(payload)
+            sink_run = await bare_http(
+                sink.url, payload, batches=total // BATCH, concurrency=PARTITIONS
+            )
+            sink_rate = sink_run["batches_per_s"] * BATCH
+            report.rows.append({"what": "sink ceiling: bare httpx client, 6 in flight",
+                                "records/s": sink_rate,
+                                "seconds": sink_run["seconds"]})  # fmt: skip
+            sink_run = await bare_aiohttp(
+                sink.url, payload, batches=total // BATCH, concurrency=PARTITIONS
+            )
+            report.rows.append({"what": "sink ceiling: bare aiohttp client, 6 in flight",
+                                "records/s": sink_run["batches_per_s"] * BATCH,
+                                "seconds": sink_run["seconds"]})  # fmt: skip
+            sink_rate = max(sink_rate, sink_run["batches_per_s"] * BATCH)  # the better client
+            ceiling = min(source["records_per_s"], sink_rate)
+            series: dict[str, list[tuple[float, float]]] = {}
+            if "http" in targets:
+                await sink.reset()
+                spy = None
+                if profile:
+                    spy = Path(report.write().with_suffix(".pyspy.txt"))
+                commits, rss = await _run_bridge(
+                    http_function(sink.url), bootstrap=bootstrap, topic=topic, total=total,
+                    name="http", profile=spy,
+                )  # fmt: skip
+                stats = await sink.stats()
+                at_sink = stats["records"] / max(stats["last"] - stats["first"], 1e-9)
+                by_commit, seconds = commit_rate(commits, total)
+                report.rows.append({"what": "bridge -> http minimal endpoint (at the endpoint)",
+                                    "records/s": at_sink, "seconds": stats["last"] - stats["first"],
+                                    "ratio to lower ceiling": at_sink / ceiling})  # fmt: skip
+                report.rows.append({"what": "bridge -> http (committed offsets)",
+                                    "records/s": by_commit, "seconds": seconds,
+                                    "ratio to lower ceiling": by_commit / ceiling})  # fmt: skip
+                report.rows[-2]["peak RSS MiB"] = max(m for _, m in rss)
+                report.targets.append({"target": "Kafka -> minimal function >= 80% of the "
+                                       "lower ceiling", "measured": f"{at_sink / ceiling:.0%}",
+                                       "met": at_sink / ceiling >= 0.8})  # fmt: skip
+                series["bridge -> http (endpoint)"] = _bucket_rate(stats["buckets"])
+                series["bridge -> http (commits)"] = rate_series(commits)
+                report.series["http_commits"] = commits
+                report.series["http_rss"] = rss
+                if spy is not None:
+                    report.series["profile_top"] = summarize_profile(spy)
+            if "runtime" in targets:
+                commits, rss = await _run_bridge(
+                    runtime_function("noop", PARTITIONS), bootstrap=bootstrap, topic=topic,
+                    total=total, name="runtime",
+                )  # fmt: skip
+                by_commit, seconds = commit_rate(commits, total)
+                report.rows.append({"what": "bridge -> runtime, 6 awslambdaric processes "
+                                    "(committed offsets)", "records/s": by_commit,
+                                    "seconds": seconds, "ratio to lower ceiling":
+                                    by_commit / ceiling,
+                                    "peak RSS MiB": max(m for _, m in rss)})  # fmt: skip
+                series["bridge -> runtime (commits)"] = rate_series(commits)
+                report.series["runtime_commits"] = commits
+    finally:
+        await delete_topic(bootstrap, topic)
+    stem = report.write()
+    plot_lines(
+        stem.with_suffix(".throughput.png"), series,
+        title=f"Kafka -> function, {total:,} records, batch {BATCH}; ceiling "
+        f"{ceiling:,.0f} rec/s", ylabel="records/s",
+        xlabel="seconds (commits: since the bridge started; endpoint: since its first record)",
+    )  # fmt: skip
+    return report
+
+
+def _bucket_rate(buckets: list[list[int]]) -> list[tuple[float, float]]:
+    """The endpoint's 100 ms buckets -> records/s per second, from its first record."""
+    if not buckets:
+        return []
+    per_second: Counter[int] = Counter()
+    for bucket, count in buckets:
+        per_second[bucket // 10] += count
+    start = min(per_second)
+    return [(float(s - start), float(per_second[s])) for s in sorted(per_second)]
+
+
+def summarize_profile(path: Path, top: int = 25) -> dict[str, Any]:
+    """py-spy's collapsed stacks -> the top functions by self and inclusive samples."""
+    self_time: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    if not path.exists():
+        return {}
+    for line in path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack:
+            continue
+        count = int(count_text)
+        frames = stack.split(";")
+        total += count
+        self_time[frames[-1]] += count
+        for frame in set(frames):
+            inclusive[frame] += count
+    lines = [f"samples: {total}", "", "self:"]
+    lines += [f"{n / total:6.1%}  {f}" for f, n in self_time.most_common(top)]
+    lines += ["", "inclusive:"]
+    lines += [f"{n / total:6.1%}  {f}" for f, n in inclusive.most_common(top * 2)]
+    path.with_suffix(".summary.txt").write_text("\n".join(lines) + "\n")
+    return {
+        "samples": total,
+        "self": [(f, n / total) for f, n in self_time.most_common(top)],
+        "inclusive": [(f, n / total) for f, n in inclusive.most_common(top * 2)],
+    }

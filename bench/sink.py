@@ -1,0 +1,134 @@
+"""The minimal function endpoint: a raw asyncio HTTP/1.1 server answering ``{}`` at once.
+
+Run as its own process (``python -m bench.sink --port P``) so that it never shares the
+bridge's event loop. Every POST is a function invocation: the server counts the records in
+it (occurrences of ``"offset":``, one per Kafka record, counted in C) into per-100 ms
+buckets, and in ``--stamp`` mode also decodes each record's ``{"t": <epoch s>}`` value to
+keep ``(produced_at, received_at)`` pairs for the latency scenario. ``GET /stats`` returns
+what was seen as JSON (``GET /count`` only the record count); ``POST /reset`` clears it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import json
+import time
+from collections import Counter
+from typing import Any
+
+_OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+_MARK = b'"offset":'
+
+
+class _State:
+    def __init__(self, stamp: bool) -> None:
+        self.stamp = stamp
+        self.reset()
+
+    def reset(self) -> None:
+        self.requests = 0
+        self.records = 0
+        self.first = 0.0
+        self.last = 0.0
+        self.buckets: Counter[int] = Counter()  # int(t * 10) -> records
+        self.pairs: list[tuple[float, float]] = []
+
+    def seen(self, body: bytes) -> None:
+        now = time.time()
+        count = body.count(_MARK)
+        self.requests += 1
+        self.records += count
+        if not self.first:
+            self.first = now
+        self.last = now
+        self.buckets[int(now * 10)] += count
+        if self.stamp:
+            event = json.loads(body)
+            for records in event.get("records", {}).values():
+                for record in records:
+                    produced = json.loads(base64.b64decode(record["value"]))["t"]
+                    self.pairs.append((produced, now))
+
+    def stats(self) -> bytes:
+        doc: dict[str, Any] = {
+            "requests": self.requests,
+            "records": self.records,
+            "first": self.first,
+            "last": self.last,
+            "buckets": sorted(self.buckets.items()),
+            "pairs": self.pairs,
+        }
+        return json.dumps(doc).encode()
+
+
+class _Http(asyncio.Protocol):
+    def __init__(self, state: _State) -> None:
+        self.state = state
+        self.buf = bytearray()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        while True:
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = bytes(self.buf[:end]).decode("latin-1")
+            length = 0
+            for line in head.split("\r\n")[1:]:
+                name, _, value = line.partition(":")
+                if name.strip().lower() == "content-length":
+                    length = int(value)
+            if len(self.buf) < end + 4 + length:
+                return
+            body = bytes(self.buf[end + 4 : end + 4 + length])
+            del self.buf[: end + 4 + length]
+            self.handle(head.split(" ", 2), body)
+
+    def handle(self, request_line: list[str], body: bytes) -> None:
+        assert self.transport is not None
+        method, path = request_line[0], request_line[1]
+        if method == "GET" and path in ("/stats", "/count"):
+            # /count is cheap: polled while the run goes on
+            count = b'{"records":%d}' % self.state.records
+            out = count if path == "/count" else self.state.stats()
+            self.transport.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                + str(len(out)).encode()
+                + b"\r\n\r\n"
+                + out
+            )
+            return
+        if path == "/reset":
+            self.state.reset()
+        else:
+            self.state.seen(body)
+        self.transport.write(_OK)
+
+
+async def serve(port: int, stamp: bool) -> None:
+    state = _State(stamp)
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: _Http(state), "127.0.0.1", port, backlog=512)
+    async with server:
+        await server.serve_forever()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--stamp", action="store_true", help="keep per-record latency pairs")
+    args = parser.parse_args()
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(args.port, args.stamp))
+
+
+if __name__ == "__main__":
+    main()
