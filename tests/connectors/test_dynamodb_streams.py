@@ -24,7 +24,7 @@ from bridge.connector import ConnectorContext
 from bridge.errors import ConfigError, NormalizeError, SourceUnavailable
 from connectors.dynamodb_streams import DynamoDBStreamsConnector, DynamoDBStreamsSource
 from connectors.dynamodb_streams.normalize import batch_info, stream_record
-from tests.e2e.harness import RunningBridge, wait_for
+from tests.e2e.harness import RunningBridge, runtime_function, wait_for
 from tests.services.fixtures import AwsEndpoint, DynamoTable
 
 REPO = Path(__file__).resolve().parents[2]
@@ -72,13 +72,7 @@ state_dir: {tmp}/state
 retry_backoff: {{initial_seconds: 0.05, max_seconds: 0.2}}
 shutdown_timeout_seconds: 5
 functions:
-  recorder:
-    type: runtime
-    command: python -m awslambdaric app.handler
-    cwd: {HANDLER}
-    env: {{RECORDER_OUT: {tmp}/calls.jsonl}}
-    concurrency: 2
-    timeout: 20
+{runtime_function(HANDLER, {"RECORDER_OUT": f"{tmp}/calls.jsonl"})}
 mappings:{"".join(mappings)}
 """
 

@@ -26,7 +26,7 @@ from bridge.config import parse_config
 from bridge.connector import ConnectorContext, FailureContext, Record
 from bridge.errors import ConfigError, SourceUnavailable
 from connectors.kafka import KafkaConnector, KafkaSource
-from tests.e2e.harness import RunningBridge, wait_for
+from tests.e2e.harness import RunningBridge, runtime_function, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 HANDLER = REPO / "tests" / "e2e" / "functions" / "kafka_recorder"
@@ -45,18 +45,14 @@ def _config(
 ) -> str:
     src = {"type": "kafka", "bootstrap_servers": servers, "topics": topics, **(source or {})}
     extra = "".join(f"\n    {k}: {json.dumps(v)}" for k, v in options.items())
+    env = {"RECORDER_OUT": f"{tmp}/{out}", "RECORDER_NAME": name}
+    function = runtime_function(HANDLER, env, concurrency=concurrency, timeout=30)
     return f"""
 state_dir: {tmp}/state-{name or "a"}
 shutdown_timeout_seconds: 10
 retry_backoff: {{initial_seconds: 0.05, max_seconds: 0.2}}
 functions:
-  recorder:
-    type: runtime
-    command: python -m awslambdaric app.handler
-    cwd: {HANDLER}
-    env: {{RECORDER_OUT: {tmp}/{out}, RECORDER_NAME: "{name}"}}
-    concurrency: {concurrency}
-    timeout: 30
+{function}
 mappings:
   - name: k
     function: recorder

@@ -31,7 +31,7 @@ from bridge.connector import ConnectorContext
 from bridge.errors import ConfigError, SourceUnavailable
 from connectors.s3 import S3Connector, S3Source
 from connectors.s3.listen import LISTEN_EVENTS
-from tests.e2e.harness import RunningBridge, wait_for
+from tests.e2e.harness import RunningBridge, runtime_function, wait_for
 from tests.services.fixtures import AwsEndpoint, unique_name
 
 REPO = Path(__file__).resolve().parents[2]
@@ -73,13 +73,7 @@ state_dir: {tmp}/state
 retry_backoff: {{initial_seconds: 0.01, max_seconds: 0.05}}
 shutdown_timeout_seconds: 5
 functions:
-  recorder:
-    type: runtime
-    command: python -m awslambdaric app.handler
-    cwd: {HANDLER}
-    env: {{RECORDER_OUT: {tmp}/calls.jsonl}}
-    concurrency: 2
-    timeout: 20
+{runtime_function(HANDLER, {"RECORDER_OUT": f"{tmp}/calls.jsonl"})}
 mappings:
   - name: objects
     function: recorder

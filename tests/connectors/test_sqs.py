@@ -20,7 +20,7 @@ from bridge.config import parse_config
 from bridge.connector import ConnectorContext
 from bridge.errors import ConfigError
 from connectors.sqs import SqsConnector, SqsSource
-from tests.e2e.harness import RunningBridge, wait_for
+from tests.e2e.harness import RunningBridge, runtime_function, wait_for
 from tests.services.fixtures import AwsEndpoint, SqsQueue
 
 REPO = Path(__file__).resolve().parents[2]
@@ -33,13 +33,7 @@ def _config(tmp: Path, endpoint: AwsEndpoint, queue: SqsQueue, **options: Any) -
 state_dir: {tmp}/state
 shutdown_timeout_seconds: 5
 functions:
-  recorder:
-    type: runtime
-    command: python -m awslambdaric app.handler
-    cwd: {HANDLER}
-    env: {{RECORDER_OUT: {tmp}/calls.jsonl}}
-    concurrency: 2
-    timeout: 20
+{runtime_function(HANDLER, {"RECORDER_OUT": f"{tmp}/calls.jsonl"})}
 mappings:
   - name: q
     function: recorder

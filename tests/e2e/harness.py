@@ -15,20 +15,31 @@ from bridge.supervisor import Supervisor
 RECORDER = Path(__file__).parent / "functions" / "recorder"
 
 
+def runtime_function(
+    handler: Path, env: Mapping[str, str], *, concurrency: int = 2, timeout: float = 20
+) -> str:
+    """The ``functions:`` entry ``recorder``: the handler in folder ``handler`` run by the
+    bridge's runtime target under real awslambdaric processes."""
+    return f"""  recorder:
+    type: runtime
+    command: python -m awslambdaric app.handler
+    cwd: {handler}
+    env: {json.dumps(dict(env))}
+    concurrency: {concurrency}
+    timeout: {timeout}"""
+
+
 def config_text(tmp: Path, mapping: str, *, concurrency: int = 2, timeout: float = 10) -> str:
     """A config with the recorder function (real awslambdaric) and one mapping."""
+    function = runtime_function(
+        RECORDER, {"RECORDER_OUT": f"{tmp}/calls.jsonl"}, concurrency=concurrency, timeout=timeout
+    )
     return f"""
 state_dir: {tmp}/state
 retry_backoff: {{initial_seconds: 0.01, max_seconds: 0.05}}
 shutdown_timeout_seconds: 5
 functions:
-  recorder:
-    type: runtime
-    command: python -m awslambdaric app.handler
-    cwd: {RECORDER}
-    env: {{RECORDER_OUT: {tmp}/calls.jsonl}}
-    concurrency: {concurrency}
-    timeout: {timeout}
+{function}
 mappings:
 {mapping}
 """
