@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -643,3 +644,14 @@ def rate_series(points: list[tuple[float, float]], step: float = 1.0) -> list[tu
             out.append((t, (n - last_n) / (t - last_t)))
             last_t, last_n = t, n
     return out
+
+
+def bucket_rate(buckets: list[list[int]]) -> list[tuple[float, float]]:
+    """The endpoint's 100 ms buckets -> records/s per second, from its first record."""
+    if not buckets:
+        return []
+    per_second: Counter[int] = Counter()
+    for bucket, count in buckets:
+        per_second[bucket // 10] += count
+    start = min(per_second)
+    return [(float(s - start), float(per_second[s])) for s in sorted(per_second)]

@@ -14,6 +14,7 @@ from bench._common import (
     bare_aiohttp,
     bare_http,
     bridge_config,
+    bucket_rate,
     create_topic,
     delete_topic,
     fill_topic,
@@ -26,7 +27,6 @@ from bench._common import (
     unique,
     workdir,
 )
-from bench.kafka_throughput import _bucket_rate
 
 __all__ = ["run"]
 
@@ -88,7 +88,7 @@ async def run(*, quick: bool, label: str) -> Report:
         await delete_topic(bootstrap, topic)
     stem = report.write()
     plot_lines(stem.with_suffix(".throughput.png"),
-               {"bridge -> http, batch_size 1": _bucket_rate(stats["buckets"])},
+               {"bridge -> http, batch_size 1": bucket_rate(stats["buckets"])},
                title="unbatched invocations", xlabel="seconds since the first invocation",
                ylabel="invocations/s")  # fmt: skip
     return report

@@ -23,6 +23,7 @@ from bench._common import (
     bare_consumer,
     bare_http,
     bridge_config,
+    bucket_rate,
     create_topic,
     delete_topic,
     fill_topic,
@@ -139,7 +140,7 @@ async def run(*, quick: bool, label: str, profile: bool, targets: list[str]) -> 
                 report.targets.append({"target": "Kafka -> minimal function >= 80% of the "
                                        "lower ceiling", "measured": f"{at_sink / ceiling:.0%}",
                                        "met": at_sink / ceiling >= 0.8})  # fmt: skip
-                series["bridge -> http (endpoint)"] = _bucket_rate(stats["buckets"])
+                series["bridge -> http (endpoint)"] = bucket_rate(stats["buckets"])
                 series["bridge -> http (commits)"] = rate_series(commits)
                 report.series["http_commits"] = commits
                 report.series["http_rss"] = rss
@@ -168,17 +169,6 @@ async def run(*, quick: bool, label: str, profile: bool, targets: list[str]) -> 
         xlabel="seconds (commits: since the bridge started; endpoint: since its first record)",
     )  # fmt: skip
     return report
-
-
-def _bucket_rate(buckets: list[list[int]]) -> list[tuple[float, float]]:
-    """The endpoint's 100 ms buckets -> records/s per second, from its first record."""
-    if not buckets:
-        return []
-    per_second: Counter[int] = Counter()
-    for bucket, count in buckets:
-        per_second[bucket // 10] += count
-    start = min(per_second)
-    return [(float(s - start), float(per_second[s])) for s in sorted(per_second)]
 
 
 def summarize_profile(path: Path, top: int = 25) -> dict[str, Any]:
