@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import CoordinatorLoadInProgressError, GroupCoordinatorNotAvailableError
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -154,7 +155,12 @@ class OffsetWatch:
         await self._admin.close()
 
     async def committed(self) -> int:
-        offsets = await self._admin.list_consumer_group_offsets(self.group)
+        """Records committed by the group so far; 0 while a fresh broker has no group
+        coordinator yet (its offsets topic is still being created)."""
+        try:
+            offsets = await self._admin.list_consumer_group_offsets(self.group)
+        except (GroupCoordinatorNotAvailableError, CoordinatorLoadInProgressError):
+            return 0
         return sum(max(0, meta.offset) for meta in offsets.values())
 
     async def wait_for(
