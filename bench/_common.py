@@ -84,6 +84,14 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (and of its waited-for children), seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    # after "pid (comm)": fields[11..14] are utime, stime, cutime, cstime in clock ticks
+    ticks = sum(int(f) for f in fields[11:15])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def unique(prefix: str) -> str:
     return f"bench-{prefix}-{uuid.uuid4().hex[:8]}"
 
@@ -351,6 +359,7 @@ class BridgeProcess:
         self.interval = interval
         self.profile = profile
         self.rss: list[tuple[float, float]] = []  # (seconds since start, MiB)
+        self.cpu: list[tuple[float, float]] = []  # (seconds since start, CPU seconds used)
         self.proc: asyncio.subprocess.Process | None = None
         self._spy: subprocess.Popen[bytes] | None = None
         self._sampler: asyncio.Task[None] | None = None
@@ -400,7 +409,9 @@ class BridgeProcess:
         assert self.proc is not None
         with contextlib.suppress(OSError, ValueError):
             while self.proc.returncode is None:
-                self.rss.append((time.monotonic() - self.t0, rss_mib(self.proc.pid)))
+                now = time.monotonic() - self.t0
+                self.rss.append((now, rss_mib(self.proc.pid)))
+                self.cpu.append((now, cpu_seconds(self.proc.pid)))
                 await asyncio.sleep(self.interval)
 
     async def __aexit__(self, *exc: object) -> None:
@@ -419,6 +430,15 @@ class BridgeProcess:
         if self._sampler is not None:
             self._sampler.cancel()
             await asyncio.gather(self._sampler, return_exceptions=True)
+
+    def cpu_between(self, start: float, end: float) -> float:
+        """CPU seconds the bridge used between two times (seconds since it started), from
+        the samples nearest to them."""
+        if not self.cpu:
+            return float("nan")
+        before = max((s for s in self.cpu if s[0] <= start), default=self.cpu[0])
+        after = min((s for s in self.cpu if s[0] >= end), default=self.cpu[-1])
+        return after[1] - before[1]
 
     def check_alive(self) -> None:
         assert self.proc is not None

@@ -52,6 +52,18 @@ def commit_rate(series: list[tuple[float, int]], total: int) -> tuple[float, flo
     return (total - first[1]) / max(end - first[0], 1e-9), end - first[0]
 
 
+def cpu_use(bridge: BridgeProcess, series: list[tuple[float, int]], total: int) -> dict[str, float]:
+    """The bridge's CPU between its first and its last commit: µs per record and the share
+    of one core it kept busy."""
+    first = next((t, n) for t, n in series if n > 0)
+    end = next(t for t, n in series if n >= total)
+    used = bridge.cpu_between(first[0], end)
+    return {
+        "bridge CPU µs/record": used / max(total - first[1], 1) * 1e6,
+        "bridge CPU % of a core": used / max(end - first[0], 1e-9) * 100,
+    }
+
+
 async def _run_bridge(
     config_functions: str,
     *,
@@ -60,7 +72,7 @@ async def _run_bridge(
     total: int,
     name: str,
     profile: Path | None = None,
-) -> tuple[list[tuple[float, int]], list[tuple[float, float]]]:
+) -> tuple[list[tuple[float, int]], list[tuple[float, float]], dict[str, float]]:
     group = unique(f"group-{name}")
     async with workdir(name) as tmp:
         mapping = kafka_mapping(
@@ -75,7 +87,7 @@ async def _run_bridge(
                 except TimeoutError:
                     bridge.check_alive()
                     raise
-            return watch.series, bridge.rss
+            return watch.series, bridge.rss, cpu_use(bridge, watch.series, total)
 
 
 async def run(*, quick: bool, label: str, profile: bool, targets: list[str]) -> Report:
@@ -123,7 +135,7 @@ async def run(*, quick: bool, label: str, profile: bool, targets: list[str]) -> 
                 spy = None
                 if profile:
                     spy = Path(report.write().with_suffix(".pyspy.txt"))
-                commits, rss = await _run_bridge(
+                commits, rss, cpu = await _run_bridge(
                     http_function(sink.url), bootstrap=bootstrap, topic=topic, total=total,
                     name="http", profile=spy,
                 )  # fmt: skip
@@ -135,7 +147,8 @@ async def run(*, quick: bool, label: str, profile: bool, targets: list[str]) -> 
                                     "ratio to lower ceiling": at_sink / ceiling})  # fmt: skip
                 report.rows.append({"what": "bridge -> http (committed offsets)",
                                     "records/s": by_commit, "seconds": seconds,
-                                    "ratio to lower ceiling": by_commit / ceiling})  # fmt: skip
+                                    "ratio to lower ceiling": by_commit / ceiling,
+                                    **cpu})  # fmt: skip
                 report.rows[-2]["peak RSS MiB"] = max(m for _, m in rss)
                 report.targets.append({"target": "Kafka -> minimal function >= 80% of the "
                                        "lower ceiling", "measured": f"{at_sink / ceiling:.0%}",
@@ -147,7 +160,7 @@ async def run(*, quick: bool, label: str, profile: bool, targets: list[str]) -> 
                 if spy is not None:
                     report.series["profile_top"] = summarize_profile(spy)
             if "runtime" in targets:
-                commits, rss = await _run_bridge(
+                commits, rss, cpu = await _run_bridge(
                     runtime_function("noop", PARTITIONS), bootstrap=bootstrap, topic=topic,
                     total=total, name="runtime",
                 )  # fmt: skip
@@ -156,7 +169,8 @@ async def run(*, quick: bool, label: str, profile: bool, targets: list[str]) -> 
                                     "(committed offsets)", "records/s": by_commit,
                                     "seconds": seconds, "ratio to lower ceiling":
                                     by_commit / ceiling,
-                                    "peak RSS MiB": max(m for _, m in rss)})  # fmt: skip
+                                    "peak RSS MiB": max(m for _, m in rss),
+                                    **cpu})  # fmt: skip
                 series["bridge -> runtime (commits)"] = rate_series(commits)
                 report.series["runtime_commits"] = commits
     finally:
