@@ -7,8 +7,14 @@ pins the frontier; an unordered source's records are committed as they settle.
 ``forget()`` drops records that are left to the source (abandoned to its own
 redelivery, or of a partition we lost): they are never committed, and for an ordered
 source neither is anything read after them in their partition.
-A commit that fails (``CheckpointError``) is retried with backoff; the frontier does
-not advance past what was durably committed.
+
+Commits run behind delivery: ``settle()`` returns at once and one committer task per
+partition commits whatever is committable, one commit at a time, so settles that pile up
+while a commit is on its way go out together in the next one. ``committed()`` and
+``committed_before()`` wait for durability; ``flush()`` waits for the committers.
+A commit that fails is retried with backoff; the frontier does not advance past what
+was durably committed. ``tracked``/``tracked_bytes`` count what was read and is neither
+committed nor forgotten (the pipeline's read-ahead bound).
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import asyncio
 import logging
 import random
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 
 from bridge import telemetry
 from bridge.connector import Connector, Record
@@ -36,10 +42,13 @@ class AckTracker:
         self._parts: dict[str, deque[Record]] = {}  # tracked records, in read order
         self._live: set[int] = set()  # tracked and not settled
         self._settled: set[int] = set()  # tracked, settled, not committed yet
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._committers: dict[str, asyncio.Task[None]] = {}
         self._seq = 0
+        self._interrupted = False
         self.unsettled = 0
         self.unsettled_bytes = 0
+        self.tracked = 0
+        self.tracked_bytes = 0
         self.changed = asyncio.Condition()
 
     def track(self, record: Record) -> None:
@@ -48,8 +57,11 @@ class AckTracker:
         record.seq = self._seq
         self._parts.setdefault(record.partition, deque()).append(record)
         self._live.add(record.seq)
+        size = len(record.encoded)
         self.unsettled += 1
-        self.unsettled_bytes += len(record.encoded)
+        self.unsettled_bytes += size
+        self.tracked += 1
+        self.tracked_bytes += size
 
     def unsettled_records(self) -> list[Record]:
         return [r for q in self._parts.values() for r in q if r.seq in self._live]
@@ -63,11 +75,11 @@ class AckTracker:
         return True
 
     async def settle(self, records: Sequence[Record]) -> None:
-        """Mark records settled and commit whatever became committable.
+        """Mark records settled and have whatever became committable committed.
 
-        Returns once the commit is durable. Records not tracked (forgotten) are
-        ignored. Cancellation leaves records settled but uncommitted: they are
-        delivered again after a restart (at-least-once).
+        Returns without waiting for the commit (see ``committed``). Records not tracked
+        (forgotten) are ignored. Settled records whose commit never happens (a crash)
+        are delivered again after a restart (at-least-once).
         """
         touched: dict[str, None] = {}
         for r in records:
@@ -76,9 +88,58 @@ class AckTracker:
                 touched[r.partition] = None
         if not touched:
             return
-        await self._notify()
         for partition in touched:
-            await self._commit_partition(partition)
+            self._kick(partition)
+        await self._notify()
+
+    def _is_tracked(self, record: Record) -> bool:
+        return record.seq in self._live or record.seq in self._settled
+
+    async def committed(self, records: Sequence[Record]) -> None:
+        """Wait until none of ``records`` is tracked any more (committed or forgotten),
+        or ``interrupt()``."""
+        await self._wait(lambda: not any(self._is_tracked(r) for r in records))
+
+    async def committed_before(self, partition: str, seq: int) -> None:
+        """Wait until every record of ``partition`` read before the one numbered ``seq``
+        is committed or forgotten (ordered sources), or ``interrupt()``."""
+
+        def done() -> bool:
+            queue = self._parts.get(partition)
+            return not queue or queue[0].seq >= seq
+
+        await self._wait(done)
+
+    async def _wait(self, predicate: Callable[[], bool]) -> None:
+        if predicate() or self._interrupted:
+            return
+        async with self.changed:
+            await self.changed.wait_for(lambda: self._interrupted or predicate())
+
+    async def interrupt(self) -> None:
+        """The pipeline is stopping: every ``committed*`` wait returns now. Commits go on."""
+        self._interrupted = True
+        await self._notify()
+
+    async def flush(self, partitions: Collection[str] | None = None) -> None:
+        """Wait for the commits under way (of ``partitions``, or of all): when it returns,
+        everything that was committable when it was called has been committed."""
+        while True:
+            tasks = [
+                task
+                for partition, task in self._committers.items()
+                if partitions is None or partition in partitions
+            ]
+            if not tasks:
+                return
+            await asyncio.wait(tasks)
+
+    async def aclose(self) -> None:
+        """Cancel the committers (what they had not committed is delivered again)."""
+        tasks = list(self._committers.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def forget(self, records: Sequence[Record]) -> None:
         """Stop tracking records without committing them (see the module docstring)."""
@@ -98,51 +159,78 @@ class AckTracker:
             for r in dropped:
                 self._unlive(r)
                 self._settled.discard(r.seq)
+                self._untrack(r)
             if kept:
                 self._parts[partition] = kept
             else:
                 del self._parts[partition]
         await self._notify()
 
+    def _untrack(self, record: Record) -> None:
+        self.tracked -= 1
+        self.tracked_bytes -= len(record.encoded)
+
     async def _notify(self) -> None:
         async with self.changed:
             self.changed.notify_all()
 
-    async def _commit_partition(self, partition: str) -> None:
-        lock = self._locks.setdefault(partition, asyncio.Lock())
-        async with lock:
-            queue = self._parts.get(partition)
-            if not queue:
-                return
-            if self._ordered:
-                ready: list[Record] = []
-                for r in queue:
-                    if r.seq not in self._settled:
-                        break
-                    ready.append(r)
-            else:
-                ready = [r for r in queue if r.seq in self._settled]
-            if not ready:
-                return
-            await self._commit_with_retry(ready)
-            done = {r.seq for r in ready}
-            self._settled.difference_update(done)
-            queue = self._parts.get(partition)  # forget() may have replaced it meanwhile
-            if queue is None:
-                return
-            if self._ordered:
-                # ``ready`` was a prefix of the queue and forget() keeps a prefix: pop it in
-                # O(batch) instead of rebuilding the whole queue on every commit
-                while queue and queue[0].seq in done:
-                    queue.popleft()
-                remaining = queue
-            else:
-                remaining = deque(r for r in queue if r.seq not in done)
-            if remaining:
-                self._parts[partition] = remaining
-            else:
-                del self._parts[partition]
-                self._locks.pop(partition, None)
+    def _kick(self, partition: str) -> None:
+        if partition not in self._committers:
+            task = asyncio.get_running_loop().create_task(
+                self._committer(partition), name=f"{self._mapping}:commit:{partition}"
+            )
+            self._committers[partition] = task
+
+    async def _committer(self, partition: str) -> None:
+        """Commit ``partition``'s committable records until there are none. The task
+        leaves ``_committers`` in the same step that finds nothing to commit, so a
+        ``settle()`` after that starts a new one."""
+        try:
+            while True:
+                ready = self._committable(partition)
+                if not ready:
+                    return
+                await self._commit_with_retry(ready)
+                self._committed(partition, ready)
+                await self._notify()
+        finally:
+            if self._committers.get(partition) is asyncio.current_task():
+                del self._committers[partition]
+
+    def _committable(self, partition: str) -> list[Record]:
+        queue = self._parts.get(partition)
+        if not queue:
+            return []
+        if not self._ordered:
+            return [r for r in queue if r.seq in self._settled]
+        ready: list[Record] = []
+        for r in queue:
+            if r.seq not in self._settled:
+                break
+            ready.append(r)
+        return ready
+
+    def _committed(self, partition: str, ready: list[Record]) -> None:
+        done = {r.seq for r in ready if r.seq in self._settled}  # not forgotten meanwhile
+        self._settled.difference_update(done)
+        for r in ready:
+            if r.seq in done:
+                self._untrack(r)
+        queue = self._parts.get(partition)  # forget() may have replaced it meanwhile
+        if queue is None:
+            return
+        if self._ordered:
+            # ``ready`` was a prefix of the queue and forget() keeps a prefix: pop it in
+            # O(batch) instead of rebuilding the whole queue on every commit
+            while queue and queue[0].seq in done:
+                queue.popleft()
+            remaining = queue
+        else:
+            remaining = deque(r for r in queue if r.seq not in done)
+        if remaining:
+            self._parts[partition] = remaining
+        else:
+            del self._parts[partition]
 
     async def _commit_with_retry(self, batch: list[Record]) -> None:
         attempt = 0
@@ -151,7 +239,11 @@ class AckTracker:
                 await self._connector.commit(batch)
                 telemetry.emit(telemetry.COMMITTED, mapping=self._mapping, records=len(batch))
                 return
-            except CheckpointError as exc:
+            except Exception as exc:  # a bug in a connector must not stop the commits
+                if not isinstance(exc, CheckpointError):
+                    logging.getLogger(__name__).exception(
+                        "commit of %s failed unexpectedly", self._mapping
+                    )
                 attempt += 1
                 delay = random.uniform(0, min(30.0, 0.1 * 2**attempt))
                 telemetry.emit(

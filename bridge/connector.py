@@ -51,14 +51,13 @@ class Record:
     marker (offset, sequence number, object state) handed back on ``commit``.
     ``data`` is the raw item for ``normalize``. ``arrived`` (epoch seconds) is when
     the source says the record was written; ``maximum_record_age_seconds`` counts
-    from it. ``event``/``encoded`` are filled by the engine after normalizing.
+    from it. ``encoded`` (the AWS-shaped record as JSON) is filled in by the engine.
     """
 
     partition: str
     position: Any
     data: Any
     arrived: float = field(default_factory=time.time)
-    event: dict[str, Any] | None = None
     encoded: bytes = b""
     seq: int = 0
 
@@ -69,7 +68,8 @@ class PartitionControl:
     ``await revoke(partitions)`` returns once nothing of those partitions is in flight
     any more: records not yet dispatched are dropped (they were never committed, the
     new owner reads them again), batches in flight finish (bounded by the shutdown
-    timeout) and settle, so the connector can commit what is settled before it lets go.
+    timeout) and settle, and what settled is committed (``commit()`` is called) before it
+    returns, so the connector lets go only after its commits.
     """
 
     def __init__(self) -> None:
@@ -142,6 +142,9 @@ class Connector(Protocol):
       only when it has capacity, and may cancel it at any await.
       ``normalize(record)``: pure; the AWS-shaped event record (a dict); raises
       ``NormalizeError`` for a record that cannot be shaped.
+      ``encode(record)`` (optional): ``dumps(normalize(record))``, the same bytes, which
+      a connector may build without the dict; the engine uses it when the mapping has
+      no filters. Raises ``NormalizeError`` as ``normalize`` does.
       ``filter_view(event)``: the dict FilterCriteria are matched against (e.g. with a
       JSON body decoded); default: the event itself.
       ``encode_event(records)``: the invocation payload (bytes) for a batch of
@@ -193,7 +196,8 @@ class Connector(Protocol):
 class BaseConnector:
     """Defaults for the optional parts of the contract; connectors may subclass it.
 
-    ``filter_view`` is the event itself, ``encode_event`` the ``{"Records": [...]}``
+    ``encode`` is ``dumps(normalize(record))``, ``filter_view`` the event itself,
+    ``encode_event`` the ``{"Records": [...]}``
     envelope, an identifier is matched by its string form, failed records are retried
     by the engine (``redelivery = "bridge"``), and ``release``/``abandon`` do nothing
     (the source redelivers uncommitted records on its own).
@@ -201,6 +205,11 @@ class BaseConnector:
 
     defaults: ClassVar[Mapping[str, Any]] = {}
     redelivery: ClassVar[Literal["bridge", "source"]] = "bridge"
+
+    def encode(self, record: Record) -> bytes:
+        from bridge.events import dumps
+
+        return dumps(self.normalize(record))  # type: ignore[attr-defined]
 
     def filter_view(self, event: dict[str, Any]) -> Mapping[str, Any]:
         return event

@@ -3,9 +3,15 @@ deliver -> settle -> commit.
 
 Two tasks share the pipeline's state: the reader pulls record chunks from the
 connector (only while fewer than ``max_in_flight_records`` / ``max_in_flight_bytes``
-are unsettled, so a slow function slows the source and memory stays bounded), and
-the dispatcher cuts ready batches and starts one delivery task per batch, at most
-``maximum_concurrency`` at once (for ordered sources also one per partition).
+are read and not yet committed, so a slow function slows the source and memory stays
+bounded), and the dispatcher cuts ready batches and starts one delivery task per batch,
+at most ``maximum_concurrency`` at once (for ordered sources also one per partition).
+
+Commits follow delivery instead of holding it up: for an ordered source a partition's
+next batch is released as soon as its batch is delivered *and* the batch before that one
+is committed. So per partition at most two batches are delivered but not yet committed
+(one committing, one in flight): the records a crash can deliver twice. An unordered
+source's delivery task ends once its own records are committed.
 
 ``run()`` returns when ``stop()`` was called: reading stops, batches in flight get
 ``shutdown_timeout`` seconds to finish, records never dispatched stay unsettled
@@ -19,7 +25,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 from bridge import telemetry
@@ -97,6 +103,10 @@ class Pipeline:
         if partitions is not None:
             partitions.bind(self.revoke)
         self._wake = asyncio.Event()
+        encode = getattr(connector, "encode", None)  # optional: the dict-free fast path
+        self._encode: Callable[[Record], bytes] | None = (
+            encode if self.filters is None and callable(encode) else None
+        )
         self._in_flight: dict[asyncio.Task[None], str] = {}  # delivery task -> partition
         self._reading = True
 
@@ -125,9 +135,11 @@ class Pipeline:
             for task in (reader, stop_wait):
                 task.cancel()
             await asyncio.gather(reader, stop_wait, return_exceptions=True)
+            await self.tracker.interrupt()
             await self._drain()
             dispatcher.cancel()
             await asyncio.gather(dispatcher, return_exceptions=True)
+            await self._flush_commits()
             await self._release_unsettled()
             await self.connector.aclose()
             with contextlib.suppress(Exception):  # nothing is pending on it any more
@@ -143,35 +155,47 @@ class Pipeline:
         limit, byte_limit = self.options.record_limit, self.options.max_in_flight_bytes
         tracker = self.tracker
         async for chunk in self.connector.read():
-            filtered = [record for record in chunk if not await self._admit(record)]
+            filtered, invalid = self._admit(chunk)
             self._wake.set()
+            for record, reason in invalid:
+                await self._dead_letter_invalid(record, reason)
             if filtered:  # settled together: one commit per chunk, not per record
                 telemetry.emit(
                     telemetry.RECORD_FILTERED, mapping=self.mapping, records=len(filtered)
                 )
                 await tracker.settle(filtered)
-            if tracker.unsettled >= limit or tracker.unsettled_bytes >= byte_limit:
+            if tracker.tracked >= limit or tracker.tracked_bytes >= byte_limit:
                 async with tracker.changed:
                     await tracker.changed.wait_for(
-                        lambda: tracker.unsettled < limit and tracker.unsettled_bytes < byte_limit
+                        lambda: tracker.tracked < limit and tracker.tracked_bytes < byte_limit
                     )
 
-    async def _admit(self, record: Record) -> bool:
-        """Normalize, filter and queue one record; False when the filter dropped it."""
-        connector = self.connector
-        try:
-            event = connector.normalize(record)
-            record.event = event
-            record.encoded = dumps(event)
-        except NormalizeError as exc:
-            self.tracker.track(record)
-            await self._dead_letter_invalid(record, str(exc))
-            return True
-        self.tracker.track(record)
-        if self.filters is not None and not self.filters.matches(connector.filter_view(event)):
-            return False
-        self.batcher.add(record)
-        return True
+    def _admit(self, chunk: Sequence[Record]) -> tuple[list[Record], list[tuple[Record, str]]]:
+        """Encode, filter and queue a chunk of records, in order. Returns the records the
+        filters dropped and the ones that could not be shaped (with the reason); both are
+        tracked, neither is queued."""
+        connector, filters = self.connector, self.filters
+        track, add = self.tracker.track, self.batcher.add
+        filtered: list[Record] = []
+        invalid: list[tuple[Record, str]] = []
+        encode = self._encode
+        for record in chunk:
+            try:
+                if encode is not None:
+                    record.encoded = encode(record)
+                else:
+                    event = connector.normalize(record)
+                    record.encoded = dumps(event)
+            except NormalizeError as exc:
+                track(record)
+                invalid.append((record, str(exc)))
+                continue
+            track(record)
+            if filters is not None and not filters.matches(connector.filter_view(event)):
+                filtered.append(record)
+                continue
+            add(record)
+        return filtered, invalid
 
     async def _dead_letter_invalid(self, record: Record, reason: str) -> None:
         telemetry.emit(
@@ -242,17 +266,30 @@ class Pipeline:
         await self.tracker.forget(
             [r for r in self.tracker.unsettled_records() if r.partition in lost]
         )
+        # what settled is committed before the source lets the partitions go
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.tracker.flush(lost), self.options.shutdown_timeout)
 
     async def _deliver(self, batch: list[Record]) -> None:
+        partition = batch[0].partition
+        released = False
         try:
             await self.deliverer.deliver(batch)
+            if self.ordered:
+                await self.tracker.committed_before(partition, batch[0].seq)
+                released = True
+                self.batcher.done(partition)
+                self._wake.set()
+            else:
+                await self.tracker.committed(batch)
         except Stopping:
             pass
         except Exception:
             log.exception("delivery of a batch of %s failed unexpectedly", self.mapping)
         finally:
-            self.batcher.done(batch[0].partition)
-            self._wake.set()
+            if not released:
+                self.batcher.done(partition)
+                self._wake.set()
 
     # ------------------------------------------------------------ stopping
 
@@ -268,6 +305,20 @@ class Pipeline:
                 for task in pending:
                     task.cancel()
                 await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _flush_commits(self) -> None:
+        """Let the commits under way finish (bounded), then give up on the rest: what was
+        settled and not committed is delivered again after a restart."""
+        try:
+            await asyncio.wait_for(self.tracker.flush(), self.options.shutdown_timeout)
+        except TimeoutError:
+            log.warning(
+                "%s: commits did not finish within %ss; their records come again",
+                self.mapping,
+                self.options.shutdown_timeout,
+            )
+        finally:
+            await self.tracker.aclose()
 
     async def _release_unsettled(self) -> None:
         records = self.tracker.unsettled_records()

@@ -14,6 +14,7 @@ from bridge.acks import AckTracker
 from bridge.batching import Batcher
 from bridge.connector import BaseConnector, FailureContext, Record
 from bridge.errors import CheckpointError, FunctionError, TargetRejected, TargetUnavailable
+from bridge.pipeline import Pipeline, PipelineOptions
 from bridge.retry import Deliverer, RetryPolicy
 
 
@@ -26,11 +27,14 @@ def _record(partition: str, n: int, size: int = 10, age: float = 0.0) -> Record:
 class FakeConnector(BaseConnector):
     ordered = True
 
-    def __init__(self, fail_commits: int = 0) -> None:
+    def __init__(self, fail_commits: int = 0, gate: asyncio.Event | None = None) -> None:
         self.commits: list[list[int]] = []
         self.fail_commits = fail_commits
+        self.gate = gate  # when given, each commit waits for it
 
     async def commit(self, records: Sequence[Record]) -> None:
+        if self.gate is not None:
+            await self.gate.wait()
         if self.fail_commits:
             self.fail_commits -= 1
             raise CheckpointError("disk full")
@@ -144,10 +148,12 @@ async def test_ordered_frontier_commits_only_contiguous_settled_records() -> Non
     for r in records:
         tracker.track(r)
     await tracker.settle([records[1], records[2]])
+    await tracker.flush()
     assert connector.commits == []  # record 0 pins the frontier
     await tracker.settle([records[0]])
+    await tracker.flush()
     assert connector.commits == [[0, 1, 2]]
-    assert tracker.unsettled == 1
+    assert tracker.unsettled == 1 and tracker.tracked == 1
     assert tracker.unsettled_records() == [records[3]]
 
 
@@ -156,8 +162,10 @@ async def test_failed_commit_is_retried_and_the_frontier_waits() -> None:
     tracker = AckTracker(connector, mapping="m", ordered=True)
     record = _record("p", 0)
     tracker.track(record)
-    await asyncio.wait_for(tracker.settle([record]), 5)
+    await tracker.settle([record])
+    await asyncio.wait_for(tracker.committed([record]), 5)
     assert connector.commits == [[0]]
+    assert tracker.tracked == 0
 
 
 async def test_forgotten_records_and_everything_after_them_are_never_committed() -> None:
@@ -167,14 +175,17 @@ async def test_forgotten_records_and_everything_after_them_are_never_committed()
     for r in records:
         tracker.track(r)
     await tracker.settle([records[0], records[3]])
+    await tracker.flush()
     assert connector.commits == [[0]]
     await tracker.forget([records[2]])  # 2, and 3 and 4 read after it, go back to the source
     assert tracker.unsettled == 1 and tracker.unsettled_records() == [records[1]]
     await tracker.settle([records[4], records[2]])  # late settles of forgotten records
     assert tracker.unsettled == 1
     await tracker.settle([records[1]])
+    await tracker.flush()
     assert connector.commits == [[0], [1]]
     assert tracker.unsettled == 0 and tracker.unsettled_bytes == 0
+    assert tracker.tracked == 0 and tracker.tracked_bytes == 0
 
 
 async def test_unordered_forget_drops_only_those_records() -> None:
@@ -185,8 +196,75 @@ async def test_unordered_forget_drops_only_those_records() -> None:
         tracker.track(r)
     await tracker.forget([records[1]])
     await tracker.settle([records[0], records[1], records[2]])
+    await tracker.flush()
     assert connector.commits == [[0, 2]]
     assert tracker.unsettled == 0
+
+
+async def test_settles_during_a_commit_go_out_together_in_the_next_one() -> None:
+    gate = asyncio.Event()
+    connector = FakeConnector(gate=gate)
+    tracker = AckTracker(connector, mapping="m", ordered=True)
+    records = [_record("p", n) for n in range(4)]
+    for r in records:
+        tracker.track(r)
+    await tracker.settle([records[0]])  # returns before the commit is durable
+    await asyncio.sleep(0)
+    assert connector.commits == [] and tracker.tracked == 4
+    for r in records[1:]:
+        await tracker.settle([r])  # the commit of 0 is still on its way
+    gate.set()
+    await asyncio.wait_for(tracker.committed(records), 5)
+    assert connector.commits == [[0], [1, 2, 3]]
+    assert tracker.tracked == 0
+
+
+async def test_committed_before_waits_for_the_earlier_records_only() -> None:
+    gate = asyncio.Event()
+    tracker = AckTracker(FakeConnector(gate=gate), mapping="m", ordered=True)
+    records = [_record("p", n) for n in range(4)]
+    for r in records:
+        tracker.track(r)
+    await tracker.settle(records[:2])
+    waiter = asyncio.create_task(tracker.committed_before("p", records[2].seq))
+    await asyncio.sleep(0.01)
+    assert not waiter.done()  # 0 and 1 are settled, not committed
+    gate.set()
+    await asyncio.wait_for(waiter, 5)  # 2 and 3 were never settled: not needed
+    assert tracker.unsettled_records() == records[2:]
+
+
+async def test_interrupt_ends_the_waits_without_a_commit() -> None:
+    tracker = AckTracker(FakeConnector(), mapping="m", ordered=True)
+    records = [_record("p", n) for n in range(2)]
+    for r in records:
+        tracker.track(r)
+    waiter = asyncio.create_task(tracker.committed(records[1:]))  # 0 pins it
+    await tracker.settle(records[1:])
+    await asyncio.sleep(0.01)
+    assert not waiter.done()
+    await tracker.interrupt()
+    await asyncio.wait_for(waiter, 5)
+    assert tracker.tracked == 2
+
+
+async def test_an_unexpected_commit_error_is_retried_not_lost() -> None:
+    class Broken(FakeConnector):
+        calls = 0
+
+        async def commit(self, records: Sequence[Record]) -> None:
+            self.calls += 1
+            if self.calls == 1:
+                raise RuntimeError("bug")
+            await super().commit(records)
+
+    connector = Broken()
+    tracker = AckTracker(connector, mapping="m", ordered=True)
+    record = _record("p", 0)
+    tracker.track(record)
+    await tracker.settle([record])
+    await asyncio.wait_for(tracker.committed([record]), 5)
+    assert connector.commits == [[0]]
 
 
 # ------------------------------------------------------------------ retry
@@ -335,3 +413,78 @@ async def test_feed_bounds_the_producer_and_raises_a_failed_task() -> None:
             seen.append(item)
             await asyncio.sleep(0.01)
     assert seen == [1, 2, 3] and blocked.done()
+
+
+# ------------------------------------------------------------------ pipeline
+
+
+class ChunkConnector(FakeConnector):
+    """Yields the given records as one chunk, then nothing; commits wait for ``gate``."""
+
+    def __init__(self, records: list[Record], gate: asyncio.Event) -> None:
+        super().__init__(gate=gate)
+        self.records = records
+
+    async def open(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+    async def read(self) -> Any:
+        yield self.records
+        await asyncio.Event().wait()
+
+    def normalize(self, record: Record) -> dict[str, Any]:
+        return {"n": record.position}
+
+
+def _pipeline(connector: ChunkConnector, target: FakeTarget) -> Pipeline:
+    options = PipelineOptions(
+        batch_size=2, window=0, maximum_concurrency=10, policy=RetryPolicy(), shutdown_timeout=5
+    )
+    return Pipeline(
+        mapping="m",
+        connector=connector,
+        target=target,  # type: ignore[arg-type]
+        destination=ListDestination(),  # type: ignore[arg-type]
+        options=options,
+        filters=None,
+        function_arn="arn:aws:lambda:us-east-1:000000000000:function:f",
+    )
+
+
+async def test_a_partition_runs_ahead_of_its_commits_by_one_batch_at_most() -> None:
+    gate = asyncio.Event()
+    records = [Record(partition="p", position=n, data=n) for n in range(10)]
+    connector = ChunkConnector(records, gate)
+    target = FakeTarget()
+    pipeline = _pipeline(connector, target)
+    run = asyncio.create_task(pipeline.run())
+    await asyncio.sleep(0.1)
+    # batch [0, 1] is delivered and committing; [2, 3] went on without waiting for that
+    # commit; [4, 5] waits for it
+    assert len(target.payloads) == 2 and connector.commits == []
+    gate.set()
+    for _ in range(100):
+        if connector.commits and connector.commits[-1][-1] == 9:
+            break
+        await asyncio.sleep(0.01)
+    assert [n for c in connector.commits for n in c] == list(range(10))
+    assert len(target.payloads) == 5
+    pipeline.stop()
+    await asyncio.wait_for(run, 5)
+    assert pipeline.tracker.tracked == 0
+
+
+async def test_stopping_waits_for_the_commits_under_way() -> None:
+    gate = asyncio.Event()
+    records = [Record(partition="p", position=n, data=n) for n in range(2)]
+    connector = ChunkConnector(records, gate)
+    pipeline = _pipeline(connector, FakeTarget())
+    run = asyncio.create_task(pipeline.run())
+    await asyncio.sleep(0.1)
+    pipeline.stop()
+    await asyncio.sleep(0.1)
+    assert not run.done()  # the commit of [0, 1] is still on its way
+    gate.set()
+    await asyncio.wait_for(run, 5)
+    assert connector.commits == [[0, 1]]
