@@ -8,7 +8,8 @@ Guarantees:
   partition, and never ahead of an unsettled record: the committed offset is always
   ``last contiguous settled offset + 1``. A restart (or a new owner of the partition)
   resumes exactly after the last committed offset; what was in flight comes again, so
-  duplicates are bounded by the batches in flight (at most one per partition).
+  duplicates are bounded by two batches per partition (the engine commits behind
+  delivery: one batch in flight, the one before it committing).
 - Order: records of one partition are delivered in offset order, one batch in flight
   per partition (the engine's ordered mode); partitions flow independently, so a
   failing record holds up only its own partition.
@@ -50,7 +51,13 @@ from bridge.events import iso_timestamp, stream_failure_base
 from connectors.kafka.client import client_options, translate_errors
 from connectors.kafka.config import KafkaSource
 from connectors.kafka.destination import FailedRecord, KafkaFailureDocument
-from connectors.kafka.normalize import envelope, filter_view, kafka_record, partition_name
+from connectors.kafka.normalize import (
+    RecordEncoder,
+    envelope,
+    filter_view,
+    kafka_record,
+    partition_name,
+)
 
 __all__ = ["KafkaConnector"]
 
@@ -125,6 +132,11 @@ class KafkaConnector(BaseConnector):
         self._consumer: AIOKafkaConsumer | None = None
         self._timeout = config.request_timeout_seconds
         self._what = f"Kafka source {self.context.mapping!r} (topics {', '.join(config.topics)})"
+        self._encoder = RecordEncoder()
+        self._to_commit: dict[TopicPartition, int] = {}  # for the next OffsetCommit
+        self._commit_waiters: list[asyncio.Future[None]] = []
+        self._committer: asyncio.Task[None] | None = None
+        self._rotation = 0  # which partition a fetch round starts with
 
     # ------------------------------------------------------------ lifecycle
 
@@ -157,20 +169,47 @@ class KafkaConnector(BaseConnector):
         assert consumer is not None, "open() first"
         while True:
             with translate_errors(self._what, self.bootstrap_servers):
-                fetched = await consumer.getmany(timeout_ms=1000, max_records=MAX_POLL_RECORDS)
+                fetched = await self._fetch_round(consumer)
             owned = consumer.assignment()
+            now = time.time()
             chunk: list[Record] = []
+            add = chunk.append
             for tp, messages in fetched.items():
                 if tp not in owned:  # revoked while the fetch was on its way
                     continue
                 name = partition_name(tp.topic, tp.partition)
                 for m in messages:
-                    arrived = m.timestamp / 1000 if m.timestamp and m.timestamp > 0 else time.time()
-                    chunk.append(Record(partition=name, position=m.offset, data=m, arrived=arrived))
+                    stamp = m.timestamp  # epoch ms; -1 (or None) when the record has none
+                    add(Record(name, m.offset, m, stamp / 1000 if stamp and stamp > 0 else now))
             if chunk:
                 yield chunk
 
+    async def _fetch_round(self, consumer: AIOKafkaConsumer) -> dict[TopicPartition, list[Any]]:
+        """Up to MAX_POLL_RECORDS records, spread over every partition that has records
+        fetched: the engine's read-ahead is shared by all partitions, and a partition whose
+        records were not read yet cannot have a batch in flight (aiokafka's ``getmany``
+        drains one partition's buffer before the next, which left all but two partitions
+        idle on a backlog). Waits up to a second when nothing is buffered."""
+        owned = sorted(consumer.assignment())
+        if len(owned) > 1:
+            share = max(MAX_POLL_RECORDS // len(owned), 10)
+            start = self._rotation % len(owned)
+            self._rotation += 1
+            fetched: dict[TopicPartition, list[Any]] = {}
+            for tp in owned[start:] + owned[:start]:
+                fetched.update(await consumer.getmany(tp, timeout_ms=0, max_records=share))
+            if fetched:
+                return fetched
+        got: dict[TopicPartition, list[Any]] = await consumer.getmany(
+            timeout_ms=1000, max_records=MAX_POLL_RECORDS
+        )
+        return got
+
     async def aclose(self) -> None:
+        committer = self._committer
+        if committer is not None:  # the engine waited for its commits: nothing is lost
+            committer.cancel()
+            await asyncio.gather(committer, return_exceptions=True)
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
             try:
@@ -215,10 +254,16 @@ class KafkaConnector(BaseConnector):
     def normalize(self, record: Record) -> dict[str, Any]:
         return kafka_record(record.data)
 
+    def encode(self, record: Record) -> bytes:
+        return self._encoder(record.data)
+
     def filter_view(self, event: dict[str, Any]) -> dict[str, Any]:
         return filter_view(event)
 
     def encode_event(self, records: Sequence[Record]) -> bytes:
+        first = records[0].partition
+        if all(r.partition == first for r in records):  # the engine batches per partition
+            return envelope(self.bootstrap_servers, [(first, [r.encoded for r in records])])
         groups: dict[str, list[bytes]] = {}
         for r in records:
             groups.setdefault(r.partition, []).append(r.encoded)
@@ -284,35 +329,69 @@ class KafkaConnector(BaseConnector):
 
     async def commit(self, records: Sequence[Record]) -> None:
         """Commit ``last offset + 1`` of the partition of ``records`` (one partition, in
-        order). Skipped with a warning when the partition is no longer ours."""
-        consumer = self._consumer
+        order). Skipped with a warning when the partition is no longer ours.
+
+        aiokafka sends one OffsetCommit at a time, so commits of several partitions that
+        arrive while one is on its way are sent together in the next request."""
         last = records[-1]
         tp = TopicPartition(last.data.topic, last.data.partition)
+        consumer = self._consumer
         if consumer is None or tp not in consumer.assignment():
-            log.warning(
-                "%s: not committing %s up to offset %s: the partition is not assigned to "
-                "this consumer any more (its new owner delivers from its last commit)",
-                self._what,
-                last.partition,
-                last.position,
-            )
+            self._not_ours(tp, int(last.position))
             return
+        offset = int(last.position) + 1
+        if offset > self._to_commit.get(tp, -1):
+            self._to_commit[tp] = offset
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._commit_waiters.append(done)
+        if self._committer is None:
+            self._committer = asyncio.create_task(self._commit_loop())
+        await done
+
+    async def _commit_loop(self) -> None:
         try:
-            await asyncio.wait_for(consumer.commit({tp: int(last.position) + 1}), self._timeout)
+            while self._to_commit:
+                offsets, self._to_commit = self._to_commit, {}
+                waiters, self._commit_waiters = self._commit_waiters, []
+                try:
+                    await self._commit_now(offsets)
+                except CheckpointError as exc:
+                    for waiter in waiters:
+                        if not waiter.done():
+                            waiter.set_exception(exc)
+                else:
+                    for waiter in waiters:
+                        if not waiter.done():
+                            waiter.set_result(None)
+        finally:
+            self._committer = None
+
+    async def _commit_now(self, offsets: dict[TopicPartition, int]) -> None:
+        consumer = self._consumer
+        owned = consumer.assignment() if consumer is not None else set()
+        for tp in [tp for tp in offsets if tp not in owned]:
+            self._not_ours(tp, offsets.pop(tp) - 1)
+        if consumer is None or not offsets:
+            return
+        what = ", ".join(sorted(partition_name(tp.topic, tp.partition) for tp in offsets))
+        try:
+            await asyncio.wait_for(consumer.commit(offsets), self._timeout)
         except (CommitFailedError, IllegalStateError) as exc:
-            log.warning(
-                "%s: commit of %s up to offset %s skipped, the group rebalanced: %s",
-                self._what,
-                last.partition,
-                last.position,
-                exc,
-            )
+            log.warning("%s: commit of %s skipped, the group rebalanced: %s", self._what, what, exc)
         except TimeoutError as exc:
             raise CheckpointError(
-                f"{self._what}: committing {last.partition} timed out "
-                f"(Kafka at {self.bootstrap_servers})"
+                f"{self._what}: committing {what} timed out (Kafka at {self.bootstrap_servers})"
             ) from exc
         except (KafkaError, OSError) as exc:
             raise CheckpointError(
-                f"{self._what}: committing {last.partition} failed: {type(exc).__name__}: {exc}"
+                f"{self._what}: committing {what} failed: {type(exc).__name__}: {exc}"
             ) from exc
+
+    def _not_ours(self, tp: TopicPartition, offset: int) -> None:
+        log.warning(
+            "%s: not committing %s up to offset %s: the partition is not assigned to "
+            "this consumer any more (its new owner delivers from its last commit)",
+            self._what,
+            partition_name(tp.topic, tp.partition),
+            offset,
+        )

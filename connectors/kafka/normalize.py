@@ -18,13 +18,21 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from binascii import b2a_base64
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 from bridge.errors import NormalizeError
 from bridge.events import dumps
 
-__all__ = ["EVENT_SOURCE", "envelope", "filter_view", "kafka_record", "partition_name"]
+__all__ = [
+    "EVENT_SOURCE",
+    "RecordEncoder",
+    "envelope",
+    "filter_view",
+    "kafka_record",
+    "partition_name",
+]
 
 EVENT_SOURCE = "SelfManagedKafka"
 TIMESTAMP_TYPES = {0: "CREATE_TIME", 1: "LOG_APPEND_TIME"}
@@ -67,6 +75,42 @@ def kafka_record(message: ConsumerRecordLike) -> dict[str, Any]:
     except (AttributeError, TypeError) as exc:
         raise NormalizeError(f"malformed Kafka record: {exc}") from exc
     return record
+
+
+class RecordEncoder:
+    """``dumps(kafka_record(message))`` without the dict: the same bytes, built directly
+    (the hot path of a mapping without filters). Topic names are JSON-encoded once."""
+
+    _TYPES = {k: dumps(v) for k, v in TIMESTAMP_TYPES.items()}
+    _NO_TYPE = dumps("NO_TIMESTAMP_TYPE")
+
+    def __init__(self) -> None:
+        self._topics: dict[str, bytes] = {}
+
+    def __call__(self, message: ConsumerRecordLike) -> bytes:
+        try:
+            topic = self._topics.get(message.topic)
+            if topic is None:
+                topic = self._topics[message.topic] = dumps(message.topic)
+            key, value, headers = message.key, message.value, message.headers
+            out = b'{"topic":%b,"partition":%d,"offset":%d,"timestamp":%d,"timestampType":%b' % (
+                topic,
+                message.partition,
+                message.offset,
+                message.timestamp,
+                self._TYPES.get(message.timestamp_type, self._NO_TYPE),
+            )
+        except (AttributeError, TypeError):  # not an aiokafka record: the dict path decides
+            return dumps(kafka_record(message))
+        if key is not None:
+            out += b',"key":"' + b2a_base64(key, newline=False) + b'"'
+        if value is None:
+            out += b',"value":null'
+        else:
+            out += b',"value":"' + b2a_base64(value, newline=False) + b'"'
+        if headers:
+            return out + b',"headers":' + dumps(kafka_record(message)["headers"]) + b"}"
+        return out + b',"headers":[]}'
 
 
 def envelope(bootstrap_servers: str, groups: Iterable[tuple[str, Sequence[bytes]]]) -> bytes:
