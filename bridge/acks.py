@@ -31,6 +31,9 @@ from bridge.errors import CheckpointError
 
 __all__ = ["AckTracker"]
 
+# Record.state, as the tracker sees it
+NEW, LIVE, SETTLED, DONE = 0, 1, 2, 3  # DONE: committed or forgotten
+
 
 class AckTracker:
     """Tracks the records of one pipeline until they are committed or forgotten."""
@@ -40,8 +43,6 @@ class AckTracker:
         self._mapping = mapping
         self._ordered = ordered
         self._parts: dict[str, deque[Record]] = {}  # tracked records, in read order
-        self._live: set[int] = set()  # tracked and not settled
-        self._settled: set[int] = set()  # tracked, settled, not committed yet
         self._committers: dict[str, asyncio.Task[None]] = {}
         self._seq = 0
         self._interrupted = False
@@ -56,7 +57,7 @@ class AckTracker:
         self._seq += 1
         record.seq = self._seq
         self._parts.setdefault(record.partition, deque()).append(record)
-        self._live.add(record.seq)
+        record.state = LIVE
         size = len(record.encoded)
         self.unsettled += 1
         self.unsettled_bytes += size
@@ -64,12 +65,12 @@ class AckTracker:
         self.tracked_bytes += size
 
     def unsettled_records(self) -> list[Record]:
-        return [r for q in self._parts.values() for r in q if r.seq in self._live]
+        return [r for q in self._parts.values() for r in q if r.state == LIVE]
 
     def _unlive(self, record: Record) -> bool:
-        if record.seq not in self._live:
+        if record.state != LIVE:
             return False
-        self._live.discard(record.seq)
+        record.state = SETTLED
         self.unsettled -= 1
         self.unsettled_bytes -= len(record.encoded)
         return True
@@ -84,7 +85,6 @@ class AckTracker:
         touched: dict[str, None] = {}
         for r in records:
             if self._unlive(r):
-                self._settled.add(r.seq)
                 touched[r.partition] = None
         if not touched:
             return
@@ -92,8 +92,9 @@ class AckTracker:
             self._kick(partition)
         await self._notify()
 
-    def _is_tracked(self, record: Record) -> bool:
-        return record.seq in self._live or record.seq in self._settled
+    @staticmethod
+    def _is_tracked(record: Record) -> bool:
+        return record.state == LIVE or record.state == SETTLED
 
     async def committed(self, records: Sequence[Record]) -> None:
         """Wait until none of ``records`` is tracked any more (committed or forgotten),
@@ -143,7 +144,7 @@ class AckTracker:
 
     async def forget(self, records: Sequence[Record]) -> None:
         """Stop tracking records without committing them (see the module docstring)."""
-        gone = {r.seq for r in records if r.seq in self._live or r.seq in self._settled}
+        gone = {r.seq for r in records if self._is_tracked(r)}
         if not gone:
             return
         for partition in {r.partition for r in records}:
@@ -158,7 +159,6 @@ class AckTracker:
                 kept = deque(r for r in queue if r.seq not in gone)
             for r in dropped:
                 self._unlive(r)
-                self._settled.discard(r.seq)
                 self._untrack(r)
             if kept:
                 self._parts[partition] = kept
@@ -167,6 +167,7 @@ class AckTracker:
         await self._notify()
 
     def _untrack(self, record: Record) -> None:
+        record.state = DONE
         self.tracked -= 1
         self.tracked_bytes -= len(record.encoded)
 
@@ -202,19 +203,17 @@ class AckTracker:
         if not queue:
             return []
         if not self._ordered:
-            return [r for r in queue if r.seq in self._settled]
+            return [r for r in queue if r.state == SETTLED]
         ready: list[Record] = []
         for r in queue:
-            if r.seq not in self._settled:
+            if r.state != SETTLED:
                 break
             ready.append(r)
         return ready
 
     def _committed(self, partition: str, ready: list[Record]) -> None:
-        done = {r.seq for r in ready if r.seq in self._settled}  # not forgotten meanwhile
-        self._settled.difference_update(done)
         for r in ready:
-            if r.seq in done:
+            if r.state == SETTLED:  # not forgotten meanwhile
                 self._untrack(r)
         queue = self._parts.get(partition)  # forget() may have replaced it meanwhile
         if queue is None:
@@ -222,11 +221,11 @@ class AckTracker:
         if self._ordered:
             # ``ready`` was a prefix of the queue and forget() keeps a prefix: pop it in
             # O(batch) instead of rebuilding the whole queue on every commit
-            while queue and queue[0].seq in done:
+            while queue and queue[0].state == DONE:
                 queue.popleft()
             remaining = queue
         else:
-            remaining = deque(r for r in queue if r.seq not in done)
+            remaining = deque(r for r in queue if r.state != DONE)
         if remaining:
             self._parts[partition] = remaining
         else:

@@ -59,7 +59,8 @@ class Record:
     data: Any
     arrived: float = field(default_factory=time.time)
     encoded: bytes = b""
-    seq: int = 0
+    seq: int = 0  # the engine's: read order, and the ack tracker's state of the record
+    state: int = field(default=0, repr=False)
 
 
 class PartitionControl:
