@@ -197,7 +197,15 @@ class Deliverer:
     async def _invoke(
         self, payload: bytes, request_id: str, records: list[Record]
     ) -> _Outcome | None:
-        """One invocation; target outages are retried here without counting attempts."""
+        """One invocation; target outages are retried here without counting attempts.
+
+        The first try runs without tenacity (the common case costs one call, not a retry
+        machine per invocation); when it finds the target unavailable, tenacity takes
+        over with that failure as its first attempt, so the backoff is the same."""
+        try:
+            return await self._attempt(payload, request_id)
+        except TargetUnavailable as exc:
+            first: TargetUnavailable | None = exc
 
         def wait(state: RetryCallState) -> float:
             exc = state.outcome.exception() if state.outcome else None
@@ -223,18 +231,25 @@ class Deliverer:
         try:
             async for attempt in retrying:
                 with attempt:
-                    try:
-                        response = await self.target.invoke(
-                            payload, request_id=request_id, timeout=self.timeout
-                        )
-                    except (FunctionError, TargetRejected) as exc:
-                        return _Outcome(ok=False, error=exc)
-                    return _Outcome(ok=True, response=response)
+                    if first is not None:
+                        failure, first = first, None
+                        raise failure
+                    return await self._attempt(payload, request_id)
         except TargetUnavailable:
             if self.stopping.is_set():
                 raise Stopping() from None
             return None
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _attempt(self, payload: bytes, request_id: str) -> _Outcome:
+        """Invoke once: the function's answer, or raise TargetUnavailable."""
+        try:
+            response = await self.target.invoke(
+                payload, request_id=request_id, timeout=self.timeout
+            )
+        except (FunctionError, TargetRejected) as exc:
+            return _Outcome(ok=False, error=exc)
+        return _Outcome(ok=True, response=response)
 
     def _failed_items(self, response: bytes, records: list[Record]) -> set[int] | None:
         """Indexes of records the function reported as failed; None when all succeeded."""

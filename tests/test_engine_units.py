@@ -280,6 +280,21 @@ async def test_outages_are_retried_without_counting_attempts() -> None:
     assert len(target.payloads) == 3
 
 
+async def test_outage_backoff_starts_from_the_first_failure_and_honours_retry_after() -> None:
+    target = FakeTarget(TargetUnavailable("429", retry_after=7), TargetUnavailable("down"), b"{}")
+    deliverer, settled, _ = _deliverer(target)
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    deliverer._sleep = sleep  # type: ignore[method-assign]
+    await deliverer.deliver([_record("p", 0)])
+    assert settled == [0] and len(target.payloads) == 3
+    assert slept[0] == 7.0  # the first failure's Retry-After, not a fresh first attempt
+    assert 0.001 <= slept[1] <= 0.002  # then backoff(2): initial 0.001 s doubled, jittered
+
+
 async def test_records_older_than_the_maximum_age_are_dead_lettered() -> None:
     target = FakeTarget()
     deliverer, settled, destination = _deliverer(target, maximum_record_age_seconds=60)
