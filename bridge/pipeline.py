@@ -136,10 +136,11 @@ class Pipeline:
                 task.cancel()
             await asyncio.gather(reader, stop_wait, return_exceptions=True)
             await self.tracker.interrupt()
-            await self._drain()
+            deadline = time.monotonic() + self.options.shutdown_timeout  # drain and commits
+            await self._drain(deadline)
             dispatcher.cancel()
             await asyncio.gather(dispatcher, return_exceptions=True)
-            await self._flush_commits()
+            await self._flush_commits(deadline)
             await self._release_unsettled()
             await self.connector.aclose()
             with contextlib.suppress(Exception):  # nothing is pending on it any more
@@ -293,12 +294,12 @@ class Pipeline:
 
     # ------------------------------------------------------------ stopping
 
-    async def _drain(self) -> None:
+    async def _drain(self, deadline: float) -> None:
         """Let batches in flight finish (bounded), then abandon the rest."""
         self.batcher.drop_pending()
         if self._in_flight:
             _, pending = await asyncio.wait(
-                list(self._in_flight), timeout=self.options.shutdown_timeout
+                list(self._in_flight), timeout=max(0.0, deadline - time.monotonic())
             )
             if pending:
                 self._stopping.set()
@@ -306,11 +307,12 @@ class Pipeline:
                     task.cancel()
                 await asyncio.gather(*pending, return_exceptions=True)
 
-    async def _flush_commits(self) -> None:
-        """Let the commits under way finish (bounded), then give up on the rest: what was
-        settled and not committed is delivered again after a restart."""
+    async def _flush_commits(self, deadline: float) -> None:
+        """Let the commits under way finish (until ``deadline``, at least a second), then
+        give up on the rest: what was settled and not committed comes again after a
+        restart."""
         try:
-            await asyncio.wait_for(self.tracker.flush(), self.options.shutdown_timeout)
+            await asyncio.wait_for(self.tracker.flush(), max(1.0, deadline - time.monotonic()))
         except TimeoutError:
             log.warning(
                 "%s: commits did not finish within %ss; their records come again",
