@@ -681,3 +681,32 @@ def bucket_rate(buckets: list[list[int]]) -> list[tuple[float, float]]:
         per_second[bucket // 10] += count
     start = min(per_second)
     return [(float(s - start), float(per_second[s])) for s in sorted(per_second)]
+
+
+def summarize_profile(path: Path, top: int = 25) -> dict[str, Any]:
+    """py-spy's collapsed stacks -> the top functions by self and inclusive samples."""
+    self_time: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    if not path.exists():
+        return {}
+    for line in path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack:
+            continue
+        count = int(count_text)
+        frames = stack.split(";")
+        total += count
+        self_time[frames[-1]] += count
+        for frame in set(frames):
+            inclusive[frame] += count
+    lines = [f"samples: {total}", "", "self:"]
+    lines += [f"{n / total:6.1%}  {f}" for f, n in self_time.most_common(top)]
+    lines += ["", "inclusive:"]
+    lines += [f"{n / total:6.1%}  {f}" for f, n in inclusive.most_common(top * 2)]
+    path.with_suffix(".summary.txt").write_text("\n".join(lines) + "\n")
+    return {
+        "samples": total,
+        "self": [(f, n / total) for f, n in self_time.most_common(top)],
+        "inclusive": [(f, n / total) for f, n in inclusive.most_common(top * 2)],
+    }

@@ -6,6 +6,8 @@ partition, 6 partitions); the better client counts."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from bench._common import (
     BridgeProcess,
     OffsetWatch,
@@ -24,6 +26,7 @@ from bench._common import (
     plot_lines,
     services_env,
     small_value,
+    summarize_profile,
     unique,
     workdir,
 )
@@ -33,7 +36,7 @@ __all__ = ["run"]
 PARTITIONS = 6
 
 
-async def run(*, quick: bool, label: str) -> Report:
+async def run(*, quick: bool, label: str, profile: bool = False) -> Report:
     total = 5_000 if quick else 20_000
     env = services_env("kafka")
     bootstrap = env["TB_KAFKA_BOOTSTRAP"]
@@ -70,19 +73,31 @@ async def run(*, quick: bool, label: str) -> Report:
                 batch_size=1, window=0,
             )  # fmt: skip
             config = bridge_config(tmp, http_function(sink.url), mapping)
-            async with BridgeProcess(config, tmp) as bridge, OffsetWatch(bootstrap, group) as w:
+            spy = Path(report.write().with_suffix(".pyspy.txt")) if profile else None
+            async with (
+                BridgeProcess(config, tmp, profile=spy) as bridge,
+                OffsetWatch(bootstrap, group) as w,
+            ):
                 try:
                     await w.wait_for(total, timeout=120 + total / 50, t0=bridge.t0)
                 except TimeoutError:
                     bridge.check_alive()
                     raise
+            if spy is not None:
+                report.series["profile_top"] = summarize_profile(spy)
+            first = next(t for t, n in w.series if n > 0)
+            end = next(t for t, n in w.series if n >= total)
+            cpu = bridge.cpu_between(first, end)
             stats = await sink.stats()
             seconds = stats["last"] - stats["first"]
             rate = stats["requests"] / seconds
             report.rows.append({"what": "bridge -> http, batch_size 1 (at the endpoint)",
                                 "invocations/s": rate, "seconds": seconds,
                                 "ratio to ceiling": rate / ceiling["batches_per_s"],
-                                "peak RSS MiB": max(m for _, m in bridge.rss)})  # fmt: skip
+                                "peak RSS MiB": max(m for _, m in bridge.rss),
+                                "bridge CPU µs/invocation": cpu / total * 1e6,
+                                "bridge CPU % of a core": cpu / max(end - first, 1e-9) * 100,
+                                })  # fmt: skip
             report.series["endpoint_buckets"] = stats["buckets"]
     finally:
         await delete_topic(bootstrap, topic)

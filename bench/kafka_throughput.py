@@ -10,9 +10,8 @@ consumer group's committed offsets (first commit to the last one) for both targe
 
 from __future__ import annotations
 
-from collections import Counter
+import contextlib
 from pathlib import Path
-from typing import Any
 
 from bench._common import (
     BridgeProcess,
@@ -35,6 +34,7 @@ from bench._common import (
     runtime_function,
     services_env,
     small_value,
+    summarize_profile,
     unique,
     workdir,
 )
@@ -52,12 +52,17 @@ def commit_rate(series: list[tuple[float, int]], total: int) -> tuple[float, flo
     return (total - first[1]) / max(end - first[0], 1e-9), end - first[0]
 
 
-def cpu_use(bridge: BridgeProcess, series: list[tuple[float, int]], total: int) -> dict[str, float]:
-    """The bridge's CPU between its first and its last commit: µs per record and the share
-    of one core it kept busy."""
+def cpu_use(
+    bridges: list[BridgeProcess], series: list[tuple[float, int]], total: int
+) -> dict[str, float]:
+    """The bridges' CPU between the first and the last commit: µs per record and the
+    share of one core they kept busy (summed over the processes)."""
     first = next((t, n) for t, n in series if n > 0)
     end = next(t for t, n in series if n >= total)
-    used = bridge.cpu_between(first[0], end)
+    used = 0.0
+    for b in bridges:  # each samples on its own clock, from its own start
+        shift = b.t0 - bridges[0].t0
+        used += b.cpu_between(first[0] - shift, end - shift)
     return {
         "bridge CPU µs/record": used / max(total - first[1], 1) * 1e6,
         "bridge CPU % of a core": used / max(end - first[0], 1e-9) * 100,
@@ -72,25 +77,36 @@ async def _run_bridge(
     total: int,
     name: str,
     profile: Path | None = None,
+    processes: int = 1,
 ) -> tuple[list[tuple[float, int]], list[tuple[float, float]], dict[str, float]]:
+    """Run ``processes`` bridges in one consumer group (they share the partitions) until
+    the group committed ``total`` records; the commit series, the first bridge's RSS and
+    the CPU they used."""
     group = unique(f"group-{name}")
-    async with workdir(name) as tmp:
-        mapping = kafka_mapping(
-            name, function="fn", bootstrap=bootstrap, topic=topic, group=group,
-            batch_size=BATCH, window=0.5,
-        )  # fmt: skip
-        config = bridge_config(tmp, config_functions, mapping)
-        async with BridgeProcess(config, tmp, profile=profile) as bridge:
-            async with OffsetWatch(bootstrap, group) as watch:
-                try:
-                    await watch.wait_for(total, timeout=120 + total / 200, t0=bridge.t0)
-                except TimeoutError:
+    async with contextlib.AsyncExitStack() as stack:
+        bridges = []
+        for n in range(processes):
+            tmp = await stack.enter_async_context(workdir(f"{name}-{n}"))
+            mapping = kafka_mapping(
+                name, function="fn", bootstrap=bootstrap, topic=topic, group=group,
+                batch_size=BATCH, window=0.5,
+            )  # fmt: skip
+            config = bridge_config(tmp, config_functions, mapping)
+            spy = profile if n == 0 else None
+            bridges.append(await stack.enter_async_context(BridgeProcess(config, tmp, profile=spy)))
+        async with OffsetWatch(bootstrap, group) as watch:
+            try:
+                await watch.wait_for(total, timeout=120 + total / 200, t0=bridges[0].t0)
+            except TimeoutError:
+                for bridge in bridges:
                     bridge.check_alive()
-                    raise
-            return watch.series, bridge.rss, cpu_use(bridge, watch.series, total)
+                raise
+        return watch.series, bridges[0].rss, cpu_use(bridges, watch.series, total)
 
 
-async def run(*, quick: bool, label: str, profile: bool, targets: list[str]) -> Report:
+async def run(
+    *, quick: bool, label: str, profile: bool, targets: list[str], processes: int = 1
+) -> Report:
     total = 50_000 if quick else 200_000
     env = services_env("kafka")
     bootstrap = env["TB_KAFKA_BOOTSTRAP"]
@@ -101,6 +117,7 @@ async def run(*, quick: bool, label: str, profile: bool, targets: list[str]) -> 
         "batch_size": BATCH,
         "record_value_bytes": len(small_value(total)),
         "bridge": "python -m bridge run (subprocess)",
+        "bridge processes (one consumer group)": processes,
     }
     topic = unique("throughput")
     await create_topic(bootstrap, topic, PARTITIONS)
@@ -137,7 +154,7 @@ async def run(*, quick: bool, label: str, profile: bool, targets: list[str]) -> 
                     spy = Path(report.write().with_suffix(".pyspy.txt"))
                 commits, rss, cpu = await _run_bridge(
                     http_function(sink.url), bootstrap=bootstrap, topic=topic, total=total,
-                    name="http", profile=spy,
+                    name="http", profile=spy, processes=processes,
                 )  # fmt: skip
                 stats = await sink.stats()
                 at_sink = stats["records"] / max(stats["last"] - stats["first"], 1e-9)
@@ -162,7 +179,7 @@ async def run(*, quick: bool, label: str, profile: bool, targets: list[str]) -> 
             if "runtime" in targets:
                 commits, rss, cpu = await _run_bridge(
                     runtime_function("noop", PARTITIONS), bootstrap=bootstrap, topic=topic,
-                    total=total, name="runtime",
+                    total=total, name="runtime", processes=processes,
                 )  # fmt: skip
                 by_commit, seconds = commit_rate(commits, total)
                 report.rows.append({"what": "bridge -> runtime, 6 awslambdaric processes "
@@ -183,32 +200,3 @@ async def run(*, quick: bool, label: str, profile: bool, targets: list[str]) -> 
         xlabel="seconds (commits: since the bridge started; endpoint: since its first record)",
     )  # fmt: skip
     return report
-
-
-def summarize_profile(path: Path, top: int = 25) -> dict[str, Any]:
-    """py-spy's collapsed stacks -> the top functions by self and inclusive samples."""
-    self_time: Counter[str] = Counter()
-    inclusive: Counter[str] = Counter()
-    total = 0
-    if not path.exists():
-        return {}
-    for line in path.read_text().splitlines():
-        stack, _, count_text = line.rpartition(" ")
-        if not stack:
-            continue
-        count = int(count_text)
-        frames = stack.split(";")
-        total += count
-        self_time[frames[-1]] += count
-        for frame in set(frames):
-            inclusive[frame] += count
-    lines = [f"samples: {total}", "", "self:"]
-    lines += [f"{n / total:6.1%}  {f}" for f, n in self_time.most_common(top)]
-    lines += ["", "inclusive:"]
-    lines += [f"{n / total:6.1%}  {f}" for f, n in inclusive.most_common(top * 2)]
-    path.with_suffix(".summary.txt").write_text("\n".join(lines) + "\n")
-    return {
-        "samples": total,
-        "self": [(f, n / total) for f, n in self_time.most_common(top)],
-        "inclusive": [(f, n / total) for f, n in inclusive.most_common(top * 2)],
-    }
