@@ -249,6 +249,9 @@ class Pipeline:
 
     def _discard(self, task: asyncio.Task[None]) -> None:
         self._in_flight.pop(task, None)
+        # the wake-up in _deliver may have run the dispatcher before this callback, while
+        # the task still held its slot: wake it again now that the slot is free
+        self._wake.set()
 
     async def _give_back(self, records: Sequence[Record]) -> None:
         """Leave failed records to the source's own redelivery (queues). For an ordered

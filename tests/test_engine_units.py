@@ -452,9 +452,15 @@ class ChunkConnector(FakeConnector):
         return {"n": record.position}
 
 
-def _pipeline(connector: ChunkConnector, target: FakeTarget) -> Pipeline:
+def _pipeline(
+    connector: ChunkConnector, target: FakeTarget, *, batch_size: int = 2, concurrency: int = 10
+) -> Pipeline:
     options = PipelineOptions(
-        batch_size=2, window=0, maximum_concurrency=10, policy=RetryPolicy(), shutdown_timeout=5
+        batch_size=batch_size,
+        window=0,
+        maximum_concurrency=concurrency,
+        policy=RetryPolicy(),
+        shutdown_timeout=5,
     )
     return Pipeline(
         mapping="m",
@@ -503,3 +509,21 @@ async def test_stopping_waits_for_the_commits_under_way() -> None:
     gate.set()
     await asyncio.wait_for(run, 5)
     assert connector.commits == [[0, 1]]
+
+
+async def test_a_freed_delivery_slot_is_used_without_waiting_for_more_records() -> None:
+    gate = asyncio.Event()
+    gate.set()
+    records = [Record(partition=p, position=n, data=n) for n, p in enumerate("abcd")]
+    connector = ChunkConnector(records, gate)
+    connector.ordered = False  # type: ignore[misc]
+    target = FakeTarget()
+    pipeline = _pipeline(connector, target, batch_size=1, concurrency=1)
+    run = asyncio.create_task(pipeline.run())
+    for _ in range(100):
+        if len(target.payloads) == 4:
+            break
+        await asyncio.sleep(0.01)
+    assert len(target.payloads) == 4  # one at a time, each slot reused as it frees up
+    pipeline.stop()
+    await asyncio.wait_for(run, 5)
