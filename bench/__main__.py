@@ -1,4 +1,5 @@
-"""``python -m bench <scenario> [--quick] [--label L] [--profile]``."""
+"""``python -m bench <scenario> [--quick] [--label L] [--profile] [--targets T,..]
+[--sources S,..] [--processes N]``."""
 
 from __future__ import annotations
 
@@ -21,20 +22,37 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="smaller sizes (a few minutes)")
     parser.add_argument("--label", default="", help="added to the result file names")
     parser.add_argument(
-        "--profile", action="store_true", help="kafka-throughput: py-spy on the bridge (http)"
+        "--profile",
+        action="store_true",
+        help="kafka-throughput, invocations: py-spy on the bridge (http)",
+    )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="kafka-throughput: bridge processes sharing the consumer group (default 1)",
     )
     parser.add_argument(
         "--targets",
         default="http,runtime",
         help="kafka-throughput / latency: comma-separated targets (default http,runtime)",
     )
+    parser.add_argument(
+        "--sources",
+        default="kafka,s3,dynamodb",
+        help="latency: comma-separated sources (default kafka,s3,dynamodb)",
+    )
     args = parser.parse_args()
     module = importlib.import_module(SCENARIOS[args.scenario])
     kwargs = {"quick": args.quick, "label": args.label}
     if args.scenario in ("kafka-throughput", "latency"):
         kwargs["targets"] = args.targets.split(",")
-    if args.scenario == "kafka-throughput":
+    if args.scenario in ("kafka-throughput", "invocations"):
         kwargs["profile"] = args.profile
+    if args.scenario == "kafka-throughput":
+        kwargs["processes"] = args.processes
+    if args.scenario == "latency":
+        kwargs["sources"] = [s for s in args.sources.split(",") if s]
     report = asyncio.run(module.run(**kwargs))
     print(report.path.with_suffix(".md").read_text())
     print(f"written: {report.path}.*")

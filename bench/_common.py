@@ -630,36 +630,9 @@ def plot_lines(
     plt.close(fig)
 
 
-def plot_latency(path: Path, samples: dict[str, list[float]], *, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (hist, cdf) = plt.subplots(1, 2, figsize=(11, 4.5))
-    for name, values in samples.items():
-        if not values:
-            continue
-        hist.hist(values, bins=80, alpha=0.6, label=name)
-        ordered = sorted(values)
-        n = len(ordered)
-        cdf.plot(ordered, [(i + 1) / n for i in range(n)], label=name)
-    hist.set_xlabel("latency (ms)")
-    hist.set_ylabel("records")
-    hist.set_yscale("log")
-    cdf.set_xlabel("latency (ms)")
-    cdf.set_ylabel("fraction of records")
-    cdf.set_xscale("log")
-    for ax in (hist, cdf):
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def rate_series(points: list[tuple[float, float]], step: float = 1.0) -> list[tuple[float, float]]:
+def rate_series(
+    points: Sequence[tuple[float, float]], step: float = 1.0
+) -> list[tuple[float, float]]:
     """Cumulative (t, count) samples -> (t, count/s) over windows of about ``step`` s."""
     out: list[tuple[float, float]] = []
     if not points:

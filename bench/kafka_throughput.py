@@ -144,7 +144,10 @@ async def run(
             report.rows.append({"what": "sink ceiling: bare aiohttp client, 6 in flight",
                                 "records/s": sink_run["batches_per_s"] * BATCH,
                                 "seconds": sink_run["seconds"]})  # fmt: skip
-            sink_rate = max(sink_rate, sink_run["batches_per_s"] * BATCH)  # the better client
+            # the sink ceiling is a bare httpx client; the bridge posts with aiohttp,
+            # which the endpoint answers several times faster, so the better client counts
+            httpx_ceiling = min(source["records_per_s"], sink_rate)
+            sink_rate = max(sink_rate, sink_run["batches_per_s"] * BATCH)
             ceiling = min(source["records_per_s"], sink_rate)
             series: dict[str, list[tuple[float, float]]] = {}
             if "http" in targets:
@@ -168,8 +171,13 @@ async def run(
                                     **cpu})  # fmt: skip
                 report.rows[-2]["peak RSS MiB"] = max(m for _, m in rss)
                 report.targets.append({"target": "Kafka -> minimal function >= 80% of the "
-                                       "lower ceiling", "measured": f"{at_sink / ceiling:.0%}",
+                                       "lower ceiling (sink: the better bare client)",
+                                       "measured": f"{at_sink / ceiling:.0%}",
                                        "met": at_sink / ceiling >= 0.8})  # fmt: skip
+                report.targets.append({"target": "the same, with the issue's sink ceiling "
+                                       "(a bare httpx client)",
+                                       "measured": f"{at_sink / httpx_ceiling:.0%}",
+                                       "met": at_sink / httpx_ceiling >= 0.8})  # fmt: skip
                 series["bridge -> http (endpoint)"] = bucket_rate(stats["buckets"])
                 series["bridge -> http (commits)"] = rate_series(commits)
                 report.series["http_commits"] = commits

@@ -2,10 +2,11 @@
 
 Run as its own process (``python -m bench.sink --port P``) so that it never shares the
 bridge's event loop. Every POST is a function invocation: the server counts the records in
-it (occurrences of ``"offset":``, one per Kafka record, counted in C) into per-100 ms
-buckets, and in ``--stamp`` mode also decodes each record's ``{"t": <epoch s>}`` value to
-keep ``(produced_at, received_at)`` pairs for the latency scenario. ``GET /stats`` returns
-what was seen as JSON (``GET /count`` only the record count); ``POST /reset`` clears it.
+it (occurrences of ``"offset":``, one per Kafka record, and of ``"eventSource":"aws:``, one
+per S3 or DynamoDB record, counted in C) into per-100 ms buckets, and in ``--stamp`` mode
+also reads each record's send time (:func:`produced_times`) to keep ``(produced_at,
+received_at)`` pairs for the latency scenario. ``GET /stats`` returns what was seen as JSON
+(``GET /count`` only the record and pair counts); ``POST /reset`` clears it.
 """
 
 from __future__ import annotations
@@ -18,9 +19,35 @@ import json
 import time
 from collections import Counter
 from typing import Any
+from urllib.parse import unquote_plus
 
 _OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
 _MARK = b'"offset":'
+_AWS_MARK = b'"eventSource":"aws:'
+
+
+def produced_times(event: Any) -> list[float]:
+    """The send times (epoch s) the latency scenario's writers put in the records:
+    Kafka: the value is ``{"t": <s>}`` (base64 in the event); S3: the object key's last
+    path segment (``lat/<n>/<s>``, URL-encoded in the event); DynamoDB: the ``t`` number
+    attribute of ``NewImage``. Records without a send time are left out."""
+    out: list[float] = []
+    if not isinstance(event, dict):
+        return out
+    for records in (event.get("records") or {}).values():  # self-managed Kafka
+        for record in records:
+            out.append(float(json.loads(base64.b64decode(record["value"]))["t"]))
+    for record in event.get("Records") or []:
+        source = record.get("eventSource")
+        if source == "aws:s3":
+            key = unquote_plus(record["s3"]["object"]["key"])
+            with contextlib.suppress(ValueError):
+                out.append(float(key.rsplit("/", 1)[-1]))
+        elif source == "aws:dynamodb":
+            stamp = (record["dynamodb"].get("NewImage") or {}).get("t")
+            if stamp is not None and "N" in stamp:
+                out.append(float(stamp["N"]))
+    return out
 
 
 class _State:
@@ -38,7 +65,7 @@ class _State:
 
     def seen(self, body: bytes) -> None:
         now = time.time()
-        count = body.count(_MARK)
+        count = body.count(_MARK) + body.count(_AWS_MARK)
         self.requests += 1
         self.records += count
         if not self.first:
@@ -46,11 +73,8 @@ class _State:
         self.last = now
         self.buckets[int(now * 10)] += count
         if self.stamp:
-            event = json.loads(body)
-            for records in event.get("records", {}).values():
-                for record in records:
-                    produced = json.loads(base64.b64decode(record["value"]))["t"]
-                    self.pairs.append((produced, now))
+            for produced in produced_times(json.loads(body)):
+                self.pairs.append((produced, now))
 
     def stats(self) -> bytes:
         doc: dict[str, Any] = {
@@ -97,7 +121,7 @@ class _Http(asyncio.Protocol):
         method, path = request_line[0], request_line[1]
         if method == "GET" and path in ("/stats", "/count"):
             # /count is cheap: polled while the run goes on
-            count = b'{"records":%d}' % self.state.records
+            count = b'{"records":%d,"pairs":%d}' % (self.state.records, len(self.state.pairs))
             out = count if path == "/count" else self.state.stats()
             self.transport.write(
                 b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "

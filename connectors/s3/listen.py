@@ -100,7 +100,7 @@ class ListenStream:
                     log.warning(
                         "listen stream of bucket %s: %s; reconnecting in %.1fs",
                         self.bucket,
-                        exc or type(exc).__name__,
+                        str(exc) or type(exc).__name__,
                         delay,
                     )
                     await asyncio.sleep(delay * random.uniform(0.8, 1.2))

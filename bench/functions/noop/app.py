@@ -1,5 +1,7 @@
 """Benchmark handler: does nothing and answers ``{}`` (no batch item failures)."""
 
+from typing import Any
 
-def handler(event, context):
+
+def handler(event: Any, context: Any) -> dict[str, Any]:
     return {}
