@@ -200,6 +200,7 @@ async def bare_consumer(bootstrap: str, topic: str, total: int) -> dict[str, Any
     )
     await consumer.start()
     seen, first, last = 0, 0.0, 0.0
+    cpu = time.process_time()
     try:
         while seen < total:
             fetched = await consumer.getmany(timeout_ms=1000, max_records=500)
@@ -208,9 +209,15 @@ async def bare_consumer(bootstrap: str, topic: str, total: int) -> dict[str, Any
                     first = time.monotonic()
                 seen += len(messages)
             last = time.monotonic()
+        cpu = time.process_time() - cpu
     finally:
         await consumer.stop()
-    return {"records": seen, "seconds": last - first, "records_per_s": seen / (last - first)}
+    return {
+        "records": seen,
+        "seconds": last - first,
+        "records_per_s": seen / (last - first),
+        "cpu_seconds": cpu,
+    }
 
 
 # ------------------------------------------------------------------ the minimal endpoint
@@ -307,10 +314,15 @@ async def bare_http(url: str, payload: bytes, *, batches: int, concurrency: int)
                 response.raise_for_status()
 
         await client.post(url, content=payload)  # connect before the clock starts
-        started = time.monotonic()
+        started, cpu = time.monotonic(), time.process_time()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-        seconds = time.monotonic() - started
-    return {"batches": batches, "seconds": seconds, "batches_per_s": batches / seconds}
+        seconds, cpu = time.monotonic() - started, time.process_time() - cpu
+    return {
+        "batches": batches,
+        "seconds": seconds,
+        "batches_per_s": batches / seconds,
+        "cpu_seconds": cpu,
+    }
 
 
 async def bare_aiohttp(
@@ -337,10 +349,15 @@ async def bare_aiohttp(
                 await post()
 
         await post()  # connect before the clock starts
-        started = time.monotonic()
+        started, cpu = time.monotonic(), time.process_time()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-        seconds = time.monotonic() - started
-    return {"batches": batches, "seconds": seconds, "batches_per_s": batches / seconds}
+        seconds, cpu = time.monotonic() - started, time.process_time() - cpu
+    return {
+        "batches": batches,
+        "seconds": seconds,
+        "batches_per_s": batches / seconds,
+        "cpu_seconds": cpu,
+    }
 
 
 # ------------------------------------------------------------------ the bridge process

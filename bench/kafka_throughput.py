@@ -125,9 +125,11 @@ async def run(
         produce_rate = await fill_topic(bootstrap, topic, total, PARTITIONS, small_value)
         report.notes.append(f"topic filled at {produce_rate:,.0f} records/s before the clock")
         source = await bare_consumer(bootstrap, topic, total)
+        source_us = source["cpu_seconds"] / total * 1e6
         report.rows.append({"what": "source ceiling: bare aiokafka consumer",
                             "records/s": source["records_per_s"],
-                            "seconds": source["seconds"]})  # fmt: skip
+                            "seconds": source["seconds"],
+                            "CPU µs/record": source_us})  # fmt: skip
         async with Sink() as sink:
             payload = kafka_event(BATCH, bootstrap, topic)
             report.params["event_bytes"] = len(payload)
@@ -137,18 +139,31 @@ async def run(
             sink_rate = sink_run["batches_per_s"] * BATCH
             report.rows.append({"what": "sink ceiling: bare httpx client, 6 in flight",
                                 "records/s": sink_rate,
-                                "seconds": sink_run["seconds"]})  # fmt: skip
+                                "seconds": sink_run["seconds"],
+                                "CPU µs/record": sink_run["cpu_seconds"] / total * 1e6,
+                                })  # fmt: skip
             sink_run = await bare_aiohttp(
                 sink.url, payload, batches=total // BATCH, concurrency=PARTITIONS
             )
+            sink_us = sink_run["cpu_seconds"] / total * 1e6
             report.rows.append({"what": "sink ceiling: bare aiohttp client, 6 in flight",
                                 "records/s": sink_run["batches_per_s"] * BATCH,
-                                "seconds": sink_run["seconds"]})  # fmt: skip
+                                "seconds": sink_run["seconds"],
+                                "CPU µs/record": sink_us})  # fmt: skip
             # the sink ceiling is a bare httpx client; the bridge posts with aiohttp,
             # which the endpoint answers several times faster, so the better client counts
             httpx_ceiling = min(source["records_per_s"], sink_rate)
             sink_rate = max(sink_rate, sink_run["batches_per_s"] * BATCH)
             ceiling = min(source["records_per_s"], sink_rate)
+            # each ceiling is one Python process doing half of the bridge's job; doing both
+            # halves in one process costs the sum of their CPU per record
+            both = 1e6 / (source_us + sink_us)
+            report.notes.append(
+                f"reading as the bare consumer does ({source_us:.2f} µs of CPU per record) "
+                f"and posting as the bare aiohttp client does ({sink_us:.2f} µs) in one "
+                f"process with nothing else to do: at most {both:,.0f} records/s on one "
+                f"core, {both / ceiling:.0%} of the lower ceiling"
+            )
             series: dict[str, list[tuple[float, float]]] = {}
             if "http" in targets:
                 await sink.reset()
