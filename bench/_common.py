@@ -17,7 +17,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -298,6 +298,21 @@ def kafka_event(batch_size: int, bootstrap: str, topic: str) -> bytes:
     return envelope(bootstrap, [(f"{topic}-0", encoded)])
 
 
+async def _timed_posts(
+    batches: int, worker: Callable[[], Awaitable[None]], concurrency: int
+) -> dict[str, Any]:
+    """Run ``concurrency`` workers posting ``batches`` requests; wall time and CPU."""
+    started, cpu = time.monotonic(), time.process_time()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    seconds, cpu = time.monotonic() - started, time.process_time() - cpu
+    return {
+        "batches": batches,
+        "seconds": seconds,
+        "batches_per_s": batches / seconds,
+        "cpu_seconds": cpu,
+    }
+
+
 async def bare_http(url: str, payload: bytes, *, batches: int, concurrency: int) -> dict[str, Any]:
     """Sink ceiling: a bare httpx client posting the pre-built ``payload`` ``batches`` times,
     ``concurrency`` at once (one per partition, as the bridge has at most)."""
@@ -314,15 +329,7 @@ async def bare_http(url: str, payload: bytes, *, batches: int, concurrency: int)
                 response.raise_for_status()
 
         await client.post(url, content=payload)  # connect before the clock starts
-        started, cpu = time.monotonic(), time.process_time()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        seconds, cpu = time.monotonic() - started, time.process_time() - cpu
-    return {
-        "batches": batches,
-        "seconds": seconds,
-        "batches_per_s": batches / seconds,
-        "cpu_seconds": cpu,
-    }
+        return await _timed_posts(batches, worker, concurrency)
 
 
 async def bare_aiohttp(
@@ -349,15 +356,7 @@ async def bare_aiohttp(
                 await post()
 
         await post()  # connect before the clock starts
-        started, cpu = time.monotonic(), time.process_time()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        seconds, cpu = time.monotonic() - started, time.process_time() - cpu
-    return {
-        "batches": batches,
-        "seconds": seconds,
-        "batches_per_s": batches / seconds,
-        "cpu_seconds": cpu,
-    }
+        return await _timed_posts(batches, worker, concurrency)
 
 
 # ------------------------------------------------------------------ the bridge process

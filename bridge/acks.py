@@ -46,8 +46,6 @@ class AckTracker:
         self._committers: dict[str, asyncio.Task[None]] = {}
         self._seq = 0
         self._interrupted = False
-        self.unsettled = 0
-        self.unsettled_bytes = 0
         self.tracked = 0
         self.tracked_bytes = 0
         self.changed = asyncio.Condition()
@@ -58,11 +56,8 @@ class AckTracker:
         record.seq = self._seq
         self._parts.setdefault(record.partition, deque()).append(record)
         record.state = LIVE
-        size = len(record.encoded)
-        self.unsettled += 1
-        self.unsettled_bytes += size
         self.tracked += 1
-        self.tracked_bytes += size
+        self.tracked_bytes += len(record.encoded)
 
     def unsettled_records(self) -> list[Record]:
         return [r for q in self._parts.values() for r in q if r.state == LIVE]
@@ -71,8 +66,6 @@ class AckTracker:
         if record.state != LIVE:
             return False
         record.state = SETTLED
-        self.unsettled -= 1
-        self.unsettled_bytes -= len(record.encoded)
         return True
 
     async def settle(self, records: Sequence[Record]) -> None:

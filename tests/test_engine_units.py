@@ -153,7 +153,7 @@ async def test_ordered_frontier_commits_only_contiguous_settled_records() -> Non
     await tracker.settle([records[0]])
     await tracker.flush()
     assert connector.commits == [[0, 1, 2]]
-    assert tracker.unsettled == 1 and tracker.tracked == 1
+    assert len(tracker.unsettled_records()) == 1 and tracker.tracked == 1
     assert tracker.unsettled_records() == [records[3]]
 
 
@@ -178,13 +178,13 @@ async def test_forgotten_records_and_everything_after_them_are_never_committed()
     await tracker.flush()
     assert connector.commits == [[0]]
     await tracker.forget([records[2]])  # 2, and 3 and 4 read after it, go back to the source
-    assert tracker.unsettled == 1 and tracker.unsettled_records() == [records[1]]
+    assert tracker.unsettled_records() == [records[1]]
     await tracker.settle([records[4], records[2]])  # late settles of forgotten records
-    assert tracker.unsettled == 1
+    assert tracker.unsettled_records() == [records[1]]
     await tracker.settle([records[1]])
     await tracker.flush()
     assert connector.commits == [[0], [1]]
-    assert tracker.unsettled == 0 and tracker.unsettled_bytes == 0
+    assert tracker.unsettled_records() == []
     assert tracker.tracked == 0 and tracker.tracked_bytes == 0
 
 
@@ -198,7 +198,7 @@ async def test_unordered_forget_drops_only_those_records() -> None:
     await tracker.settle([records[0], records[1], records[2]])
     await tracker.flush()
     assert connector.commits == [[0, 2]]
-    assert tracker.unsettled == 0
+    assert tracker.unsettled_records() == []
 
 
 async def test_settles_during_a_commit_go_out_together_in_the_next_one() -> None:
