@@ -17,8 +17,8 @@ Guarantees:
   delivered in order even across a shard split.
 - Discovery: DescribeStream (all pages) at start and every
   ``shard_refresh_interval_seconds``, and at once when a shard ends. A shard is polled
-  about every ``poll_interval_seconds`` while it has records, less often (up to
-  ``max_idle_poll_interval_seconds``) while it is idle.
+  about every ``poll_interval_seconds`` while it has records and for 2 s after the last
+  ones, then less often (doubling up to ``max_idle_poll_interval_seconds``) while idle.
 - Iterators: an expired iterator is replaced by one ``AFTER_SEQUENCE_NUMBER`` of the last
   record read, so nothing is skipped or read twice. When the position was already
   trimmed (older than the stream's 24 hour retention) the shard restarts from its

@@ -22,7 +22,7 @@ from connectors.aws import translate_errors
 from connectors.dynamodb_streams.config import DynamoDBStreamsSource
 from connectors.dynamodb_streams.normalize import creation_seconds
 
-__all__ = ["GONE", "SHARD_PREFIX", "Shard", "ShardReader", "error_code"]
+__all__ = ["GONE", "SHARD_PREFIX", "PollPace", "Shard", "ShardReader", "error_code"]
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,40 @@ _GET_RECORDS_LIMIT = 1000  # the most GetRecords returns in one call
 _EXPIRED = "ExpiredIteratorException"
 _TRIMMED = "TrimmedDataAccessException"
 _TRANSIENT_ATTEMPTS = 4
+
+
+class PollPace:
+    """How long a shard reader waits before its next GetRecords.
+
+    ``poll_interval`` while records come and for ``quiet_seconds`` after the last ones: an
+    empty answer or two between records is normal (a stream shows writes in bursts) and
+    must not slow a busy shard down. After that the shard counts as idle and the wait
+    doubles, up to ``max_idle``, to spend fewer calls on it."""
+
+    def __init__(
+        self,
+        poll_interval: float,
+        max_idle: float,
+        *,
+        quiet_seconds: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.poll_interval = poll_interval
+        self.max_idle = max_idle
+        self.quiet_seconds = quiet_seconds
+        self._clock = clock
+        self._last_records = clock()
+        self._wait = poll_interval
+
+    def next_wait(self, got_records: bool) -> float:
+        now = self._clock()
+        if got_records or now - self._last_records < self.quiet_seconds:
+            if got_records:
+                self._last_records = now
+            self._wait = self.poll_interval
+            return self._wait
+        wait, self._wait = self._wait, min(self._wait * 2, self.max_idle)
+        return wait
 
 
 def error_code(exc: BaseException) -> str:
@@ -97,7 +131,9 @@ class ShardReader:
     async def read(self, shard: Shard) -> None:
         """Read ``shard`` until its end (a closed shard) or forever (an open one)."""
         iterator: str | None = await self._iterator(shard)
-        idle = self.options.poll_interval_seconds
+        pace = PollPace(
+            self.options.poll_interval_seconds, self.options.max_idle_poll_interval_seconds
+        )
         while iterator is not None:
             try:
                 response = await self.call(
@@ -120,12 +156,7 @@ class ShardReader:
                 return
             if len(raws) >= _GET_RECORDS_LIMIT:
                 continue  # more is waiting
-            if raws:
-                idle = self.options.poll_interval_seconds
-                await asyncio.sleep(idle)
-            else:
-                await asyncio.sleep(idle)
-                idle = min(idle * 2, self.options.max_idle_poll_interval_seconds)
+            await asyncio.sleep(pace.next_wait(bool(raws)))
 
     async def _hand_over(self, shard: Shard, raws: list[dict[str, Any]]) -> None:
         records = []

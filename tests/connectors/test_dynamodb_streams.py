@@ -644,3 +644,19 @@ mappings:
         with pytest.raises(ConfigError) as info:
             parse_config(text, "b.yaml", {})
         assert "exactly one of table_name or stream_arn" in str(info.value)
+
+
+def test_a_busy_shard_keeps_its_pace_through_short_gaps_and_an_idle_one_backs_off() -> None:
+    from connectors.dynamodb_streams.shards import PollPace
+
+    now = [0.0]
+    pace = PollPace(0.05, 1.0, quiet_seconds=2.0, clock=lambda: now[0])
+    assert pace.next_wait(True) == 0.05
+    now[0] = 0.5  # empty answers half a second after records: still busy
+    assert [pace.next_wait(False) for _ in range(3)] == [0.05, 0.05, 0.05]
+    assert pace.next_wait(True) == 0.05
+    now[0] = 3.0  # quiet for longer than 2 s: idle, the wait doubles up to the maximum
+    assert [pace.next_wait(False) for _ in range(6)] == [0.05, 0.1, 0.2, 0.4, 0.8, 1.0]
+    assert pace.next_wait(True) == 0.05  # records again: back to the poll interval
+    now[0] = 3.1
+    assert pace.next_wait(False) == 0.05
