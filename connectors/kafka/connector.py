@@ -21,8 +21,9 @@ Guarantees:
 - Starting position: applies only to partitions without a committed offset in the group.
   For ``LATEST`` and ``AT_TIMESTAMP`` the position found when the group first gets the
   partition is committed at once, so a crash before the first delivery does not move it.
-- Backpressure: ``read()`` pulls with ``getmany`` only when the engine has capacity;
-  aiokafka prefetches at most one fetch per partition. Heartbeats run in aiokafka's
+- Backpressure: ``read()`` pulls with ``getmany`` only when the engine has capacity,
+  a share of every partition's fetched records per round (so a backlog keeps every
+  partition busy); aiokafka prefetches at most one fetch per partition. Heartbeats run in aiokafka's
   background task, so a slow function does not make the member leave the group; if the
   engine does not pull for ``max_poll_interval_ms`` (10 minutes here) aiokafka leaves the
   group, the partitions are revoked (drained as above) and it rejoins on the next pull.
