@@ -23,10 +23,11 @@ Guarantees:
   partition is committed at once, so a crash before the first delivery does not move it.
 - Backpressure: ``read()`` pulls with ``getmany`` only when the engine has capacity,
   a share of every partition's fetched records per round (so a backlog keeps every
-  partition busy); aiokafka prefetches at most one fetch per partition. Heartbeats run in aiokafka's
-  background task, so a slow function does not make the member leave the group; if the
-  engine does not pull for ``max_poll_interval_ms`` (10 minutes here) aiokafka leaves the
-  group, the partitions are revoked (drained as above) and it rejoins on the next pull.
+  partition busy); aiokafka prefetches at most one fetch per partition. Heartbeats run
+  in aiokafka's background task, so a slow function does not make the member leave the
+  group; if the engine does not pull for ``max_poll_interval_ms`` (10 minutes here)
+  aiokafka leaves the group, the partitions are revoked (drained as above) and it
+  rejoins on the next pull.
 
 Errors: an unreachable cluster, a failed SASL/TLS handshake or a topic that does not
 exist (yet) raise ``SourceUnavailable`` naming the bootstrap servers; the supervisor
@@ -356,7 +357,7 @@ class KafkaConnector(BaseConnector):
                 waiters, self._commit_waiters = self._commit_waiters, []
                 try:
                     await self._commit_now(offsets)
-                except CheckpointError as exc:
+                except Exception as exc:  # every waiter hears it; the engine retries
                     for waiter in waiters:
                         if not waiter.done():
                             waiter.set_exception(exc)

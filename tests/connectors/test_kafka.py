@@ -24,7 +24,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from bridge.checkpoints import SqliteCheckpointStore
 from bridge.config import parse_config
 from bridge.connector import ConnectorContext, FailureContext, Record
-from bridge.errors import ConfigError, SourceUnavailable
+from bridge.errors import CheckpointError, ConfigError, SourceUnavailable
 from connectors.kafka import KafkaConnector, KafkaSource
 from tests.e2e.harness import RunningBridge, runtime_function, wait_for
 
@@ -760,3 +760,83 @@ def test_public_surface() -> None:
     assert KafkaConnector.redelivery == "bridge"
     assert KafkaConnector.defaults["batch_size"] == 100
     assert KafkaConnector.defaults["maximum_batching_window_seconds"] == 0.5
+
+
+class _GatedConsumer:
+    """Stands in for AIOKafkaConsumer in commit(): records each OffsetCommit, waits for
+    ``gate`` first, raises what ``errors`` holds."""
+
+    def __init__(self, owned: set[TopicPartition]) -> None:
+        self.owned = owned
+        self.requests: list[dict[TopicPartition, int]] = []
+        self.gate = asyncio.Event()
+        self.errors: list[BaseException] = []
+
+    def assignment(self) -> set[TopicPartition]:
+        return self.owned
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        await self.gate.wait()
+        self.requests.append(dict(offsets))
+        if self.errors:
+            raise self.errors.pop(0)
+
+
+def _connector_with(consumer: _GatedConsumer, tmp_path: Path) -> tuple[KafkaConnector, Any]:
+    store = SqliteCheckpointStore(tmp_path / "c.sqlite3")
+    config = KafkaSource(type="kafka", bootstrap_servers=["h:1"], topics=["t"])
+    c = KafkaConnector(config, ConnectorContext(mapping="k", checkpoints=store.namespace("k")))
+    c._consumer = consumer  # type: ignore[assignment]
+    return c, store
+
+
+def _at(partition: int, offset: int) -> Record:
+    from aiokafka.structs import ConsumerRecord
+
+    m = ConsumerRecord(
+        topic="t", partition=partition, offset=offset, timestamp=0, timestamp_type=0,
+        key=None, value=b"", checksum=None, serialized_key_size=-1,
+        serialized_value_size=0, headers=(),
+    )  # fmt: skip
+    return Record(partition=f"t-{partition}", position=offset, data=m)
+
+
+async def test_commits_arriving_during_a_commit_share_the_next_request(tmp_path: Path) -> None:
+    tps = {TopicPartition("t", p) for p in range(3)}
+    consumer = _GatedConsumer(tps)
+    c, store = _connector_with(consumer, tmp_path)
+    try:
+        first = asyncio.create_task(c.commit([_at(0, 4)]))
+        await asyncio.sleep(0)  # its request is on its way, waiting at the gate
+        later = [
+            asyncio.create_task(c.commit([_at(1, 7)])),
+            asyncio.create_task(c.commit([_at(2, 1)])),
+            asyncio.create_task(c.commit([_at(1, 9)])),
+        ]
+        await asyncio.sleep(0)
+        consumer.gate.set()
+        await asyncio.wait_for(asyncio.gather(first, *later), 5)
+        assert consumer.requests == [
+            {TopicPartition("t", 0): 5},
+            {TopicPartition("t", 1): 10, TopicPartition("t", 2): 2},  # one request, newest
+        ]
+    finally:
+        store.close()
+
+
+async def test_a_failed_commit_request_fails_every_commit_in_it(tmp_path: Path) -> None:
+    from aiokafka.errors import KafkaConnectionError
+
+    consumer = _GatedConsumer({TopicPartition("t", 0), TopicPartition("t", 1)})
+    consumer.errors = [KafkaConnectionError("broker gone"), RuntimeError("a bug")]
+    consumer.gate.set()
+    c, store = _connector_with(consumer, tmp_path)
+    try:
+        with pytest.raises(CheckpointError, match="committing t-0 failed"):
+            await asyncio.wait_for(c.commit([_at(0, 1)]), 5)
+        with pytest.raises(RuntimeError, match="a bug"):  # reaches the engine, no hang
+            await asyncio.wait_for(c.commit([_at(1, 1)]), 5)
+        await asyncio.wait_for(c.commit([_at(1, 1)]), 5)  # and the next one goes through
+        assert consumer.requests[-1] == {TopicPartition("t", 1): 2}
+    finally:
+        store.close()
