@@ -145,7 +145,8 @@ class Connector(Protocol):
       ``NormalizeError`` for a record that cannot be shaped.
       ``encode(record)`` (optional): ``dumps(normalize(record))``, the same bytes, which
       a connector may build without the dict; the engine uses it when the mapping has
-      no filters. Raises ``NormalizeError`` as ``normalize`` does.
+      no filters (without it, it encodes ``normalize``'s dict). Raises
+      ``NormalizeError`` as ``normalize`` does.
       ``filter_view(event)``: the dict FilterCriteria are matched against (e.g. with a
       JSON body decoded); default: the event itself.
       ``encode_event(records)``: the invocation payload (bytes) for a batch of
@@ -197,8 +198,7 @@ class Connector(Protocol):
 class BaseConnector:
     """Defaults for the optional parts of the contract; connectors may subclass it.
 
-    ``encode`` is ``dumps(normalize(record))``, ``filter_view`` the event itself,
-    ``encode_event`` the ``{"Records": [...]}``
+    ``filter_view`` is the event itself, ``encode_event`` the ``{"Records": [...]}``
     envelope, an identifier is matched by its string form, failed records are retried
     by the engine (``redelivery = "bridge"``), and ``release``/``abandon`` do nothing
     (the source redelivers uncommitted records on its own).
@@ -206,11 +206,6 @@ class BaseConnector:
 
     defaults: ClassVar[Mapping[str, Any]] = {}
     redelivery: ClassVar[Literal["bridge", "source"]] = "bridge"
-
-    def encode(self, record: Record) -> bytes:
-        from bridge.events import dumps
-
-        return dumps(self.normalize(record))  # type: ignore[attr-defined]
 
     def filter_view(self, event: dict[str, Any]) -> Mapping[str, Any]:
         return event

@@ -54,6 +54,10 @@ def partition_name(topic: str, partition: int) -> str:
     return f"{topic}-{partition}"
 
 
+def _headers(message: ConsumerRecordLike) -> list[dict[str, list[int] | None]]:
+    return [{name: None if value is None else list(value)} for name, value in message.headers]
+
+
 def kafka_record(message: ConsumerRecordLike) -> dict[str, Any]:
     """One entry of ``records["<topic>-<partition>"]`` from an aiokafka ConsumerRecord."""
     try:
@@ -69,9 +73,7 @@ def kafka_record(message: ConsumerRecordLike) -> dict[str, Any]:
         record["value"] = (
             None if message.value is None else base64.b64encode(message.value).decode("ascii")
         )
-        record["headers"] = [
-            {name: None if value is None else list(value)} for name, value in message.headers
-        ]
+        record["headers"] = _headers(message)
     except (AttributeError, TypeError) as exc:
         raise NormalizeError(f"malformed Kafka record: {exc}") from exc
     return record
@@ -100,16 +102,16 @@ class RecordEncoder:
                 message.timestamp,
                 self._TYPES.get(message.timestamp_type, self._NO_TYPE),
             )
+            if key is not None:
+                out += b',"key":"' + b2a_base64(key, newline=False) + b'"'
+            if value is None:
+                out += b',"value":null'
+            else:
+                out += b',"value":"' + b2a_base64(value, newline=False) + b'"'
+            if headers:
+                return out + b',"headers":' + dumps(_headers(message)) + b"}"
         except (AttributeError, TypeError):  # not an aiokafka record: the dict path decides
-            return dumps(kafka_record(message))
-        if key is not None:
-            out += b',"key":"' + b2a_base64(key, newline=False) + b'"'
-        if value is None:
-            out += b',"value":null'
-        else:
-            out += b',"value":"' + b2a_base64(value, newline=False) + b'"'
-        if headers:
-            return out + b',"headers":' + dumps(kafka_record(message)["headers"]) + b"}"
+            return dumps(kafka_record(message))  # (and raises NormalizeError if malformed)
         return out + b',"headers":[]}'
 
 

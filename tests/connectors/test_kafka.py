@@ -752,6 +752,21 @@ def test_direct_record_encoding_is_byte_identical_to_the_dict_path(
     assert encoder(message) == encoder(message)  # the topic's cached encoding too
 
 
+def test_direct_record_encoding_of_a_malformed_record_is_a_normalize_error() -> None:
+    from aiokafka.structs import ConsumerRecord
+
+    from bridge.errors import NormalizeError
+    from connectors.kafka.normalize import RecordEncoder
+
+    message = ConsumerRecord(
+        topic="t", partition=0, offset=1, timestamp=0, timestamp_type=0, key="not bytes",
+        value=b"v", checksum=None, serialized_key_size=-1, serialized_value_size=1,
+        headers=(),
+    )  # fmt: skip
+    with pytest.raises(NormalizeError, match="malformed Kafka record"):
+        RecordEncoder()(message)
+
+
 def test_public_surface() -> None:
     import connectors.kafka
 
