@@ -1,20 +1,25 @@
 """The ack tracker: the only caller of a connector's ``commit()``.
 
-Records are tracked in the order they were read. ``settle()`` marks records as done
-(delivered, filtered out or dead-lettered). For an ordered source only the
-contiguous settled prefix of each partition is committed, so one unsettled record
-pins the frontier; an unordered source's records are committed as they settle.
-``forget()`` drops records that are left to the source (abandoned to its own
-redelivery, or of a partition we lost): they are never committed, and for an ordered
-source neither is anything read after them in their partition.
+A record is *settled* once it was delivered, filtered out or dead-lettered. Two ways of
+acknowledging, chosen by the connector's ``redelivery`` (see ``Connector``):
 
-Commits run behind delivery: ``settle()`` returns at once and one committer task per
-partition commits whatever is committable, one commit at a time, so settles that pile up
-while a commit is on its way go out together in the next one. ``committed()`` and
-``committed_before()`` wait for durability; ``flush()`` waits for the committers.
-A commit that fails is retried with backoff; the frontier does not advance past what
-was durably committed. ``tracked``/``tracked_bytes`` count what was read and is neither
-committed nor forgotten (the pipeline's read-ahead bound).
+- **Frontier** (logs: Kafka, DynamoDB shards, buckets, folders). Records of a lane settle
+  in read order: a batch, then the next, one in flight at a time for ordered sources. The
+  lane keeps only the newest record up to which everything is settled (``lane.settled``)
+  and what was committed (an ordinal); a filtered-out record read behind a record still
+  to be delivered hangs on that record as its ``trailer`` and is settled with it. So
+  settling a batch is one comparison, not a walk over its records, and a commit is
+  ``commit([frontier record])``.
+- **Per record** (queues: SQS). Each record is live, settled or done; settled records are
+  acknowledged (deleted) together by one committer, whatever their lane. ``forget()``
+  drops records left to the source (abandoned, given back): never committed.
+
+Commits run behind delivery: ``settle()`` returns at once and a committer task commits
+whatever became committable, one commit at a time (per lane for frontiers), so settles that
+pile up while a commit is on its way go out together in the next one. A commit that fails
+is retried with backoff; nothing advances past what was durably committed.
+``committed_upto()`` waits for a lane's commit, ``flush()`` for the committers. Every
+change of what a lane holds is told to ``Lanes`` (read-ahead).
 """
 
 from __future__ import annotations
@@ -22,220 +27,204 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections import deque
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Collection, Sequence
 
 from bridge import telemetry
 from bridge.connector import Connector, Record
 from bridge.errors import CheckpointError
+from bridge.lanes import Lane, Lanes
 
-__all__ = ["AckTracker"]
+__all__ = ["DONE", "LIVE", "SETTLED", "AckTracker"]
 
-# Record.state, as the tracker sees it
-NEW, LIVE, SETTLED, DONE = 0, 1, 2, 3  # DONE: committed or forgotten
+log = logging.getLogger(__name__)
+
+# Record.state, for per-record acks
+LIVE, SETTLED, DONE = 1, 2, 3  # DONE: committed or forgotten
 
 
 class AckTracker:
     """Tracks the records of one pipeline until they are committed or forgotten."""
 
-    def __init__(self, connector: Connector, *, mapping: str, ordered: bool) -> None:
+    def __init__(
+        self, connector: Connector, *, mapping: str, lanes: Lanes, per_record: bool
+    ) -> None:
         self._connector = connector
         self._mapping = mapping
-        self._ordered = ordered
-        self._parts: dict[str, deque[Record]] = {}  # tracked records, in read order
-        self._committers: dict[str, asyncio.Task[None]] = {}
-        self._seq = 0
+        self._lanes = lanes
+        self.per_record = per_record
+        self._ready: list[Record] = []  # per record: settled, to be committed
+        self._committer: asyncio.Task[None] | None = None  # per record
+        self._lane_committers: set[asyncio.Task[None]] = set()
         self._interrupted = False
-        self.tracked = 0
-        self.tracked_bytes = 0
-        self.changed = asyncio.Condition()
 
-    def track(self, record: Record) -> None:
-        """Register a freshly read record (in source order within its partition)."""
-        self._seq += 1
-        record.seq = self._seq
-        self._parts.setdefault(record.partition, deque()).append(record)
-        record.state = LIVE
-        self.tracked += 1
-        self.tracked_bytes += len(record.encoded)
+    # ------------------------------------------------------------ settling
 
-    def unsettled_records(self) -> list[Record]:
-        return [r for q in self._parts.values() for r in q if r.state == LIVE]
-
-    def _unlive(self, record: Record) -> bool:
-        if record.state != LIVE:
-            return False
-        record.state = SETTLED
-        return True
-
-    async def settle(self, records: Sequence[Record]) -> None:
-        """Mark records settled and have whatever became committable committed.
-
-        Returns without waiting for the commit (see ``committed``). Records not tracked
-        (forgotten) are ignored. Settled records whose commit never happens (a crash)
-        are delivered again after a restart (at-least-once).
-        """
-        touched: dict[str, None] = {}
+    def settle(self, records: Sequence[Record]) -> None:
+        """Mark ``records`` settled; for a frontier they are the next records of one lane
+        in read order. Returns without waiting for the commit; records of a revoked lane
+        or already forgotten are ignored."""
+        if not records:
+            return
+        if not self.per_record:
+            last = records[-1]
+            self._advance(last.lane, last.trailer or last)
+            return
+        ready = self._ready
         for r in records:
-            if self._unlive(r):
-                touched[r.partition] = None
-        if not touched:
+            if r.state == LIVE and not r.lane.gone:
+                r.state = SETTLED
+                ready.append(r)
+        if ready and self._committer is None:
+            self._committer = asyncio.get_running_loop().create_task(
+                self._commit_records(), name=f"{self._mapping}:commit"
+            )
+
+    def filtered(self, record: Record) -> None:
+        """``record`` was filtered out (called in read order, as it is read)."""
+        if self.per_record:
+            self.settle([record])
             return
-        for partition in touched:
-            self._kick(partition)
-        await self._notify()
+        lane: Lane = record.lane
+        host = lane.tail
+        if host is None or host.seq <= lane.settled_seq:
+            self._advance(lane, record)
+        else:
+            host.trailer = record  # settled together with the record before it
 
-    @staticmethod
-    def _is_tracked(record: Record) -> bool:
-        return record.state == LIVE or record.state == SETTLED
-
-    async def committed(self, records: Sequence[Record]) -> None:
-        """Wait until none of ``records`` is tracked any more (committed or forgotten),
-        or ``interrupt()``."""
-        await self._wait(lambda: not any(self._is_tracked(r) for r in records))
-
-    async def committed_before(self, partition: str, seq: int) -> None:
-        """Wait until every record of ``partition`` read before the one numbered ``seq``
-        is committed or forgotten (ordered sources), or ``interrupt()``."""
-
-        def done() -> bool:
-            queue = self._parts.get(partition)
-            return not queue or queue[0].seq >= seq
-
-        await self._wait(done)
-
-    async def _wait(self, predicate: Callable[[], bool]) -> None:
-        if predicate() or self._interrupted:
+    def _advance(self, lane: Lane, record: Record) -> None:
+        if lane.gone or record.seq <= lane.settled_seq:
             return
-        async with self.changed:
-            await self.changed.wait_for(lambda: self._interrupted or predicate())
+        lane.settled = record
+        if lane.committer is None:
+            task = asyncio.get_running_loop().create_task(
+                self._commit_lane(lane), name=f"{self._mapping}:commit:{lane.partition}"
+            )
+            lane.committer = task
+            self._lane_committers.add(task)
+            task.add_done_callback(self._lane_committers.discard)
 
-    async def interrupt(self) -> None:
-        """The pipeline is stopping: every ``committed*`` wait returns now. Commits go on."""
-        self._interrupted = True
-        await self._notify()
+    def forget(self, records: Sequence[Record]) -> None:
+        """Per record: stop tracking live ``records`` without committing them (the source
+        redelivers them)."""
+        for r in records:
+            if r.state != LIVE or r.lane.gone:
+                continue
+            r.state = DONE
+            del r.lane.live[r]
+            self._lanes.shrank(r.lane, 1, len(r.encoded))
 
-    async def flush(self, partitions: Collection[str] | None = None) -> None:
-        """Wait for the commits under way (of ``partitions``, or of all): when it returns,
+    def unsettled(self) -> list[Record]:
+        """Per record: records read and neither settled nor forgotten."""
+        return [
+            r
+            for lane in list(self._lanes.by_partition.values())
+            for r in lane.live
+            if r.state == LIVE
+        ]
+
+    # ------------------------------------------------------------ waiting
+
+    async def committed_upto(self, lane: Lane, seq: int) -> None:
+        """Wait until ``lane`` is committed up to ordinal ``seq``, it was revoked, or
+        ``interrupt()``."""
+        if lane.committed >= seq or lane.gone or self._interrupted:
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        lane.waiters.append((seq, waiter))
+        await waiter
+
+    async def flush(self, lanes: Collection[Lane] | None = None) -> None:
+        """Wait for the commits under way (of ``lanes``, or of all): when it returns,
         everything that was committable when it was called has been committed."""
         while True:
-            tasks = [
-                task
-                for partition, task in self._committers.items()
-                if partitions is None or partition in partitions
-            ]
+            if lanes is None:
+                tasks = set(self._lane_committers)
+                if self._committer is not None:
+                    tasks.add(self._committer)
+            else:
+                tasks = {lane.committer for lane in lanes if lane.committer is not None}
             if not tasks:
                 return
             await asyncio.wait(tasks)
 
+    def interrupt(self) -> None:
+        """The pipeline is stopping: every ``committed_upto`` wait returns now."""
+        self._interrupted = True
+        for lane in list(self._lanes.by_partition.values()):
+            _release_waiters(lane, None)
+
+    def drop(self, lane: Lane) -> None:
+        """The partition was revoked: forget the lane; nothing more of it is committed."""
+        for r in lane.live:
+            r.state = DONE
+        lane.live.clear()
+        if lane.committer is not None:
+            lane.committer.cancel()
+        self._lanes.drop(lane)
+        _release_waiters(lane, None)
+
     async def aclose(self) -> None:
         """Cancel the committers (what they had not committed is delivered again)."""
-        tasks = list(self._committers.values())
+        tasks = set(self._lane_committers)
+        if self._committer is not None:
+            tasks.add(self._committer)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def forget(self, records: Sequence[Record]) -> None:
-        """Stop tracking records without committing them (see the module docstring)."""
-        gone = {r.seq for r in records if self._is_tracked(r)}
-        if not gone:
-            return
-        for partition in {r.partition for r in records}:
-            queue = self._parts.get(partition)
-            if queue is None:
-                continue
-            if self._ordered:
-                cut = next((i for i, r in enumerate(queue) if r.seq in gone), len(queue))
-                dropped, kept = list(queue)[cut:], deque(list(queue)[:cut])
-            else:
-                dropped = [r for r in queue if r.seq in gone]
-                kept = deque(r for r in queue if r.seq not in gone)
-            for r in dropped:
-                self._unlive(r)
-                self._untrack(r)
-            if kept:
-                self._parts[partition] = kept
-            else:
-                del self._parts[partition]
-        await self._notify()
+    # ------------------------------------------------------------ committing
 
-    def _untrack(self, record: Record) -> None:
-        record.state = DONE
-        self.tracked -= 1
-        self.tracked_bytes -= len(record.encoded)
-
-    async def _notify(self) -> None:
-        async with self.changed:
-            self.changed.notify_all()
-
-    def _kick(self, partition: str) -> None:
-        if partition not in self._committers:
-            task = asyncio.get_running_loop().create_task(
-                self._committer(partition), name=f"{self._mapping}:commit:{partition}"
-            )
-            self._committers[partition] = task
-
-    async def _committer(self, partition: str) -> None:
-        """Commit ``partition``'s committable records until there are none. The task
-        leaves ``_committers`` in the same step that finds nothing to commit, so a
-        ``settle()`` after that starts a new one."""
+    async def _commit_lane(self, lane: Lane) -> None:
+        """Commit ``lane``'s frontier until it stops moving."""
         try:
-            while True:
-                ready = self._committable(partition)
-                if not ready:
+            while not lane.gone:
+                target = lane.settled
+                if target is None or target.seq <= lane.committed:
                     return
-                await self._commit_with_retry(ready)
-                self._committed(partition, ready)
-                await self._notify()
+                await self._commit_with_retry([target])
+                if lane.gone:
+                    return
+                records = target.seq - lane.committed
+                nbytes = target.mark - lane.committed_bytes
+                lane.committed, lane.committed_bytes = target.seq, target.mark
+                telemetry.emit(telemetry.COMMITTED, mapping=self._mapping, records=records)
+                _release_waiters(lane, lane.committed)
+                self._lanes.shrank(lane, records, nbytes)
         finally:
-            if self._committers.get(partition) is asyncio.current_task():
-                del self._committers[partition]
+            if lane.committer is asyncio.current_task():
+                lane.committer = None
+            self._lanes.forget_if_idle(lane)
 
-    def _committable(self, partition: str) -> list[Record]:
-        queue = self._parts.get(partition)
-        if not queue:
-            return []
-        if not self._ordered:
-            return [r for r in queue if r.state == SETTLED]
-        ready: list[Record] = []
-        for r in queue:
-            if r.state != SETTLED:
-                break
-            ready.append(r)
-        return ready
+    async def _commit_records(self) -> None:
+        """Commit settled records (per record) until there are none."""
+        try:
+            while self._ready:
+                batch, self._ready = self._ready, []
+                batch = [r for r in batch if r.state == SETTLED]
+                if not batch:
+                    continue
+                await self._commit_with_retry(batch)
+                for r in batch:
+                    if r.state != SETTLED:  # its lane was revoked meanwhile
+                        continue
+                    r.state = DONE
+                    lane: Lane = r.lane
+                    del lane.live[r]
+                    self._lanes.shrank(lane, 1, len(r.encoded))
+                telemetry.emit(telemetry.COMMITTED, mapping=self._mapping, records=len(batch))
+        finally:
+            if self._committer is asyncio.current_task():
+                self._committer = None
 
-    def _committed(self, partition: str, ready: list[Record]) -> None:
-        for r in ready:
-            if r.state == SETTLED:  # not forgotten meanwhile
-                self._untrack(r)
-        queue = self._parts.get(partition)  # forget() may have replaced it meanwhile
-        if queue is None:
-            return
-        if self._ordered:
-            # ``ready`` was a prefix of the queue and forget() keeps a prefix: pop it in
-            # O(batch) instead of rebuilding the whole queue on every commit
-            while queue and queue[0].state == DONE:
-                queue.popleft()
-            remaining = queue
-        else:
-            remaining = deque(r for r in queue if r.state != DONE)
-        if remaining:
-            self._parts[partition] = remaining
-        else:
-            del self._parts[partition]
-
-    async def _commit_with_retry(self, batch: list[Record]) -> None:
+    async def _commit_with_retry(self, records: list[Record]) -> None:
         attempt = 0
         while True:
             try:
-                await self._connector.commit(batch)
-                telemetry.emit(telemetry.COMMITTED, mapping=self._mapping, records=len(batch))
+                await self._connector.commit(records)
                 return
             except Exception as exc:  # a bug in a connector must not stop the commits
-                if not isinstance(exc, CheckpointError):
-                    logging.getLogger(__name__).exception(
-                        "commit of %s failed unexpectedly", self._mapping
-                    )
+                if not isinstance(exc, CheckpointError) and not attempt:
+                    log.exception("commit of %s failed unexpectedly", self._mapping)
                 attempt += 1
                 delay = random.uniform(0, min(30.0, 0.1 * 2**attempt))
                 telemetry.emit(
@@ -246,3 +235,17 @@ class AckTracker:
                     level=logging.WARNING,
                 )
                 await asyncio.sleep(delay)
+
+
+def _release_waiters(lane: Lane, upto: int | None) -> None:
+    """Wake ``lane``'s waiters for ordinals up to ``upto`` (None: all of them)."""
+    if not lane.waiters:
+        return
+    keep = []
+    for seq, waiter in lane.waiters:
+        if upto is None or seq <= upto:
+            if not waiter.done():
+                waiter.set_result(None)
+        else:
+            keep.append((seq, waiter))
+    lane.waiters = keep

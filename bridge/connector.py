@@ -51,7 +51,10 @@ class Record:
     marker (offset, sequence number, object state) handed back on ``commit``.
     ``data`` is the raw item for ``normalize``. ``arrived`` (epoch seconds) is when
     the source says the record was written; ``maximum_record_age_seconds`` counts
-    from it. ``encoded`` (the AWS-shaped record as JSON) is filled in by the engine.
+    from it. ``encoded`` (the AWS-shaped record as JSON) is filled in by the engine;
+    it stays empty for a record that could not be shaped.
+
+    The remaining fields are the engine's bookkeeping; connectors leave them alone.
     """
 
     partition: str
@@ -59,29 +62,59 @@ class Record:
     data: Any
     arrived: float = field(default_factory=time.time)
     encoded: bytes = b""
-    seq: int = 0  # the engine's: read order, and the ack tracker's state of the record
-    state: int = field(default=0, repr=False)
+    seq: int = 0  # its ordinal in its partition, from 1, in read order
+    mark: int = field(default=0, repr=False)  # bytes read of its partition up to it
+    state: int = field(default=0, repr=False)  # per-record acks: live, settled, done
+    lane: Any = field(default=None, repr=False)  # the engine's state of its partition
+    trailer: Record | None = field(default=None, repr=False)  # filtered records after it
 
 
 class PartitionControl:
-    """How a connector tells the engine that it lost partitions (a Kafka rebalance).
+    """The channel between the engine and a connector about partitions.
 
-    ``await revoke(partitions)`` returns once nothing of those partitions is in flight
-    any more: records not yet dispatched are dropped (they were never committed, the
-    new owner reads them again), batches in flight finish (bounded by the shutdown
-    timeout) and settle, and what settled is committed (``commit()`` is called) before it
-    returns, so the connector lets go only after its commits.
+    Connector -> engine:
+
+    - ``await revoke(partitions)``: the source lost these partitions (a Kafka
+      rebalance). Returns once nothing of them is in flight any more: records not yet
+      dispatched are dropped (they were never committed; the new owner reads them
+      again); batches in flight get the shutdown timeout to finish and are then
+      cancelled; what settled is committed (``commit()`` is called) before it returns,
+      so the connector lets go only after its commits. No invocation for a revoked
+      partition starts after it returned.
+    - ``room(partition)``: how many more records of ``partition`` the engine takes now
+      (0 while it is paused); ``await wait_room(partition)`` waits until it is not
+      paused. Sources that read partition by partition (DynamoDB shards) ask before
+      each read, so nothing is read that the engine would have to hold.
+
+    Engine -> connector: ``connector.pause(partitions)`` / ``resume(partitions)`` for
+    sources that fetch on their own (Kafka); see ``Connector``.
     """
 
     def __init__(self) -> None:
         self._revoke: Callable[[Collection[str]], Awaitable[None]] | None = None
+        self._room: Callable[[str], int] | None = None
+        self._wait_room: Callable[[str], Awaitable[None]] | None = None
 
-    def bind(self, revoke: Callable[[Collection[str]], Awaitable[None]]) -> None:
+    def bind(
+        self,
+        revoke: Callable[[Collection[str]], Awaitable[None]],
+        room: Callable[[str], int] | None = None,
+        wait_room: Callable[[str], Awaitable[None]] | None = None,
+    ) -> None:
         self._revoke = revoke
+        self._room = room
+        self._wait_room = wait_room
 
     async def revoke(self, partitions: Collection[str]) -> None:
         if self._revoke is not None and partitions:
             await self._revoke(partitions)
+
+    def room(self, partition: str) -> int:
+        return self._room(partition) if self._room is not None else 1 << 30
+
+    async def wait_room(self, partition: str) -> None:
+        if self._wait_room is not None:
+            await self._wait_room(partition)
 
 
 @dataclass(slots=True, frozen=True)
@@ -123,24 +156,37 @@ class Connector(Protocol):
     Class attributes:
       ``type``: the name used in ``source.type``;
       ``config_model``: the pydantic model of the source options;
-      ``ordered``: True when records of one partition must be delivered and committed
-      in order (one batch in flight per partition, contiguous commits); an instance
-      may override it once built (an SQS FIFO queue is ordered, a standard one not);
+      ``ordered``: True when records of one partition must be delivered in order (one
+      batch in flight per partition); an instance may override it once built (an SQS
+      FIFO queue is ordered, a standard one not);
       ``redelivery``: ``"bridge"`` (streams, async sources): the engine retries failed
       records itself, within the mapping's retry limits, then dead-letters them;
       ``"source"`` (queues): records the function failed are handed back with
       ``abandon()`` and the source redelivers them by its own policy (SQS: after the
       visibility timeout; its redrive policy moves them to the queue's DLQ);
+      ``pausable``: True when the source honours ``pause``/``resume`` (or asks
+      ``context.partitions.room()`` before reading a partition), so a partition that
+      holds its share of the read-ahead stops being read while the others go on;
       ``defaults``: AWS's defaults of mapping options for this kind of source
       (``batch_size``, ``maximum_batching_window_seconds``, ``maximum_retry_attempts``...).
       ``check_mapping(options)`` (optional classmethod): the mapping's options as given
       (a dict) -> a list of ``(key, problem)`` AWS would reject for this kind of source.
 
+    Two ways of acknowledging:
+      *frontier* (``ordered`` and ``redelivery = "bridge"``: a partition is a log):
+      ``commit([record])`` gets the newest record of one partition such that it and
+      everything read before it in that partition is settled (filtered-out and
+      dead-lettered records included). Commit its position; everything before it is
+      covered.
+      *per record* (``redelivery = "source"``, queues; and any unordered source):
+      ``commit(records)`` gets settled records (any partitions) to acknowledge one by
+      one (SQS: delete them).
+
     Methods:
       ``open()``: connect; a transient failure raises ``SourceUnavailable`` (the
       supervisor retries), bad settings raise ``ConfigError`` (not retried).
       ``read()``: an async iterator of record chunks; the engine pulls the next chunk
-      only when it has capacity, and may cancel it at any await.
+      only when it has room, and may cancel it at any await.
       ``normalize(record)``: pure; the AWS-shaped event record (a dict); raises
       ``NormalizeError`` for a record that cannot be shaped.
       ``encode(record)`` (optional): ``dumps(normalize(record))``, the same bytes, which
@@ -155,10 +201,13 @@ class Connector(Protocol):
       entries name a record (a hashable key); ``identifier_key`` returns None for an
       identifier that is malformed.
       ``failure_record(records, ctx)``: the AWS-shaped on-failure document.
-      ``commit(records)``: the records are settled; for an ordered source they are the
-      newly contiguous settled prefix of one partition, in order. Idempotent. Raises
-      ``CheckpointError`` if it could not be made durable (it is called again later).
-      ``release(records)``: make unsettled records redeliverable now (shutdown).
+      ``commit(records)``: see above. Idempotent. Raises ``CheckpointError`` if it could
+      not be made durable (it is called again later, possibly with a newer record).
+      ``pause(partitions)`` / ``resume(partitions)`` (``pausable`` sources that fetch
+      on their own): stop and restart reading these partitions; synchronous, and a
+      partition the source no longer has is ignored.
+      ``release(records)``: (per-record sources) make unsettled records redeliverable
+      now (shutdown). Frontier sources reread everything after their commit anyway.
       ``abandon(records)``: (``redelivery = "source"``) the function failed on these;
       leave them to the source's own redelivery. The engine forgets them.
       ``aclose()``: idempotent; frees everything.
@@ -168,6 +217,7 @@ class Connector(Protocol):
     config_model: ClassVar[builtins.type[BaseModel]]
     ordered: ClassVar[bool]
     redelivery: ClassVar[Literal["bridge", "source"]]
+    pausable: ClassVar[bool]
     defaults: ClassVar[Mapping[str, Any]]
 
     async def open(self) -> None: ...
@@ -188,6 +238,10 @@ class Connector(Protocol):
 
     async def commit(self, records: Sequence[Record]) -> None: ...
 
+    def pause(self, partitions: Collection[str]) -> None: ...
+
+    def resume(self, partitions: Collection[str]) -> None: ...
+
     async def release(self, records: Sequence[Record]) -> None: ...
 
     async def abandon(self, records: Sequence[Record]) -> None: ...
@@ -200,12 +254,14 @@ class BaseConnector:
 
     ``filter_view`` is the event itself, ``encode_event`` the ``{"Records": [...]}``
     envelope, an identifier is matched by its string form, failed records are retried
-    by the engine (``redelivery = "bridge"``), and ``release``/``abandon`` do nothing
-    (the source redelivers uncommitted records on its own).
+    by the engine (``redelivery = "bridge"``), the source cannot pause a partition
+    (``pause``/``resume`` do nothing), and ``release``/``abandon`` do nothing (the source
+    redelivers uncommitted records on its own).
     """
 
     defaults: ClassVar[Mapping[str, Any]] = {}
     redelivery: ClassVar[Literal["bridge", "source"]] = "bridge"
+    pausable: ClassVar[bool] = False
 
     def filter_view(self, event: dict[str, Any]) -> Mapping[str, Any]:
         return event
@@ -220,6 +276,12 @@ class BaseConnector:
             return str(identifier)
         return None
 
+    def pause(self, partitions: Collection[str]) -> None:
+        return None
+
+    def resume(self, partitions: Collection[str]) -> None:
+        return None
+
     async def release(self, records: Sequence[Record]) -> None:
         return None
 
@@ -231,16 +293,19 @@ class Feed(Generic[T]):
     """A bounded hand-off from a connector's background tasks to its ``read()``.
 
     Producers ``await feed.put(item)`` (waiting while ``maxsize`` items are queued, so
-    the source is never read further ahead than that). ``read()`` does
-    ``async for item in feed.items(tasks)``: it yields items in order, forever, and
-    raises the exception of the first of ``tasks`` that fails (``tasks`` is looked at
-    again on every wait, so tasks may be added later; ones that end normally or are
-    cancelled are ignored). Waiting never takes an item, so cancelling ``read()`` at any
-    point loses nothing: an item is either still in the feed or was yielded.
+    the source is never read further ahead than that), or ``await feed.hand_over(item)``,
+    which also waits until ``read()`` yielded the item: a producer that reads its
+    partition only after its last item was taken never holds more than one item the
+    engine has not seen. ``read()`` does ``async for item in feed.items(tasks)``: it
+    yields items in order, forever, and raises the exception of the first of ``tasks``
+    that fails (``tasks`` is looked at again on every wait, so tasks may be added
+    later; ones that end normally or are cancelled are ignored). Waiting never takes an
+    item, so cancelling ``read()`` at any point loses nothing: an item is either still
+    in the feed or was yielded.
     """
 
     def __init__(self, maxsize: int) -> None:
-        self._items: deque[T] = deque()
+        self._items: deque[tuple[T, asyncio.Future[None] | None]] = deque()
         self._maxsize = maxsize
         self._not_empty = asyncio.Event()
         self._not_full = asyncio.Event()
@@ -250,17 +315,27 @@ class Feed(Generic[T]):
         return len(self._items)
 
     async def put(self, item: T) -> None:
+        await self._append(item, None)
+
+    async def hand_over(self, item: T) -> None:
+        taken: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        await self._append(item, taken)
+        await taken
+
+    async def _append(self, item: T, taken: asyncio.Future[None] | None) -> None:
         while len(self._items) >= self._maxsize:
             self._not_full.clear()
             await self._not_full.wait()
-        self._items.append(item)
+        self._items.append((item, taken))
         self._not_empty.set()
 
     async def items(self, tasks: Collection[asyncio.Future[Any]]) -> AsyncIterator[T]:
         while True:
             while self._items:
-                item = self._items.popleft()
+                item, taken = self._items.popleft()
                 self._not_full.set()
+                if taken is not None and not taken.done():
+                    taken.set_result(None)
                 yield item
             self._not_empty.clear()
             for task in list(tasks):

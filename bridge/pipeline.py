@@ -1,22 +1,29 @@
 """One event source mapping at run time: read -> normalize -> filter -> batch ->
 deliver -> settle -> commit.
 
-Two tasks share the pipeline's state: the reader pulls record chunks from the
-connector (only while fewer than ``max_in_flight_records`` / ``max_in_flight_bytes``
-are read and not yet committed, so a slow function slows the source and memory stays
-bounded), and the dispatcher cuts ready batches and starts one delivery task per batch,
-at most ``maximum_concurrency`` at once (for ordered sources also one per partition).
+Two tasks share the pipeline's lanes (``bridge/lanes.py``, one per partition): the
+reader pulls record chunks from the connector and queues them on their lanes (pausing
+a lane that holds its share of the read-ahead, see ``Lanes``), and the dispatcher cuts
+ready batches and starts one delivery task per batch, at most ``maximum_concurrency``
+at once (for ordered sources also one per partition). A record that cannot be shaped
+keeps its place in its partition and is dead-lettered there, as a batch of its own.
 
 Commits follow delivery instead of holding it up: for an ordered source a partition's
 next batch is released as soon as its batch is delivered *and* the batch before that one
 is committed. So per partition at most two batches are delivered but not yet committed
-(one committing, one in flight): the records a crash can deliver twice. An unordered
-source's delivery task ends once its own records are committed.
+(one committing, one in flight): the records a crash can deliver twice.
+
+Failures, closed: an outage is retried inside the delivery; an exception that escapes a
+delivery task is a bug in the bridge: it is logged once with its traceback and the
+pipeline stops as for a source failure (drained, what settled committed), then raises
+it, and the supervisor restarts the mapping from its checkpoint. Nothing is left live and
+unowned.
 
 ``run()`` returns when ``stop()`` was called: reading stops, batches in flight get
-``shutdown_timeout`` seconds to finish, records never dispatched stay unsettled
-(released to the source), and only settled records were ever committed. A source
-failure drains the same way, then raises ``SourceError`` for the supervisor.
+``shutdown_timeout`` seconds to finish (then they are cancelled), records never
+dispatched stay unsettled (released to per-record sources), only settled records were
+ever committed, and the connector is always closed, even if ``run()`` is cancelled.
+A source failure drains the same way, then raises ``SourceError`` for the supervisor.
 """
 
 from __future__ import annotations
@@ -29,19 +36,22 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 from bridge import telemetry
-from bridge.acks import AckTracker
+from bridge.acks import LIVE, AckTracker
 from bridge.batching import Batcher
 from bridge.connector import Connector, PartitionControl, Record
 from bridge.destinations import Destination
-from bridge.errors import NormalizeError, SourceError, SourceUnavailable
+from bridge.errors import BridgeError, NormalizeError, SourceError, SourceUnavailable
 from bridge.events import dumps, iso_timestamp, new_request_id
 from bridge.filtering import FilterSet
+from bridge.lanes import Lane, Lanes
 from bridge.retry import Deliverer, RetryPolicy, Stopping
 from bridge.targets.base import Target
 
 __all__ = ["Pipeline", "PipelineOptions"]
 
 log = logging.getLogger(__name__)
+
+CLOSE_TIMEOUT = 10.0  # for connector.aclose(), which must not hang a stop forever
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,9 +68,16 @@ class PipelineOptions:
 
     @property
     def record_limit(self) -> int:
+        """The mapping's read-ahead (see ``Lanes``)."""
         if self.max_in_flight_records:
             return self.max_in_flight_records
         return max(1000, 4 * self.batch_size * min(self.maximum_concurrency, 16))
+
+    @property
+    def partition_minimum(self) -> int:
+        """The least read-ahead of one partition: enough for a batch committing, one in
+        flight, one ready and one filling."""
+        return 4 * self.batch_size
 
 
 class Pipeline:
@@ -81,7 +98,18 @@ class Pipeline:
         self.options = options
         self.filters = filters if filters else None
         self.ordered = connector.ordered  # may be decided per instance (SQS FIFO)
-        self.tracker = AckTracker(connector, mapping=mapping, ordered=self.ordered)
+        # logs commit a frontier, which needs their records settled in order
+        self.per_record = connector.redelivery == "source" or not self.ordered
+        self.lanes = Lanes(
+            connector,
+            mapping=mapping,
+            limit=options.record_limit,
+            limit_bytes=options.max_in_flight_bytes,
+            min_share=options.partition_minimum,
+        )
+        self.tracker = AckTracker(
+            connector, mapping=mapping, lanes=self.lanes, per_record=self.per_record
+        )
         self.batcher = Batcher(
             batch_size=options.batch_size,
             window=options.window,
@@ -101,14 +129,18 @@ class Pipeline:
             stopping=self._stopping,
         )
         if partitions is not None:
-            partitions.bind(self.revoke)
+            partitions.bind(self.revoke, self.lanes.room_for, self.lanes.wait_room_for)
         self._wake = asyncio.Event()
         encode = getattr(connector, "encode", None)  # optional: the dict-free fast path
         self._encode: Callable[[Record], bytes] | None = (
             encode if self.filters is None and callable(encode) else None
         )
-        self._in_flight: dict[asyncio.Task[None], str] = {}  # delivery task -> partition
-        self._reading = True
+        self._in_flight: dict[asyncio.Task[None], Lane] = {}  # delivery task -> its lane
+        self._invalid: dict[Record, str] = {}  # records that could not be shaped: why
+        self._revoking: set[str] = set()  # partitions being revoked: read nothing of them
+        self._crash: BaseException | None = None
+        self._crashed = asyncio.Event()
+        self._dispatcher: asyncio.Task[None] | None = None
 
     def stop(self) -> None:
         """Ask ``run()`` to drain and return."""
@@ -116,71 +148,102 @@ class Pipeline:
         self._wake.set()
 
     async def run(self) -> None:
-        """Run until ``stop()``; raise SourceError when the source fails (after draining)."""
+        """Run until ``stop()``; raise SourceError when the source fails, or the bug that
+        broke a delivery (after draining). The connector is closed in every case."""
         try:
             await self.connector.open()
-        except BaseException:
-            await self.connector.aclose()
-            raise
+            await self._run()
+        finally:
+            # also when run() was cancelled half-way through its drain: nothing of this
+            # pipeline may go on invoking or committing after it returned
+            leftovers = [*self._in_flight, *([self._dispatcher] if self._dispatcher else [])]
+            for task in leftovers:
+                task.cancel()
+            try:
+                await self.tracker.aclose()
+                await asyncio.gather(*leftovers, return_exceptions=True)
+            finally:
+                await self._close_connector()
+
+    async def _run(self) -> None:
         dispatcher = asyncio.create_task(self._dispatch_loop(), name=f"{self.mapping}:dispatch")
+        self._dispatcher = dispatcher
         reader = asyncio.create_task(self._read_loop(), name=f"{self.mapping}:read")
         stop_wait = asyncio.create_task(self._stopping.wait())
+        crash_wait = asyncio.create_task(self._crashed.wait())
         failure: BaseException | None = None
         try:
-            await asyncio.wait({reader, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({reader, stop_wait, crash_wait}, return_when=asyncio.FIRST_COMPLETED)
             if reader.done() and not reader.cancelled():
                 failure = reader.exception()
         finally:
-            self._reading = False
-            for task in (reader, stop_wait):
+            for task in (reader, stop_wait, crash_wait):
                 task.cancel()
-            await asyncio.gather(reader, stop_wait, return_exceptions=True)
-            await self.tracker.interrupt()
+            await asyncio.gather(reader, stop_wait, crash_wait, return_exceptions=True)
+            self.tracker.interrupt()
             deadline = time.monotonic() + self.options.shutdown_timeout  # drain and commits
             await self._drain(deadline)
             dispatcher.cancel()
             await asyncio.gather(dispatcher, return_exceptions=True)
             await self._flush_commits(deadline)
-            await self._release_unsettled()
-            await self.connector.aclose()
+            await self._release_unsettled(deadline)
             with contextlib.suppress(Exception):  # nothing is pending on it any more
                 await self.deliverer.destination.aclose()
+        if self._crash is not None:
+            raise self._crash
         if failure is not None:
             if isinstance(failure, SourceError):
                 raise failure
+            if not isinstance(failure, BridgeError):
+                log.error(
+                    "%s: the source failed unexpectedly",
+                    self.mapping,
+                    exc_info=(type(failure), failure, failure.__traceback__),
+                )
             raise SourceUnavailable(f"source failed: {failure!r}") from failure
+
+    async def _close_connector(self) -> None:
+        """``connector.aclose()``, bounded, and carried on even if ``run()`` is cancelled
+        meanwhile (a supervisor's last resort)."""
+        closing = asyncio.ensure_future(self.connector.aclose())
+        try:
+            await asyncio.wait_for(asyncio.shield(closing), CLOSE_TIMEOUT)
+        except TimeoutError:
+            log.warning("%s: closing the source took over %ss", self.mapping, CLOSE_TIMEOUT)
+        except Exception:
+            log.exception("%s: closing the source failed", self.mapping)
 
     # ------------------------------------------------------------ reading
 
     async def _read_loop(self) -> None:
-        limit, byte_limit = self.options.record_limit, self.options.max_in_flight_bytes
-        tracker = self.tracker
+        room = self.lanes.room
         async for chunk in self.connector.read():
-            filtered, invalid = self._admit(chunk)
+            self._admit(chunk)
             self._wake.set()
-            for record, reason in invalid:
-                await self._dead_letter_invalid(record, reason)
-            if filtered:  # settled together: one commit per chunk, not per record
-                telemetry.emit(
-                    telemetry.RECORD_FILTERED, mapping=self.mapping, records=len(filtered)
-                )
-                await tracker.settle(filtered)
-            if tracker.tracked >= limit or tracker.tracked_bytes >= byte_limit:
-                async with tracker.changed:
-                    await tracker.changed.wait_for(
-                        lambda: tracker.tracked < limit and tracker.tracked_bytes < byte_limit
-                    )
+            if not room.is_set():
+                await room.wait()
 
-    def _admit(self, chunk: Sequence[Record]) -> tuple[list[Record], list[tuple[Record, str]]]:
-        """Encode, filter and queue a chunk of records, in order. Returns the records the
-        filters dropped and the ones that could not be shaped (with the reason); both are
-        tracked, neither is queued."""
-        connector, filters = self.connector, self.filters
-        track, add = self.tracker.track, self.batcher.add
-        filtered: list[Record] = []
-        invalid: list[tuple[Record, str]] = []
-        encode = self._encode
+    def _admit(self, chunk: Sequence[Record]) -> None:
+        """Encode, filter and queue a chunk of records on their lanes, in order.
+
+        The hot path: one pass, no awaits. A record that cannot be shaped is queued with
+        an empty ``encoded`` (dead-lettered in its turn); a filtered-out one is settled."""
+        connector, filters, encode = self.connector, self.filters, self._encode
+        lanes, tracker, add = self.lanes, self.tracker, self.batcher.add
+        by_partition = lanes.by_partition
+        per_record = self.per_record
+        revoking = self._revoking
+        lane: Lane | None = None
+        count = size = filtered = 0
         for record in chunk:
+            if revoking and record.partition in revoking:
+                continue  # no longer ours: never committed, its new owner reads it
+            if lane is None or record.partition != lane.partition:
+                if lane is not None:
+                    lanes.grew(lane, count, size)
+                lane = by_partition.get(record.partition) or lanes.lane(record.partition)
+                count = size = 0
+            event = None
             try:
                 if encode is not None:
                     record.encoded = encode(record)
@@ -188,17 +251,34 @@ class Pipeline:
                     event = connector.normalize(record)
                     record.encoded = dumps(event)
             except NormalizeError as exc:
-                track(record)
-                invalid.append((record, str(exc)))
+                record.encoded = b""
+                self._invalid[record] = str(exc)
+            n = len(record.encoded)
+            lane.read += 1
+            lane.read_bytes += n
+            record.seq, record.mark, record.lane = lane.read, lane.read_bytes, lane
+            count += 1
+            size += n
+            if per_record:
+                record.state = LIVE
+                lane.live[record] = None
+            if (
+                event is not None
+                and filters is not None
+                and not filters.matches(connector.filter_view(event))
+            ):
+                filtered += 1
+                tracker.filtered(record)
                 continue
-            track(record)
-            if filters is not None and not filters.matches(connector.filter_view(event)):
-                filtered.append(record)
-                continue
-            add(record)
-        return filtered, invalid
+            lane.tail = record
+            add(lane, record)
+        if lane is not None:
+            lanes.grew(lane, count, size)
+        if filtered:
+            telemetry.emit(telemetry.RECORD_FILTERED, mapping=self.mapping, records=filtered)
 
-    async def _dead_letter_invalid(self, record: Record, reason: str) -> None:
+    async def _dead_letter_invalid(self, record: Record) -> None:
+        reason = self._invalid.pop(record, "the record could not be shaped")
         telemetry.emit(
             telemetry.RECORD_INVALID,
             mapping=self.mapping,
@@ -222,11 +302,8 @@ class Pipeline:
                 "position": str(record.position),
             },
         }
-        try:
-            await self.deliverer.write_failures([document])
-        except Stopping:
-            return
-        await self.tracker.settle([record])
+        await self.deliverer.write_failures([document])
+        self.tracker.settle([record])
 
     # ------------------------------------------------------------ dispatching
 
@@ -237,8 +314,9 @@ class Pipeline:
             free = concurrency - len(self._in_flight)
             if free > 0 and batcher.pending and not self._stopping.is_set():
                 for batch in batcher.take_ready(free):
-                    task = asyncio.create_task(self._deliver(batch))
-                    self._in_flight[task] = batch[0].partition
+                    lane: Lane = batch[0].lane
+                    task = asyncio.create_task(self._deliver(batch, lane, lane.settled_seq))
+                    self._in_flight[task] = lane
                     task.add_done_callback(self._discard)
             deadline = batcher.next_deadline()
             timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -253,62 +331,97 @@ class Pipeline:
         # the task still held its slot: wake it again now that the slot is free
         self._wake.set()
 
+    async def _deliver(self, batch: list[Record], lane: Lane, base: int) -> None:
+        """Deliver (or dead-letter) ``batch``; for a frontier, then wait until the lane is
+        committed up to ``base`` (the batch before this one) before its next batch."""
+        release = True
+        try:
+            if not batch[0].encoded:
+                await self._dead_letter_invalid(batch[0])
+            else:
+                await self.deliverer.deliver(batch)
+            if not self.per_record:
+                if lane.settled_seq < batch[-1].seq and not lane.gone:
+                    raise AssertionError(f"batch of {lane.partition!r} ended unsettled")
+                await self.tracker.committed_upto(lane, base)
+        except Stopping:
+            pass
+        except Exception as exc:
+            # a bug: the lane stays blocked (nothing after this batch may settle), the
+            # pipeline stops and the mapping restarts from its checkpoint
+            release = False
+            self._fail(exc)
+        finally:
+            if release:
+                self.batcher.done(lane)
+                self.lanes.forget_if_idle(lane)
+            self._wake.set()
+
+    def _fail(self, exc: BaseException) -> None:
+        if self._crash is None:
+            self._crash = exc
+            log.error(
+                "%s: delivering a batch failed unexpectedly; the mapping restarts",
+                self.mapping,
+                exc_info=(type(exc), exc, exc.__traceback__),
+            )
+        self._stopping.set()
+        self._crashed.set()
+
     async def _give_back(self, records: Sequence[Record]) -> None:
         """Leave failed records to the source's own redelivery (queues). For an ordered
-        partition everything read after them goes back too, to keep the order."""
-        later = self.batcher.drop_partitions([records[0].partition]) if self.ordered else []
+        partition everything queued after them goes back too, to keep the order."""
+        later = self.batcher.drop(records[0].lane) if self.ordered else []
+        for record in later:
+            self._invalid.pop(record, None)
         await self.connector.abandon([*records, *later])
-        await self.tracker.forget([*records, *later])
+        self.tracker.forget([*records, *later])
 
     async def revoke(self, partitions: Collection[str]) -> None:
         """The source lost ``partitions``: see ``PartitionControl.revoke``."""
-        lost = set(partitions)
-        await self.tracker.forget(self.batcher.drop_partitions(lost))
-        busy = [task for task, partition in self._in_flight.items() if partition in lost]
-        if busy:
-            await asyncio.wait(busy, timeout=self.options.shutdown_timeout)
-        await self.tracker.forget(
-            [r for r in self.tracker.unsettled_records() if r.partition in lost]
-        )
-        # what settled is committed before the source lets the partitions go
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.tracker.flush(lost), self.options.shutdown_timeout)
-
-    async def _deliver(self, batch: list[Record]) -> None:
-        partition = batch[0].partition
-        released = False
+        names = set(partitions)
+        self._revoking |= names
         try:
-            await self.deliverer.deliver(batch)
-            if self.ordered:
-                await self.tracker.committed_before(partition, batch[0].seq)
-                released = True
-                self.batcher.done(partition)
-                self._wake.set()
-            else:
-                await self.tracker.committed(batch)
-        except Stopping:
-            pass
-        except Exception:
-            log.exception("delivery of a batch of %s failed unexpectedly", self.mapping)
+            lost = [lane for p in names if (lane := self.lanes.by_partition.get(p))]
+            for lane in lost:
+                for record in self.batcher.drop(lane):
+                    self._invalid.pop(record, None)
+            busy = [task for task, lane in self._in_flight.items() if lane in lost]
+            if busy:
+                _, late = await asyncio.wait(busy, timeout=self.options.shutdown_timeout)
+                await self._cancel(late, "revoked partitions")
+            # what settled is committed before the source lets the partitions go
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.tracker.flush(lost), self.options.shutdown_timeout)
+            for lane in lost:
+                self.tracker.drop(lane)
         finally:
-            if not released:
-                self.batcher.done(partition)
-                self._wake.set()
+            self._revoking -= names
+
+    async def _cancel(self, tasks: Collection[asyncio.Task[None]], why: str) -> None:
+        """Cancel delivery tasks and wait until they ended (their slots are free)."""
+        if not tasks:
+            return
+        for task in tasks:
+            task.cancel()
+        _, stuck = await asyncio.wait(tasks, timeout=CLOSE_TIMEOUT)
+        for task in tasks:
+            self._in_flight.pop(task, None)
+        if stuck:
+            log.error("%s: %d deliveries ignored cancellation (%s)", self.mapping, len(stuck), why)
 
     # ------------------------------------------------------------ stopping
 
     async def _drain(self, deadline: float) -> None:
-        """Let batches in flight finish (bounded), then abandon the rest."""
-        self.batcher.drop_pending()
+        """Let batches in flight finish (bounded), then cancel the rest."""
+        self.batcher.drop_all()
         if self._in_flight:
-            _, pending = await asyncio.wait(
+            _, late = await asyncio.wait(
                 list(self._in_flight), timeout=max(0.0, deadline - time.monotonic())
             )
-            if pending:
+            if late:
                 self._stopping.set()
-                for task in pending:
-                    task.cancel()
-                await asyncio.gather(*pending, return_exceptions=True)
+                await self._cancel(late, "stopping")
 
     async def _flush_commits(self, deadline: float) -> None:
         """Let the commits under way finish (until ``deadline``, at least a second), then
@@ -325,12 +438,16 @@ class Pipeline:
         finally:
             await self.tracker.aclose()
 
-    async def _release_unsettled(self) -> None:
-        records = self.tracker.unsettled_records()
-        if records:
-            try:
-                await self.connector.release(records)
-            except Exception as exc:  # the source redelivers them anyway, later
-                log.warning(
-                    "releasing %d records of %s failed: %s", len(records), self.mapping, exc
-                )
+    async def _release_unsettled(self, deadline: float) -> None:
+        """Per-record sources: make what was read and not settled redeliverable now."""
+        if not self.per_record:
+            return
+        records = self.tracker.unsettled()
+        if not records:
+            return
+        try:
+            await asyncio.wait_for(
+                self.connector.release(records), max(1.0, deadline - time.monotonic())
+            )
+        except (Exception, TimeoutError) as exc:  # the source redelivers them anyway, later
+            log.warning("releasing %d records of %s failed: %r", len(records), self.mapping, exc)

@@ -9,6 +9,8 @@ Semantics, as AWS documents them for event source mappings:
 - ``TargetUnavailable`` (connection errors, throttling, 5xx) is retried with
   exponential backoff with jitter (tenacity), honouring ``Retry-After``; it does
   not count as a retry attempt but does count towards ``maximum_record_age_seconds``.
+  Any other exception out of a target (a bug, a library error nobody translated) is
+  handled the same way, its traceback logged once: the function may not have run.
 - For a source with ``redelivery = "source"`` (queues), records the function failed
   are given back to the source (``abandon``), which redelivers them by its own policy;
   the retry limits below do not apply to them.
@@ -19,7 +21,9 @@ Semantics, as AWS documents them for event source mappings:
   record ends up alone.
 - With ``ReportBatchItemFailures`` the function's ``batchItemFailures`` settle the
   rest of the batch: for ordered sources everything before the first failed record,
-  otherwise every record not named. An invalid response fails the whole batch.
+  otherwise every record not named (a record the source handed over twice is failed
+  with its copy). An invalid response fails the whole batch. Records later
+  dead-lettered are described by their own payload, not the whole batch's.
 - ``TargetRejected`` is never retried as is: the batch is split, or a single record
   dead-lettered.
 - A record older than ``maximum_record_age_seconds`` is dead-lettered with
@@ -51,7 +55,8 @@ __all__ = ["Deliverer", "RetryPolicy", "Stopping"]
 
 log = logging.getLogger(__name__)
 
-Settle = Callable[[Sequence[Record]], Awaitable[None]]
+Settle = Callable[[Sequence[Record]], None]
+GiveBack = Callable[[Sequence[Record]], Awaitable[None]]
 
 
 class Stopping(Exception):
@@ -93,7 +98,7 @@ class Deliverer:
         destination: Destination,
         policy: RetryPolicy,
         settle: Settle,
-        give_back: Settle,
+        give_back: GiveBack,
         function_arn: str,
         stopping: asyncio.Event,
         timeout: float | None = None,
@@ -110,6 +115,7 @@ class Deliverer:
         self.timeout = timeout
         self.ordered = connector.ordered  # may be decided per instance (SQS FIFO)
         self.source_redelivers = connector.redelivery == "source"
+        self._reported: set[type[BaseException]] = set()  # unexpected errors logged
 
     async def deliver(self, batch: list[Record]) -> None:
         """Deliver or dead-letter every record of ``batch``; raise Stopping to abandon."""
@@ -148,13 +154,14 @@ class Deliverer:
             if outcome.ok:
                 failed = self._failed_items(outcome.response, records)
                 if not failed:
-                    await self.settle(records)
+                    self.settle(records)
                     telemetry.emit(
                         telemetry.BATCH_DELIVERED, mapping=self.mapping, records=len(records)
                     )
                     return []
                 done, records = self._split_partial(records, failed)
-                await self.settle(done)
+                self.settle(done)
+                payload = self.connector.encode_event(records)
                 telemetry.emit(
                     telemetry.BATCH_PARTIAL,
                     mapping=self.mapping,
@@ -242,13 +249,27 @@ class Deliverer:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _attempt(self, payload: bytes, request_id: str) -> _Outcome:
-        """Invoke once: the function's answer, or raise TargetUnavailable."""
+        """Invoke once: the function's answer, or raise TargetUnavailable (also for an
+        exception the target did not classify, whose traceback is logged once)."""
         try:
             response = await self.target.invoke(
                 payload, request_id=request_id, timeout=self.timeout
             )
         except (FunctionError, TargetRejected) as exc:
             return _Outcome(ok=False, error=exc)
+        except TargetUnavailable:
+            raise
+        except Exception as exc:
+            if type(exc) not in self._reported:
+                self._reported.add(type(exc))
+                log.exception(
+                    "%s: function %s failed with an unexpected error; retrying it as unavailable",
+                    self.mapping,
+                    self.target.name,
+                )
+            raise TargetUnavailable(
+                f"function {self.target.name}: unexpected {type(exc).__name__}: {exc}"
+            ) from exc
         return _Outcome(ok=True, response=response)
 
     def _failed_items(self, response: bytes, records: list[Record]) -> set[int] | None:
@@ -269,16 +290,16 @@ class Deliverer:
             return None
         if not isinstance(items, list):
             return everything
-        index: dict[Hashable, int] = {
-            self.connector.item_identifier(r): i for i, r in enumerate(records)
-        }
+        index: dict[Hashable, list[int]] = {}
+        for i, r in enumerate(records):  # a queue may hand one message over twice
+            index.setdefault(self.connector.item_identifier(r), []).append(i)
         failed: set[int] = set()
         for item in items:
             ident = item.get("itemIdentifier") if isinstance(item, dict) else None
             key = self.connector.identifier_key(ident) if ident not in (None, "") else None
             if key is None or key not in index:
                 return everything
-            failed.add(index[key])
+            failed.update(index[key])
         return failed
 
     def _split_partial(
@@ -326,7 +347,7 @@ class Deliverer:
             destination=self.destination.uri,
             level=logging.WARNING,
         )
-        await self.settle(records)
+        self.settle(records)
 
     async def write_failures(self, documents: list[dict[str, Any]]) -> None:
         """Write to the destination, retrying until it is durable (or stopping)."""

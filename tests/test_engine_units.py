@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 
 import bridge
-from bridge.acks import AckTracker
+from bridge.acks import LIVE, AckTracker
 from bridge.batching import Batcher
 from bridge.connector import BaseConnector, FailureContext, Record
 from bridge.errors import CheckpointError, FunctionError, TargetRejected, TargetUnavailable
+from bridge.lanes import Lane, Lanes
 from bridge.pipeline import Pipeline, PipelineOptions
 from bridge.retry import Deliverer, RetryPolicy
 
@@ -88,8 +89,11 @@ def _deliverer(target: FakeTarget, **policy: Any) -> tuple[Deliverer, list[int],
     settled: list[int] = []
     destination = ListDestination()
 
-    async def settle(records: Sequence[Record]) -> None:
+    def settle(records: Sequence[Record]) -> None:
         settled.extend(r.position for r in records)
+
+    async def give_back(records: Sequence[Record]) -> None:
+        settle(records)
 
     deliverer = Deliverer(
         mapping="m",
@@ -98,7 +102,7 @@ def _deliverer(target: FakeTarget, **policy: Any) -> tuple[Deliverer, list[int],
         destination=destination,
         policy=RetryPolicy(backoff_initial_seconds=0.001, backoff_max_seconds=0.002, **policy),
         settle=settle,
-        give_back=settle,
+        give_back=give_back,
         function_arn="arn:aws:lambda:us-east-1:000000000000:function:f",
         stopping=asyncio.Event(),
     )
@@ -108,29 +112,35 @@ def _deliverer(target: FakeTarget, **policy: Any) -> tuple[Deliverer, list[int],
 # ------------------------------------------------------------------ batching
 
 
+def _queue(batcher: Batcher, lane: Lane, *records: Record) -> None:
+    for r in records:
+        r.lane = lane
+        batcher.add(lane, r)
+
+
 def test_batches_never_exceed_the_payload_limit() -> None:
     batcher = Batcher(batch_size=10, window=0, max_bytes=6 * 1024 * 1024, ordered=False)
-    for n in range(5):
-        batcher.add(_record("p", n, size=2 * 1024 * 1024))
+    lane = Lane("p")
+    _queue(batcher, lane, *(_record("p", n, size=2 * 1024 * 1024) for n in range(5)))
     sizes = [len(b) for b in batcher.take_ready(10)]
     assert sizes == [2, 2, 1]
 
 
 def test_ordered_partition_has_one_batch_in_flight() -> None:
     batcher = Batcher(batch_size=2, window=0, max_bytes=1000, ordered=True)
-    for n in range(6):
-        batcher.add(_record("p", n))
-    batcher.add(_record("q", 0))
+    p, q = Lane("p"), Lane("q")
+    _queue(batcher, p, *(_record("p", n) for n in range(6)))
+    _queue(batcher, q, _record("q", 0))
     first = batcher.take_ready(10)
     assert [[r.position for r in b] for b in first] == [[0, 1], [0]]
     assert batcher.take_ready(10) == []  # p's next batch waits for the first
-    batcher.done("p")
+    batcher.done(p)
     assert [[r.position for r in b] for b in batcher.take_ready(10)] == [[2, 3]]
 
 
 def test_window_holds_a_partial_batch_until_it_closes() -> None:
     batcher = Batcher(batch_size=5, window=0.05, max_bytes=1000, ordered=False)
-    batcher.add(_record("p", 0))
+    _queue(batcher, Lane("p"), _record("p", 0))
     assert batcher.take_ready(10) == []
     deadline = batcher.next_deadline()
     assert deadline is not None and deadline > time.monotonic()
@@ -138,114 +148,180 @@ def test_window_holds_a_partial_batch_until_it_closes() -> None:
     assert [len(b) for b in batcher.take_ready(10)] == [1]
 
 
+def test_a_record_that_could_not_be_shaped_is_a_batch_of_its_own_in_its_place() -> None:
+    batcher = Batcher(batch_size=10, window=60, max_bytes=1000, ordered=True)
+    lane = Lane("p")
+    records = [_record("p", n) for n in range(5)]
+    records[2].encoded = b""  # could not be normalized
+    _queue(batcher, lane, *records)
+    cuts = []
+    while batch := batcher.take_ready(10, flush=True):
+        cuts.append([r.position for r in batch[0]])
+        batcher.done(lane)
+    assert cuts == [[0, 1], [2], [3, 4]]
+
+
+def test_lanes_take_turns_when_slots_are_scarce() -> None:
+    batcher = Batcher(batch_size=1, window=0, max_bytes=1000, ordered=False)
+    lanes = {name: Lane(name) for name in "abc"}
+    for name, lane in lanes.items():
+        _queue(batcher, lane, *(_record(name, n) for n in range(3)))
+    order = [batch[0].partition for _ in range(6) for batch in batcher.take_ready(1)]
+    assert order == ["a", "b", "c", "a", "b", "c"]
+
+
 # ------------------------------------------------------------------ acks
 
 
-async def test_ordered_frontier_commits_only_contiguous_settled_records() -> None:
-    connector = FakeConnector()
-    tracker = AckTracker(connector, mapping="m", ordered=True)
-    records = [_record("p", n) for n in range(4)]
+def _tracked(
+    connector: FakeConnector, *, per_record: bool = False, min_share: int = 100
+) -> tuple[AckTracker, Lanes]:
+    lanes = Lanes(connector, mapping="m", limit=1000, limit_bytes=1 << 30, min_share=min_share)
+    return AckTracker(connector, mapping="m", lanes=lanes, per_record=per_record), lanes
+
+
+def _read(tracker: AckTracker, lanes: Lanes, *records: Record) -> None:
+    """What the pipeline does on reading: ordinals, bytes, lane, and LIVE when per record."""
     for r in records:
-        tracker.track(r)
-    await tracker.settle([records[1], records[2]])
+        lane = lanes.lane(r.partition)
+        lane.read += 1
+        lane.read_bytes += len(r.encoded)
+        r.seq, r.mark, r.lane = lane.read, lane.read_bytes, lane
+        if tracker.per_record:
+            r.state = LIVE
+            lane.live[r] = None
+        lanes.grew(lane, 1, len(r.encoded))
+
+
+async def test_a_frontier_commits_the_newest_settled_record_and_releases_its_lane() -> None:
+    connector = FakeConnector()
+    tracker, lanes = _tracked(connector)
+    records = [_record("p", n) for n in range(4)]
+    _read(tracker, lanes, *records)
+    tracker.settle(records[:2])
     await tracker.flush()
-    assert connector.commits == []  # record 0 pins the frontier
-    await tracker.settle([records[0]])
+    assert connector.commits == [[1]]  # one record: the frontier; 0 is covered by it
+    assert lanes.count == 2 and lanes.by_partition["p"].count == 2
+    tracker.settle(records[2:])
     await tracker.flush()
-    assert connector.commits == [[0, 1, 2]]
-    assert len(tracker.unsettled_records()) == 1 and tracker.tracked == 1
-    assert tracker.unsettled_records() == [records[3]]
+    assert connector.commits == [[1], [3]]
+    assert lanes.count == 0 and lanes.nbytes == 0 and "p" not in lanes.by_partition
+
+
+async def test_a_filtered_record_waits_for_the_record_before_it_then_goes_with_it() -> None:
+    connector = FakeConnector()
+    tracker, lanes = _tracked(connector)
+    records = [_record("p", n) for n in range(4)]
+    _read(tracker, lanes, *records)
+    lane = lanes.by_partition["p"]
+    lane.tail = records[0]  # 0 is still to be delivered
+    tracker.filtered(records[1])
+    lane.tail = records[2]
+    tracker.filtered(records[3])
+    await tracker.flush()
+    assert connector.commits == []  # 0 pins everything
+    tracker.settle([records[0]])
+    await tracker.flush()
+    assert connector.commits == [[1]]  # 0 and the filtered 1 behind it; 2 pins 3
+    tracker.settle([records[2]])
+    await tracker.flush()
+    assert connector.commits == [[1], [3]]
+
+
+async def test_a_filtered_record_with_nothing_before_it_is_committed_at_once() -> None:
+    connector = FakeConnector()
+    tracker, lanes = _tracked(connector)
+    records = [_record("p", n) for n in range(2)]
+    _read(tracker, lanes, *records)
+    tracker.filtered(records[0])
+    tracker.filtered(records[1])
+    await tracker.flush()
+    assert [n for c in connector.commits for n in c][-1] == 1 and lanes.count == 0
 
 
 async def test_failed_commit_is_retried_and_the_frontier_waits() -> None:
     connector = FakeConnector(fail_commits=2)
-    tracker = AckTracker(connector, mapping="m", ordered=True)
+    tracker, lanes = _tracked(connector)
     record = _record("p", 0)
-    tracker.track(record)
-    await tracker.settle([record])
-    await asyncio.wait_for(tracker.committed([record]), 5)
-    assert connector.commits == [[0]]
-    assert tracker.tracked == 0
-
-
-async def test_forgotten_records_and_everything_after_them_are_never_committed() -> None:
-    connector = FakeConnector()
-    tracker = AckTracker(connector, mapping="m", ordered=True)
-    records = [_record("p", n) for n in range(5)]
-    for r in records:
-        tracker.track(r)
-    await tracker.settle([records[0], records[3]])
-    await tracker.flush()
-    assert connector.commits == [[0]]
-    await tracker.forget([records[2]])  # 2, and 3 and 4 read after it, go back to the source
-    assert tracker.unsettled_records() == [records[1]]
-    await tracker.settle([records[4], records[2]])  # late settles of forgotten records
-    assert tracker.unsettled_records() == [records[1]]
-    await tracker.settle([records[1]])
-    await tracker.flush()
-    assert connector.commits == [[0], [1]]
-    assert tracker.unsettled_records() == []
-    assert tracker.tracked == 0 and tracker.tracked_bytes == 0
-
-
-async def test_unordered_forget_drops_only_those_records() -> None:
-    connector = FakeConnector()
-    tracker = AckTracker(connector, mapping="m", ordered=False)
-    records = [_record("p", n) for n in range(3)]
-    for r in records:
-        tracker.track(r)
-    await tracker.forget([records[1]])
-    await tracker.settle([records[0], records[1], records[2]])
-    await tracker.flush()
-    assert connector.commits == [[0, 2]]
-    assert tracker.unsettled_records() == []
+    _read(tracker, lanes, record)
+    lane = record.lane
+    tracker.settle([record])
+    await asyncio.wait_for(tracker.committed_upto(lane, 1), 5)
+    assert connector.commits == [[0]] and lane.committed == 1 and lanes.count == 0
 
 
 async def test_settles_during_a_commit_go_out_together_in_the_next_one() -> None:
     gate = asyncio.Event()
     connector = FakeConnector(gate=gate)
-    tracker = AckTracker(connector, mapping="m", ordered=True)
+    tracker, lanes = _tracked(connector)
     records = [_record("p", n) for n in range(4)]
-    for r in records:
-        tracker.track(r)
-    await tracker.settle([records[0]])  # returns before the commit is durable
+    _read(tracker, lanes, *records)
+    tracker.settle([records[0]])  # returns before the commit is durable
     await asyncio.sleep(0)
-    assert connector.commits == [] and tracker.tracked == 4
+    assert connector.commits == [] and lanes.count == 4
     for r in records[1:]:
-        await tracker.settle([r])  # the commit of 0 is still on its way
+        tracker.settle([r])  # the commit of 0 is still on its way
     gate.set()
-    await asyncio.wait_for(tracker.committed(records), 5)
-    assert connector.commits == [[0], [1, 2, 3]]
-    assert tracker.tracked == 0
+    await asyncio.wait_for(tracker.flush(), 5)
+    assert connector.commits == [[0], [3]]
+    assert lanes.count == 0
 
 
-async def test_committed_before_waits_for_the_earlier_records_only() -> None:
+async def test_committed_upto_waits_for_that_commit_only() -> None:
     gate = asyncio.Event()
-    tracker = AckTracker(FakeConnector(gate=gate), mapping="m", ordered=True)
+    tracker, lanes = _tracked(FakeConnector(gate=gate))
     records = [_record("p", n) for n in range(4)]
-    for r in records:
-        tracker.track(r)
-    await tracker.settle(records[:2])
-    waiter = asyncio.create_task(tracker.committed_before("p", records[2].seq))
+    _read(tracker, lanes, *records)
+    lane = records[0].lane
+    tracker.settle(records[:2])
+    waiter = asyncio.create_task(tracker.committed_upto(lane, 2))
     await asyncio.sleep(0.01)
     assert not waiter.done()  # 0 and 1 are settled, not committed
     gate.set()
-    await asyncio.wait_for(waiter, 5)  # 2 and 3 were never settled: not needed
-    assert tracker.unsettled_records() == records[2:]
+    await asyncio.wait_for(waiter, 5)
+    assert lane.committed == 2 and lanes.count == 2
 
 
 async def test_interrupt_ends_the_waits_without_a_commit() -> None:
-    tracker = AckTracker(FakeConnector(), mapping="m", ordered=True)
+    tracker, lanes = _tracked(FakeConnector())
     records = [_record("p", n) for n in range(2)]
-    for r in records:
-        tracker.track(r)
-    waiter = asyncio.create_task(tracker.committed(records[1:]))  # 0 pins it
-    await tracker.settle(records[1:])
+    _read(tracker, lanes, *records)
+    waiter = asyncio.create_task(tracker.committed_upto(records[0].lane, 2))
     await asyncio.sleep(0.01)
     assert not waiter.done()
-    await tracker.interrupt()
+    tracker.interrupt()
     await asyncio.wait_for(waiter, 5)
-    assert tracker.tracked == 2
+    assert lanes.count == 2
+
+
+async def test_a_revoked_lane_ignores_late_settles_and_a_new_lane_starts_fresh() -> None:
+    connector = FakeConnector()
+    tracker, lanes = _tracked(connector)
+    old = [_record("p", n) for n in range(3)]
+    _read(tracker, lanes, *old)
+    tracker.drop(old[0].lane)
+    assert lanes.count == 0 and "p" not in lanes.by_partition
+    new = [_record("p", n) for n in (10, 11)]
+    _read(tracker, lanes, *new)
+    tracker.settle(old)  # a delivery that finished after the revoke
+    await tracker.flush()
+    assert connector.commits == []
+    tracker.settle(new)
+    await tracker.flush()
+    assert connector.commits == [[11]] and lanes.count == 0
+
+
+async def test_per_record_commits_settled_records_and_never_forgotten_ones() -> None:
+    connector = FakeConnector()
+    tracker, lanes = _tracked(connector, per_record=True)
+    records = [_record("p", n) for n in range(4)]
+    _read(tracker, lanes, *records)
+    tracker.forget([records[1]])
+    tracker.settle([records[3], records[1], records[0]])
+    await tracker.flush()
+    assert connector.commits == [[3, 0]]
+    assert tracker.unsettled() == [records[2]]
+    assert lanes.count == 1
 
 
 async def test_an_unexpected_commit_error_is_retried_not_lost() -> None:
@@ -259,12 +335,61 @@ async def test_an_unexpected_commit_error_is_retried_not_lost() -> None:
             await super().commit(records)
 
     connector = Broken()
-    tracker = AckTracker(connector, mapping="m", ordered=True)
+    tracker, lanes = _tracked(connector)
     record = _record("p", 0)
-    tracker.track(record)
-    await tracker.settle([record])
-    await asyncio.wait_for(tracker.committed([record]), 5)
+    _read(tracker, lanes, record)
+    tracker.settle([record])
+    await asyncio.wait_for(tracker.flush(), 5)
     assert connector.commits == [[0]]
+
+
+# ------------------------------------------------------------------ read-ahead
+
+
+class Pausable(FakeConnector):
+    pausable = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.paused: list[str] = []
+
+    def pause(self, partitions: Any) -> None:
+        self.paused.extend(partitions)
+
+    def resume(self, partitions: Any) -> None:
+        for p in partitions:
+            self.paused.remove(p)
+
+
+async def test_a_lane_is_paused_at_its_share_and_resumed_at_half_of_it() -> None:
+    connector = Pausable()
+    tracker, lanes = _tracked(connector, min_share=10)  # limit 1000, one lane: share 1000
+    lanes.limit = 20  # two lanes: a share of 10 each
+    a = [_record("a", n) for n in range(10)]
+    b = [_record("b", n) for n in range(3)]
+    _read(tracker, lanes, b[0], *a[:9])
+    assert connector.paused == [] and lanes.room_for("a") == 1
+    _read(tracker, lanes, a[9])
+    assert connector.paused == ["a"] and lanes.room_for("a") == 0
+    assert lanes.room_for("b") == 9 and lanes.room.is_set()  # b reads on
+    waiting = asyncio.create_task(lanes.wait_room_for("a"))
+    tracker.settle(a[:4])
+    await tracker.flush()
+    assert connector.paused == ["a"] and not waiting.done()  # 6 left: above half
+    tracker.settle(a[4:5])
+    await tracker.flush()
+    await asyncio.wait_for(waiting, 1)
+    assert connector.paused == []
+
+
+def test_a_source_that_cannot_pause_shares_one_limit() -> None:
+    connector = FakeConnector()
+    tracker, lanes = _tracked(connector, min_share=10)
+    lanes.limit = 5
+    _read(tracker, lanes, *(_record("a", n) for n in range(4)))
+    assert lanes.room.is_set()
+    _read(tracker, lanes, _record("b", 0))
+    assert not lanes.room.is_set()
 
 
 # ------------------------------------------------------------------ retry
@@ -489,11 +614,12 @@ async def test_a_partition_runs_ahead_of_its_commits_by_one_batch_at_most() -> N
         if connector.commits and connector.commits[-1][-1] == 9:
             break
         await asyncio.sleep(0.01)
-    assert [n for c in connector.commits for n in c] == list(range(10))
+    frontier = [c[-1] for c in connector.commits]  # one record per commit: the frontier
+    assert frontier == sorted(frontier) and frontier[-1] == 9 and frontier[0] == 1
     assert len(target.payloads) == 5
     pipeline.stop()
     await asyncio.wait_for(run, 5)
-    assert pipeline.tracker.tracked == 0
+    assert pipeline.lanes.count == 0
 
 
 async def test_stopping_waits_for_the_commits_under_way() -> None:
@@ -508,7 +634,7 @@ async def test_stopping_waits_for_the_commits_under_way() -> None:
     assert not run.done()  # the commit of [0, 1] is still on its way
     gate.set()
     await asyncio.wait_for(run, 5)
-    assert connector.commits == [[0, 1]]
+    assert connector.commits == [[1]]  # the frontier: 1, and 0 before it
 
 
 async def test_a_freed_delivery_slot_is_used_without_waiting_for_more_records() -> None:

@@ -6,7 +6,8 @@ Guarantees:
 - At-least-once, in order per shard. Each shard is a partition: its records are
   delivered in stream order, one batch at a time; shards are read and delivered in
   parallel. A failing batch blocks its shard (not the others) until it succeeds or is
-  dead-lettered within ``maximum_retry_attempts`` / ``maximum_record_age_seconds``.
+  dead-lettered within ``maximum_retry_attempts`` / ``maximum_record_age_seconds``;
+  meanwhile that shard is not read past its share of the read-ahead (``shards.py``).
 - Checkpoints per shard: the sequence number of the last settled record of each shard
   (delivered, filtered out or dead-lettered), and which shards are finished. A restart
   resumes right after it (``AFTER_SEQUENCE_NUMBER``); a crash redelivers at most what
@@ -64,6 +65,7 @@ class DynamoDBStreamsConnector(BaseConnector):
     type: ClassVar[str] = "dynamodb_streams"
     config_model: ClassVar[builtins.type[DynamoDBStreamsSource]] = DynamoDBStreamsSource
     ordered: ClassVar[bool] = True
+    pausable: ClassVar[bool] = True  # shard readers ask context.partitions.room() first
     defaults: ClassVar[dict[str, Any]] = {
         "batch_size": 100,
         "maximum_batching_window_seconds": 0.0,
@@ -134,6 +136,7 @@ class DynamoDBStreamsConnector(BaseConnector):
             what=self._what,
             options=self.config,
             queue=self._queue,
+            control=self.context.partitions,
         )
         await self._load_checkpoints()
         await self._refresh()

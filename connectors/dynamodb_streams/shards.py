@@ -4,6 +4,11 @@ that belong to a shard (expired iterators, trimmed data).
 ``ShardReader.read(shard)`` hands the shard's records, in order, to a queue as lists of
 ``Record`` (partition = shard id, position = sequence number) and returns once it read
 past the end of a closed shard; on an open shard it never returns.
+
+Flow control: before each GetRecords the reader waits while the engine has the shard
+paused, asks for no more records than the engine has room for in that shard, and hands
+them over only once the engine took its previous ones. So a shard whose batches do not
+move holds its share of the read-ahead and nothing more, inside the engine or out.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bridge.connector import Feed, Record
+from bridge.connector import Feed, PartitionControl, Record
 from bridge.errors import SourceUnavailable
 from connectors.aws import translate_errors
 from connectors.dynamodb_streams.config import DynamoDBStreamsSource
@@ -121,12 +126,14 @@ class ShardReader:
         what: str,
         options: DynamoDBStreamsSource,
         queue: Feed[list[Record]],
+        control: PartitionControl | None = None,
     ) -> None:
         self.streams = streams
         self.stream_arn = stream_arn
         self.what = what
         self.options = options
         self.queue = queue
+        self.control = control or PartitionControl()
 
     async def read(self, shard: Shard) -> None:
         """Read ``shard`` until its end (a closed shard) or forever (an open one)."""
@@ -135,9 +142,11 @@ class ShardReader:
             self.options.poll_interval_seconds, self.options.max_idle_poll_interval_seconds
         )
         while iterator is not None:
+            await self.control.wait_room(shard.shard_id)
+            limit = min(_GET_RECORDS_LIMIT, max(1, self.control.room(shard.shard_id)))
             try:
                 response = await self.call(
-                    self.streams.get_records, ShardIterator=iterator, Limit=_GET_RECORDS_LIMIT
+                    self.streams.get_records, ShardIterator=iterator, Limit=limit
                 )
             except SourceUnavailable as exc:
                 if error_code(exc) == _EXPIRED:
@@ -154,7 +163,7 @@ class ShardReader:
                 await self._hand_over(shard, raws)
             if iterator is None:
                 return
-            if len(raws) >= _GET_RECORDS_LIMIT:
+            if len(raws) >= limit:
                 continue  # more is waiting
             await asyncio.sleep(pace.next_wait(bool(raws)))
 
@@ -175,7 +184,7 @@ class ShardReader:
             )
             shard.last_read = seq
         if records:
-            await self.queue.put(records)
+            await self.queue.hand_over(records)
 
     async def _iterator(self, shard: Shard) -> str | None:
         """An iterator right after what was read (or committed), else at the start."""

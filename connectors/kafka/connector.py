@@ -12,18 +12,23 @@ Guarantees:
   delivery: one batch in flight, the one before it committing).
 - Order: records of one partition are delivered in offset order, one batch in flight
   per partition (the engine's ordered mode); partitions flow independently, so a
-  failing record holds up only its own partition.
+  failing record holds up only its own partition: a partition that holds its share of
+  the read-ahead is paused (``consumer.pause``, its prefetched records dropped and
+  fetched again on resume), the others are read on, and polling never stops, so the
+  member stays in its group.
 - Consumer groups: several bridge processes with the same ``consumer_group_id`` share the
   partitions. On a rebalance the revoked partitions are drained first (batches in flight
   finish and what is settled is committed) before Kafka may give them to another member;
   records of a partition that is no longer ours are dropped, never committed. A commit
-  that arrives for a partition we lost is skipped (the new owner redelivers).
+  that arrives for a partition we lost is skipped (the new owner redelivers); a commit
+  the group refused (``CommitFailedError``, a rebalance under way) is retried, never
+  taken for done.
 - Starting position: applies only to partitions without a committed offset in the group.
   For ``LATEST`` and ``AT_TIMESTAMP`` the position found when the group first gets the
   partition is committed at once, so a crash before the first delivery does not move it.
-- Backpressure: ``read()`` pulls with ``getmany`` only when the engine has capacity,
-  a share of every partition's fetched records per round (so a backlog keeps every
-  partition busy); aiokafka prefetches at most one fetch per partition. Heartbeats run
+- Backpressure: each fetch round takes from every partition at most what the engine
+  has room for (``context.partitions.room``), a share of the round each (so a backlog
+  keeps every partition busy); aiokafka prefetches at most one fetch per partition. Heartbeats run
   in aiokafka's background task, so a slow function does not make the member leave the
   group; if the engine does not pull for ``max_poll_interval_ms`` (10 minutes here)
   aiokafka leaves the group, the partitions are revoked (drained as above) and it
@@ -85,6 +90,7 @@ class KafkaConnector(BaseConnector):
     config_model: ClassVar[builtins.type[KafkaSource]] = KafkaSource
     ordered: ClassVar[bool] = True
     redelivery: ClassVar[Literal["bridge", "source"]] = "bridge"
+    pausable: ClassVar[bool] = True
     defaults: ClassVar[dict[str, Any]] = {
         "batch_size": 100,
         "maximum_batching_window_seconds": 0.5,
@@ -139,6 +145,7 @@ class KafkaConnector(BaseConnector):
         self._commit_waiters: list[asyncio.Future[None]] = []
         self._committer: asyncio.Task[None] | None = None
         self._rotation = 0  # which partition a fetch round starts with
+        self._tps: dict[str, TopicPartition] = {}  # partition name -> TopicPartition
 
     # ------------------------------------------------------------ lifecycle
 
@@ -180,6 +187,7 @@ class KafkaConnector(BaseConnector):
                 if tp not in owned:  # revoked while the fetch was on its way
                     continue
                 name = partition_name(tp.topic, tp.partition)
+                self._tps[name] = tp
                 for m in messages:
                     stamp = m.timestamp  # epoch ms; -1 (or None) when the record has none
                     add(Record(name, m.offset, m, stamp / 1000 if stamp and stamp > 0 else now))
@@ -188,18 +196,20 @@ class KafkaConnector(BaseConnector):
 
     async def _fetch_round(self, consumer: AIOKafkaConsumer) -> dict[TopicPartition, list[Any]]:
         """Up to MAX_POLL_RECORDS records, spread over every partition that has records
-        fetched: the engine's read-ahead is shared by all partitions, and a partition whose
-        records were not read yet cannot have a batch in flight (aiokafka's ``getmany``
-        drains one partition's buffer before the next, which left all but two partitions
-        idle on a backlog). Waits up to a second when nothing is buffered."""
+        fetched, none beyond what the engine has room for in its partition (aiokafka's
+        ``getmany`` drains one partition's buffer before the next, which left all but two
+        partitions idle on a backlog). Waits up to a second when nothing is buffered."""
         owned = sorted(consumer.assignment())
+        room = self.context.partitions.room
         if len(owned) > 1:
             share = max(MAX_POLL_RECORDS // len(owned), 10)
             start = self._rotation % len(owned)
             self._rotation += 1
             fetched: dict[TopicPartition, list[Any]] = {}
             for tp in owned[start:] + owned[:start]:
-                fetched.update(await consumer.getmany(tp, timeout_ms=0, max_records=share))
+                limit = min(share, room(partition_name(tp.topic, tp.partition)))
+                if limit > 0:
+                    fetched.update(await consumer.getmany(tp, timeout_ms=0, max_records=limit))
             if fetched:
                 return fetched
         got: dict[TopicPartition, list[Any]] = await consumer.getmany(
@@ -218,6 +228,24 @@ class KafkaConnector(BaseConnector):
                 await asyncio.wait_for(consumer.stop(), self._timeout)
             except (KafkaError, OSError, TimeoutError) as exc:
                 log.warning("%s: closing the consumer: %s", self._what, exc)
+
+    # ------------------------------------------------------------ flow control
+
+    def pause(self, partitions: Collection[str]) -> None:
+        """Stop fetching these partitions (the engine holds their share)."""
+        self._pause_or_resume(partitions, pause=True)
+
+    def resume(self, partitions: Collection[str]) -> None:
+        self._pause_or_resume(partitions, pause=False)
+
+    def _pause_or_resume(self, partitions: Collection[str], *, pause: bool) -> None:
+        consumer = self._consumer
+        if consumer is None:
+            return
+        owned = consumer.assignment()
+        tps = [tp for name in partitions if (tp := self._tps.get(name)) in owned]
+        if tps:
+            (consumer.pause if pause else consumer.resume)(*tps)
 
     # ------------------------------------------------------------ rebalancing
 
@@ -330,8 +358,9 @@ class KafkaConnector(BaseConnector):
     # ------------------------------------------------------------ settling
 
     async def commit(self, records: Sequence[Record]) -> None:
-        """Commit ``last offset + 1`` of the partition of ``records`` (one partition, in
-        order). Skipped with a warning when the partition is no longer ours.
+        """Commit ``offset + 1`` of the frontier record (``records[-1]``): everything of its
+        partition up to it is settled. Skipped with a warning when the partition is no
+        longer ours.
 
         aiokafka sends one OffsetCommit at a time, so commits of several partitions that
         arrive while one is on its way are sent together in the next request."""
@@ -379,7 +408,10 @@ class KafkaConnector(BaseConnector):
         try:
             await asyncio.wait_for(consumer.commit(offsets), self._timeout)
         except (CommitFailedError, IllegalStateError) as exc:
-            log.warning("%s: commit of %s skipped, the group rebalanced: %s", self._what, what, exc)
+            # not committed: retried (then skipped if the partition went to another member)
+            raise CheckpointError(
+                f"{self._what}: the group refused the commit of {what} (it rebalanced): {exc}"
+            ) from exc
         except TimeoutError as exc:
             raise CheckpointError(
                 f"{self._what}: committing {what} timed out (Kafka at {self.bootstrap_servers})"

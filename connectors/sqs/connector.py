@@ -9,11 +9,15 @@ mapping.
   the queue's own redrive policy moves it to its dead-letter queue after
   ``maxReceiveCount`` receives. The bridge does not count receives itself.
 - While a message is held (read, being batched or delivered) its visibility timeout
-  is extended, so a slow function does not cause a duplicate.
+  is extended, so a slow function does not cause a duplicate. Held messages are known
+  by receipt handle: a standard queue may hand one message over twice, and each copy
+  is extended, deleted or given back on its own.
 - On shutdown every held message is released (visibility 0) instead of staying hidden.
 - FIFO queues: order per message group (the group is the partition: one batch in
-  flight per group); a failing group gives its messages back and stops, the other
-  groups keep flowing.
+  flight per group); a failing group gives its messages back (with everything read
+  after them in the group) and stops, the other groups keep flowing. A message that
+  does not match the filters is deleted at once, whatever waits before it: it is never
+  delivered, so its order does not matter, and it never keeps its group locked.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ _NOT_RETRIED = {"maximum_retry_attempts", "maximum_record_age_seconds"}
 
 @dataclass(slots=True)
 class _Held:
-    receipt_handle: str
+    message_id: str
     hidden_until: float
 
 
@@ -91,7 +95,7 @@ class SqsConnector(BaseConnector):
         self.queue_url = config.queue_url or ""
         self.queue_arn = ""
         self.visibility = 30
-        self._held: dict[str, _Held] = {}  # message id -> receipt handle and deadline
+        self._held: dict[str, _Held] = {}  # receipt handle -> message id and deadline
         self._received: Feed[list[Record]] = Feed(maxsize=config.pollers)
         self._tasks: list[asyncio.Task[None]] = []
         # FIFO queue names end in .fifo (SQS enforces it), so this is known before open()
@@ -161,7 +165,7 @@ class SqsConnector(BaseConnector):
             now = time.monotonic()
             chunk = []
             for m in messages:
-                self._held[m["MessageId"]] = _Held(m["ReceiptHandle"], now + self.visibility)
+                self._held[m["ReceiptHandle"]] = _Held(m["MessageId"], now + self.visibility)
                 attributes = m.get("Attributes", {})
                 chunk.append(
                     Record(
@@ -178,7 +182,7 @@ class SqsConnector(BaseConnector):
         while True:
             await asyncio.sleep(max(0.5, min(10.0, self.visibility / 4)))
             soon = time.monotonic() + self.visibility / 2
-            due = [(mid, h) for mid, h in self._held.items() if h.hidden_until < soon]
+            due = [(handle, h) for handle, h in self._held.items() if h.hidden_until < soon]
             if due:
                 try:
                     await self._change_visibility(due, self.visibility)
@@ -192,19 +196,15 @@ class SqsConnector(BaseConnector):
                 response = await self._client.change_message_visibility_batch(
                     QueueUrl=self.queue_url,
                     Entries=[
-                        {
-                            "Id": str(i),
-                            "ReceiptHandle": h.receipt_handle,
-                            "VisibilityTimeout": seconds,
-                        }
-                        for i, (_, h) in enumerate(part)
+                        {"Id": str(i), "ReceiptHandle": handle, "VisibilityTimeout": seconds}
+                        for i, (handle, _) in enumerate(part)
                     ],
                 )
             failed = {int(f["Id"]) for f in response.get("Failed", [])}
             until = time.monotonic() + seconds
-            for i, (mid, h) in enumerate(part):
+            for i, (handle, h) in enumerate(part):
                 if i in failed:  # the receipt is stale: the message is someone else's now
-                    self._held.pop(mid, None)
+                    self._held.pop(handle, None)
                 else:
                     h.hidden_until = until
 
@@ -231,49 +231,48 @@ class SqsConnector(BaseConnector):
     # ------------------------------------------------------------ settling
 
     async def commit(self, records: Sequence[Record]) -> None:
-        """Delete settled messages (in batches of 10)."""
-        # a standard queue may hand out one message twice: delete each id once
-        ids = dict.fromkeys(str(r.position) for r in records)
-        entries = [(mid, h) for mid in ids if (h := self._held.get(mid)) is not None]
-        for start in range(0, len(entries), 10):
-            part = entries[start : start + 10]
+        """Delete settled messages (in batches of 10), each copy by its own receipt."""
+        handles = [h for h in dict.fromkeys(_receipt(r) for r in records) if h in self._held]
+        for start in range(0, len(handles), 10):
+            part = handles[start : start + 10]
             try:
                 with translate_errors(self._what):
                     response = await self._client.delete_message_batch(
                         QueueUrl=self.queue_url,
                         Entries=[
-                            {"Id": str(i), "ReceiptHandle": h.receipt_handle}
-                            for i, (_, h) in enumerate(part)
+                            {"Id": str(i), "ReceiptHandle": handle} for i, handle in enumerate(part)
                         ],
                     )
             except (SourceError, ConfigError) as exc:
                 raise CheckpointError(f"cannot delete messages: {exc}") from exc
             failed = {int(f["Id"]): f for f in response.get("Failed", [])}
-            for i, (mid, _) in enumerate(part):
+            for i, handle in enumerate(part):
                 if i in failed and not failed[i].get("SenderFault"):
                     raise CheckpointError(f"{self._what}: delete failed: {failed[i]}")
                 if i in failed:
                     log.warning(
                         "%s: message %s could not be deleted (%s); it will come again",
                         self._what,
-                        mid,
+                        self._held[handle].message_id,
                         failed[i].get("Code"),
                     )
-                self._held.pop(mid, None)
+                self._held.pop(handle, None)
 
     async def abandon(self, records: Sequence[Record]) -> None:
         """Stop extending: the message reappears when its visibility timeout ends."""
         for r in records:
-            self._held.pop(str(r.position), None)
+            self._held.pop(_receipt(r), None)
 
     async def release(self, records: Sequence[Record]) -> None:
         """Visible again right away (shutdown)."""
         held = [
-            (str(r.position), self._held[str(r.position)])
-            for r in records
-            if str(r.position) in self._held
+            (h, self._held[h]) for h in dict.fromkeys(map(_receipt, records)) if h in self._held
         ]
         if held:
             await self._change_visibility(held, 0)
-            for mid, _ in held:
-                self._held.pop(mid, None)
+            for handle, _ in held:
+                self._held.pop(handle, None)
+
+
+def _receipt(record: Record) -> str:
+    return str(record.data["ReceiptHandle"])
