@@ -127,7 +127,12 @@ async def _run(path: Path, config: object, *, reload: bool) -> int:
         loop.add_signal_handler(sig, stop.set)
     supervisor = Supervisor()
     telemetry.emit(telemetry.STARTED, config=str(path), mappings=len(config.mappings))
-    await supervisor.apply(config)
+    try:
+        await supervisor.apply(config)
+    except ConfigError as exc:
+        print(f"trigger-bridge: cannot start\n{path}: {exc}", file=sys.stderr)
+        await supervisor.aclose()
+        return 2
     # what start-up built (modules, config, clients) lives as long as the process: keep the
     # cyclic GC from scanning it again and again (about 40 % of its time under load)
     gc.freeze()

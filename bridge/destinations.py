@@ -15,9 +15,12 @@ so it can reach the same cluster or endpoint as the source.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import importlib
 import json
 import os
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -48,32 +51,67 @@ class Destination(Protocol):
 
 
 class FileDestination:
-    """Appends failure records to a JSON Lines file, durably (fsync per write)."""
+    """Appends failure records to a JSON Lines file, durably (fsync per write).
+
+    A write is all or nothing: a short write (a full disk, a file size limit) is cut
+    back off the file before ``DestinationError`` is raised, so no torn line is left
+    for the retry to follow; and should one be left anyway (the cut failed too, or a
+    crash), the next write starts on a new line, so every record it writes is whole.
+    Writers of one file in this process take turns.
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.uri = f"file://{self.path}"
-        self._lock = asyncio.Lock()
 
     async def write(self, documents: Sequence[dict[str, Any]]) -> None:
         data = "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in documents).encode()
-        async with self._lock:
-            await asyncio.to_thread(self._append, data)
+        await asyncio.to_thread(self._append, data)
 
     def _append(self, data: bytes) -> None:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        with _file_lock(self.path):
             try:
-                os.write(fd, data)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        except OSError as exc:
-            raise DestinationError(f"cannot write {self.path}: {exc.strerror}") from exc
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+                try:
+                    _append_whole(fd, data)
+                finally:
+                    os.close(fd)
+            except OSError as exc:
+                raise DestinationError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
 
     async def aclose(self) -> None:
         return None
+
+
+_locks: dict[str, threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+
+def _file_lock(path: Path) -> threading.Lock:
+    with _locks_guard:
+        return _locks.setdefault(os.path.abspath(path), threading.Lock())
+
+
+def _append_whole(fd: int, data: bytes) -> None:
+    """Append ``data`` and fsync, or leave the file as it was and raise OSError."""
+    start = os.fstat(fd).st_size
+    if start and os.pread(fd, 1, start - 1) != b"\n":
+        data = b"\n" + data  # a torn line from before: close it, start a new one
+    view = memoryview(data)
+    written = 0
+    try:
+        while written < len(data):
+            n = os.write(fd, view[written:])
+            if n <= 0:
+                raise OSError(errno.EIO, "the file took no more bytes")
+            written += n
+        os.fsync(fd)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, start)
+            os.fsync(fd)
+        raise
 
 
 SCHEMES: dict[str, str] = {

@@ -1,13 +1,17 @@
 """Live reload: watch the config file and apply each valid edit.
 
-An edit that does not validate is logged (``config.rejected`` with file, line and
-key) and the running configuration keeps going unchanged. Editors that save by
-writing a new file and renaming it are handled: the folder is watched, not the inode.
+An edit that does not validate, or that validates but cannot be applied (a
+``state_dir`` that cannot be created, a function that cannot be built), is logged
+(``config.rejected`` with the file and the reason) and the running configuration keeps
+going unchanged. The watcher never dies: a later edit is applied as usual, and if the
+folder watch itself fails it is started again. Editors that save by writing a new file
+and renaming it are handled: the folder is watched, not the inode.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from pathlib import Path
@@ -19,7 +23,9 @@ from bridge.config import load_config
 from bridge.errors import ConfigError
 from bridge.supervisor import Supervisor
 
-__all__ = ["watch_config"]
+__all__ = ["apply_file", "watch_config"]
+
+RETRY_WATCH_SECONDS = 5.0
 
 
 def _absolute(path: str | Path) -> Path:
@@ -33,14 +39,38 @@ async def watch_config(path: Path, supervisor: Supervisor, stop: asyncio.Event) 
     def relevant(_change: object, changed: str) -> bool:
         return _absolute(changed) == target
 
-    async for _ in awatch(target.parent, watch_filter=relevant, stop_event=stop, debounce=300):
+    while not stop.is_set():
         try:
-            config = load_config(path)
-        except ConfigError as exc:
+            async for _ in awatch(
+                target.parent, watch_filter=relevant, stop_event=stop, debounce=300
+            ):
+                await apply_file(path, supervisor)
+        except Exception as exc:  # the watch itself broke (the folder went away...)
             telemetry.emit(
-                telemetry.CONFIG_REJECTED,
-                error=str(exc).replace("\n", "; "),
+                telemetry.CONFIG_WATCH_FAILED,
+                file=str(path),
+                error=str(exc) or repr(exc),
+                retry_in=RETRY_WATCH_SECONDS,
                 level=logging.ERROR,
             )
-            continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), RETRY_WATCH_SECONDS)
+
+
+async def apply_file(path: Path, supervisor: Supervisor) -> bool:
+    """Load ``path`` and apply it; on any failure log ``config.rejected`` (the old
+    configuration keeps running) and return False."""
+    try:
+        config = load_config(path)
         await supervisor.apply(config)
+    except Exception as exc:
+        if not isinstance(exc, ConfigError):
+            logging.getLogger(__name__).exception("applying %s failed unexpectedly", path)
+        telemetry.emit(
+            telemetry.CONFIG_REJECTED,
+            file=str(path),
+            error=str(exc).replace("\n", "; ") or repr(exc),
+            level=logging.ERROR,
+        )
+        return False
+    return True

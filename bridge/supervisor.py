@@ -4,13 +4,16 @@
 ``apply`` on an empty supervisor, and a reload is ``apply`` with the edited file, so
 the two share one path. Mappings whose options, source or function did not change
 keep running untouched; changed ones are drained and restarted; removed ones drained.
+``apply`` is transactional: what the new config needs (checkpoint store, targets) is
+built before anything running is touched; if that fails it raises ``ConfigError`` and
+the old configuration keeps running as it was.
 
-A mapping whose source fails (``SourceError``, unreachable target at start, any
-unexpected error) is restarted with exponential backoff (1 s doubling to 60 s, reset
-after a minute of health). A ``ConfigError`` from a connector (bad bucket, missing
-folder...) stops that mapping until the config changes. ``aclose()`` drains every
-pipeline (in-flight batches finish within ``shutdown_timeout_seconds``) and stops the
-targets.
+A mapping whose source fails (``SourceError``, unreachable target at start) or that
+crashed on a bug (logged with its traceback) is restarted from its checkpoint with
+exponential backoff (1 s doubling to 60 s, reset after a minute of health). A
+``ConfigError`` from a connector (bad bucket, missing folder...) stops that mapping
+until the config changes. ``aclose()`` drains every pipeline (in-flight batches finish
+within ``shutdown_timeout_seconds``) and stops the targets.
 """
 
 from __future__ import annotations
@@ -27,9 +30,9 @@ from bridge.checkpoints import SqliteCheckpointStore
 from bridge.config import BridgeConfig, MappingConfig
 from bridge.connector import ConnectorContext, PartitionControl
 from bridge.destinations import build_destination
-from bridge.errors import ConfigError
+from bridge.errors import BridgeError, CheckpointError, ConfigError
 from bridge.events import function_arn
-from bridge.pipeline import Pipeline, PipelineOptions
+from bridge.pipeline import CLOSE_TIMEOUT, Pipeline, PipelineOptions
 from bridge.registry import connector_class
 from bridge.retry import RetryPolicy
 from bridge.targets import Target, build_target
@@ -156,7 +159,11 @@ class _MappingRunner:
                 if time.monotonic() - started > MAX_RESTART_DELAY:
                     delay = 1.0
                 telemetry.emit(
-                    telemetry.SOURCE_UNAVAILABLE,
+                    # a BridgeError is the world (a source down); anything else is a bug,
+                    # whose traceback the pipeline logged
+                    telemetry.SOURCE_UNAVAILABLE
+                    if isinstance(exc, BridgeError)
+                    else telemetry.MAPPING_CRASHED,
                     mapping=self.mapping.name,
                     error=str(exc) or repr(exc),
                     retry_in=delay,
@@ -172,9 +179,11 @@ class _MappingRunner:
         self._stopped.set()
         if self._pipeline is not None:
             self._pipeline.stop()
-        grace = self.config.shutdown_timeout_seconds + 10
+        # the pipeline bounds its own stop (drain and commits within the timeout, then
+        # closing the source); this is the last resort, e.g. for an open() that hangs
+        grace = self.config.shutdown_timeout_seconds + CLOSE_TIMEOUT + 5
         done, _ = await asyncio.wait({self.task}, timeout=grace)
-        if not done:  # stuck in open(): nothing was read, nothing to lose
+        if not done:
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)
         telemetry.emit(telemetry.MAPPING_STOPPED, mapping=self.mapping.name)
@@ -193,19 +202,27 @@ class Supervisor:
         return sorted(self._runners)
 
     async def apply(self, config: BridgeConfig) -> None:
-        """Start, stop and restart mappings and targets so that ``config`` runs."""
+        """Start, stop and restart mappings and targets so that ``config`` runs.
+
+        Transactional: the new checkpoint store and targets are built first; if any of
+        that fails, the error is raised and the running configuration is left exactly
+        as it was. Only then are changed mappings stopped and the new ones started."""
         async with self._lock:
             old = self._config
             settings = ("state_dir", "region", "account_id", "retry_backoff")
-            if old is not None and any(getattr(old, k) != getattr(config, k) for k in settings):
-                await self._stop_all()
-                old = None
-            old_functions = old.functions if old else {}
+            restart_all = old is not None and any(
+                getattr(old, k) != getattr(config, k) for k in settings
+            )
+            old_functions = {} if old is None or restart_all else old.functions
             changed_functions = {
                 name
                 for name in set(old_functions) | set(config.functions)
                 if old_functions.get(name) != config.functions.get(name)
             }
+            store, targets = self._prepare(config, restart_all, changed_functions)
+            # nothing below raises: swap
+            if restart_all:
+                await self._stop_all()
             wanted = {m.name: m for m in config.mappings if m.enabled}
             to_stop = [
                 name
@@ -214,14 +231,13 @@ class Supervisor:
                 or runner.mapping.function in changed_functions
             ]
             await asyncio.gather(*(self._runners.pop(name).stop() for name in to_stop))
-            for name in changed_functions & set(self._targets):
+            for name in [n for n in self._targets if n in changed_functions]:
                 await self._targets.pop(name).aclose()
-            if self._store is None:
-                self._store = SqliteCheckpointStore(Path(config.state_dir) / "checkpoints.sqlite3")
-            for name, function in config.functions.items():
-                if name not in self._targets:
-                    self._targets[name] = _TargetHandle(build_target(name, function, config))
+            if store is not None:
+                self._store = store
+            self._targets.update(targets)
             self._config = config
+            assert self._store is not None
             for name, mapping in wanted.items():
                 if name not in self._runners:
                     self._runners[name] = _MappingRunner(
@@ -233,6 +249,34 @@ class Supervisor:
                 restarted=len([n for n in to_stop if n in wanted]),
                 stopped=len([n for n in to_stop if n not in wanted]),
             )
+
+    def _prepare(
+        self, config: BridgeConfig, restart_all: bool, changed_functions: set[str]
+    ) -> tuple[SqliteCheckpointStore | None, dict[str, _TargetHandle]]:
+        """Build what ``config`` needs that is not running yet: the checkpoint store (when
+        there is none or ``state_dir`` changed) and the targets of new or changed
+        functions. Raises ``ConfigError`` (after undoing what it built) when one cannot be
+        built, naming it."""
+        store: SqliteCheckpointStore | None = None
+        if self._store is None or restart_all:
+            path = Path(config.state_dir) / "checkpoints.sqlite3"
+            try:
+                store = SqliteCheckpointStore(path)
+            except CheckpointError as exc:
+                raise ConfigError(f"state_dir {config.state_dir!r}: {exc}") from exc
+        targets: dict[str, _TargetHandle] = {}
+        try:
+            for name, function in config.functions.items():
+                if name in changed_functions or name not in self._targets or restart_all:
+                    try:
+                        targets[name] = _TargetHandle(build_target(name, function, config))
+                    except Exception as exc:
+                        raise ConfigError(f"functions.{name}: {exc}") from exc
+        except BaseException:
+            if store is not None:
+                store.close()
+            raise
+        return store, targets
 
     async def _stop_all(self) -> None:
         runners, self._runners = list(self._runners.values()), {}

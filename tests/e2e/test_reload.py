@@ -64,3 +64,43 @@ async def test_edit_restarts_only_the_changed_mapping(tmp_path: Path) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
         await supervisor.aclose()
+
+
+async def test_an_edit_that_validates_but_cannot_be_applied_leaves_the_old_config_running(
+    tmp_path: Path,
+) -> None:
+    """``state_dir`` under a regular file: the file validates, but its checkpoint store
+    cannot be opened. The edit is rejected with the reason, nothing stops, and the
+    watcher goes on applying later edits."""
+    path = tmp_path / "bridge.yaml"
+    name = f"a-{tmp_path.name}"
+    write_journal(tmp_path / "a.jsonl", [{"n": 0}])
+    good = config_text(tmp_path, _mapping(tmp_path, name, "a.jsonl"))
+    path.write_text(good)
+    (tmp_path / "blocker").write_text("a file, not a folder")
+    stop = asyncio.Event()
+    supervisor = Supervisor()
+    await supervisor.apply(load_config(path))
+    watcher = asyncio.create_task(watch_config(path, supervisor, stop))
+    rejected = telemetry.counters().get((telemetry.CONFIG_REJECTED, ""), 0)
+    try:
+        await wait_for(lambda: len(delivered_lines(tmp_path)) == 1)
+        await asyncio.sleep(0.3)  # the watcher is watching
+        path.write_text(good.replace(f"{tmp_path}/state", f"{tmp_path}/blocker/state"))
+        await wait_for(
+            lambda: telemetry.counters().get((telemetry.CONFIG_REJECTED, ""), 0) > rejected
+        )
+        assert not watcher.done() and supervisor.running == [name]
+        write_journal(tmp_path / "a.jsonl", [{"n": 1}])  # the old config still delivers
+        await wait_for(lambda: len(delivered_lines(tmp_path)) == 2)
+        # and a later valid edit is applied
+        path.write_text(config_text(tmp_path, _mapping(tmp_path, name, "a.jsonl", 5)))
+        await wait_for(lambda: _starts(name) == 2, timeout=15)
+        write_journal(tmp_path / "a.jsonl", [{"n": 2}])
+        await wait_for(lambda: len(delivered_lines(tmp_path)) == 3)
+    finally:
+        stop.set()
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+        await supervisor.aclose()
