@@ -9,7 +9,8 @@ Runtime Interface Emulator. Responses map onto the error tree:
 200, emulator, ``{"errorType",...}``     FunctionError (the emulator sets no header)
 200, emulator, ``Task timed out after``  FunctionError ``Sandbox.Timedout``
 200 otherwise                            the response payload
-429, 5xx, 401/403/404, network errors    TargetUnavailable (retried, not an attempt)
+429, 5xx, 401/403/404, network errors,   TargetUnavailable (retried, not an attempt)
+an unreadable answer (broken encoding)
 413, other 4xx                           TargetRejected
 ======================================  ==========================================
 
@@ -117,7 +118,7 @@ class LambdaInvokeTarget:
         url = self._url(endpoint)
         headers = {"Content-Type": "application/json", "X-Amz-Invocation-Type": "RequestResponse"}
         if self.sign:
-            headers = self._signed_headers(url, payload, headers)
+            headers = self._signed_headers(url, payload, headers, await self._frozen())
         try:
             response = await self._client.post(
                 url,
@@ -129,16 +130,29 @@ class LambdaInvokeTarget:
             raise TargetUnavailable(f"function {self.name}: {url} timed out ({exc!r})") from exc
         except httpx.TransportError as exc:
             raise TargetUnavailable(f"function {self.name}: cannot reach {url}: {exc!r}") from exc
+        except httpx.HTTPError as exc:  # e.g. a body that does not decode: try again
+            raise TargetUnavailable(
+                f"function {self.name}: unreadable answer from {url}: {exc!r}"
+            ) from exc
         return self._result(response)
 
-    def _signed_headers(self, url: str, payload: bytes, headers: dict[str, str]) -> dict[str, str]:
+    async def _frozen(self) -> Any:
+        """The credentials to sign with. Refreshing them (STS, the instance metadata
+        service) is blocking I/O in botocore: it runs in a thread, off the event loop."""
+        credentials = self._credentials
+        refresh_needed = getattr(credentials, "refresh_needed", None)
+        if callable(refresh_needed) and refresh_needed():
+            return await asyncio.to_thread(credentials.get_frozen_credentials)
+        return credentials.get_frozen_credentials()
+
+    def _signed_headers(
+        self, url: str, payload: bytes, headers: dict[str, str], credentials: Any
+    ) -> dict[str, str]:
         from botocore.auth import SigV4Auth
         from botocore.awsrequest import AWSRequest
 
         request = AWSRequest(method="POST", url=url, data=payload, headers=headers)
-        SigV4Auth(self._credentials.get_frozen_credentials(), "lambda", self.region).add_auth(
-            request
-        )
+        SigV4Auth(credentials, "lambda", self.region).add_auth(request)
         return dict(request.headers.items())
 
     def _result(self, response: httpx.Response) -> bytes:

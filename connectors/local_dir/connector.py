@@ -118,17 +118,34 @@ class LocalDirConnector(BaseConnector):
             step=20,
             recursive=True,
         ):
-            paths = {Path(p) for _, p in changes}
-            if any(p.is_dir() or (not p.exists() and self._is_known_folder(p)) for p in paths):
+            paths = sorted({Path(p) for _, p in changes})
+            # file system calls run in a thread: a slow disk (NFS) must not stall the loop
+            keys = await asyncio.to_thread(self._keys_of_files, paths)
+            if keys is None:
                 await self._scan()  # a folder appeared or vanished: diff everything
                 continue
-            records = [r for p in sorted(paths) if (r := await self._check(self._key(p)))]
+            records = []
+            for key in keys:  # each stat'ed afresh under the check lock
+                if (record := await self._check(key)) is not None:
+                    records.append(record)
             if records:
                 await self._queue.put(records)
 
+    def _keys_of_files(self, paths: list[Path]) -> list[str] | None:
+        """(In a thread.) The eligible keys among ``paths``, or None when one of them is
+        a folder that appeared or vanished."""
+        keys: list[str] = []
+        for path in paths:
+            if path.is_dir() or (not path.exists() and self._is_known_folder(path)):
+                return None
+            key = self._key(path)
+            if key is not None:
+                keys.append(key)
+        return keys
+
     def _is_known_folder(self, path: Path) -> bool:
         key = self._key(path)
-        return key is not None and any(k.startswith(key + "/") for k in self._emitted)
+        return key is not None and any(k.startswith(key + "/") for k in list(self._emitted))
 
     async def _scan(self) -> None:
         """Emit an event for every difference between the folder and what was emitted."""
@@ -136,13 +153,15 @@ class LocalDirConnector(BaseConnector):
             on_disk = await asyncio.to_thread(self._walk)
             chunk: list[Record] = []
             known = {k for k in self._emitted if self._eligible(k)}
-            for key in sorted(set(on_disk) | known):
+            for i, key in enumerate(sorted(set(on_disk) | known)):
                 record = await self._check(key, on_disk.get(key))
                 if record is not None:
                     chunk.append(record)
                 if len(chunk) >= 100:
                     await self._queue.put(chunk)
                     chunk = []
+                elif i % 1000 == 999:
+                    await asyncio.sleep(0)  # a big folder: let the loop breathe
             if chunk:
                 await self._queue.put(chunk)
 
@@ -204,7 +223,7 @@ class LocalDirConnector(BaseConnector):
 
     async def _check_locked(self, key: str, state: State | bool | None) -> Record | None:
         path = self.root / key
-        current = self._stat(path) if state is False else state
+        current = await asyncio.to_thread(self._stat, path) if state is False else state
         assert current is None or isinstance(current, tuple)
         if self._emitted.get(key) == current or (current is None and key not in self._emitted):
             return None

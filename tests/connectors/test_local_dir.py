@@ -231,3 +231,47 @@ async def test_a_file_instead_of_a_folder_is_a_config_error(tmp_path: Path, stor
 
     with pytest.raises(ConfigError, match="is not a folder"):
         await connector.open()
+
+
+async def test_a_slow_disk_does_not_stall_the_event_loop(
+    tmp_path: Path, store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every stat of a changed file runs in a thread: on a slow (network) disk the loop,
+    and with it every other mapping, keeps running."""
+    import time
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.txt").write_text("a")
+    async with opened(folder, store, rescan_interval_seconds=0) as connector:
+        [first] = await take(connector, 1)  # found by the start-up scan
+        real = LocalDirConnector._stat
+
+        def slow_stat(self: LocalDirConnector, path: Path) -> Any:
+            time.sleep(0.3)  # an NFS server taking its time
+            return real(self, path)
+
+        monkeypatch.setattr(LocalDirConnector, "_stat", slow_stat)
+        gaps = [0.0]
+
+        async def tick() -> None:
+            last = time.monotonic()
+            while True:
+                await asyncio.sleep(0.01)
+                now = time.monotonic()
+                gaps.append(now - last)
+                last = now
+
+        async def write_later() -> None:
+            await asyncio.sleep(0.5)  # the watcher is running: it reports the change
+            (folder / "a.txt").write_text("changed")
+
+        ticker = asyncio.create_task(tick())
+        writer = asyncio.create_task(write_later())
+        try:
+            [record] = await take(connector, 1)
+        finally:
+            ticker.cancel()
+            await writer
+        assert record.data["key"] == "a.txt" and record.data["size"] == len("changed")
+        assert len(gaps) > 10 and max(gaps) < 0.2  # it kept ticking through the 0.3 s stat

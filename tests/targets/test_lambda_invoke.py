@@ -463,3 +463,62 @@ def test_signed_by_default_against_aws() -> None:
 
     assert target.sign is True
     assert target.endpoints == ["https://lambda.ap-south-1.amazonaws.com"]
+
+
+async def test_an_answer_that_does_not_decode_is_unavailable_not_a_crash(
+    make_target: MakeTarget,
+) -> None:
+    async with serve_function(mode="aws") as server:
+        server.reply(200, b"this is not gzip", {"Content-Encoding": "gzip"})
+        target = make_target(server)
+        with pytest.raises(TargetUnavailable, match="unreadable answer"):
+            await invoke(target, b'{"a": 1}')
+        assert await invoke(target, b'{"a": 2}') == b'{"a": 2}'
+
+
+async def test_refreshing_credentials_does_not_block_the_event_loop(
+    make_target: MakeTarget,
+) -> None:
+    """botocore refreshes credentials with blocking calls (STS, the instance metadata
+    service); a refresh that takes a while must not stall every other mapping."""
+    import time
+    from datetime import UTC, datetime, timedelta
+
+    from botocore.credentials import RefreshableCredentials
+
+    def fetch() -> dict[str, str]:
+        time.sleep(0.3)  # what a slow STS or IMDS call does to the calling thread
+        expiry = datetime.now(UTC) + timedelta(hours=1)
+        return {
+            "access_key": "AKIDREFRESHED",
+            "secret_key": "secret",
+            "token": "token",
+            "expiry_time": expiry.isoformat(),
+        }
+
+    expired = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
+    credentials = RefreshableCredentials.create_from_metadata(
+        metadata={"access_key": "AKIDOLD", "secret_key": "s", "token": "t", "expiry_time": expired},
+        refresh_using=fetch,
+        method="test",
+    )
+    gaps = [0.0]
+
+    async def tick() -> None:
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(0.01)
+            now = time.monotonic()
+            gaps.append(now - last)
+            last = now
+
+    async with serve_function(mode="aws") as server:
+        target = make_target(server, sign_requests=True)
+        target._credentials = credentials
+        ticker = asyncio.create_task(tick())
+        try:
+            assert await invoke(target, b'{"a": 1}') == b'{"a": 1}'
+        finally:
+            ticker.cancel()
+        assert len(gaps) > 10 and max(gaps) < 0.2  # the loop ran through the 0.3 s refresh
+        assert "AKIDREFRESHED" in server.requests[0].headers["Authorization"]
