@@ -244,7 +244,7 @@ async def test_a_slow_disk_does_not_stall_the_event_loop(
     folder.mkdir()
     (folder / "a.txt").write_text("a")
     async with opened(folder, store, rescan_interval_seconds=0) as connector:
-        [first] = await take(connector, 1)  # found by the start-up scan
+        assert len(await take(connector, 1)) == 1  # found by the start-up scan
         real = LocalDirConnector._stat
 
         def slow_stat(self: LocalDirConnector, path: Path) -> Any:
