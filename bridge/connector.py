@@ -81,6 +81,9 @@ class PartitionControl:
       cancelled; what settled is committed (``commit()`` is called) before it returns,
       so the connector lets go only after its commits. No invocation for a revoked
       partition starts after it returned.
+    - ``reading(partitions)`` / ``finished(partitions)``: the source starts reading
+      these partitions / read them to their end (a shard opened or closed, partitions
+      assigned). Partitions being read share the read-ahead from the start.
     - ``room(partition)``: how many more records of ``partition`` the engine takes now
       (0 while it is paused); ``await wait_room(partition)`` waits until it is not
       paused. Sources that read partition by partition (DynamoDB shards) ask before
@@ -92,29 +95,32 @@ class PartitionControl:
 
     def __init__(self) -> None:
         self._revoke: Callable[[Collection[str]], Awaitable[None]] | None = None
-        self._room: Callable[[str], int] | None = None
-        self._wait_room: Callable[[str], Awaitable[None]] | None = None
+        self._engine: Any = None
 
-    def bind(
-        self,
-        revoke: Callable[[Collection[str]], Awaitable[None]],
-        room: Callable[[str], int] | None = None,
-        wait_room: Callable[[str], Awaitable[None]] | None = None,
-    ) -> None:
+    def bind(self, revoke: Callable[[Collection[str]], Awaitable[None]], lanes: Any = None) -> None:
+        """(The engine.) ``lanes`` has ``reading``, ``finished``, ``room_for`` and
+        ``wait_room_for`` (``bridge.lanes.Lanes``)."""
         self._revoke = revoke
-        self._room = room
-        self._wait_room = wait_room
+        self._engine = lanes
 
     async def revoke(self, partitions: Collection[str]) -> None:
         if self._revoke is not None and partitions:
             await self._revoke(partitions)
 
+    def reading(self, partitions: Collection[str]) -> None:
+        if self._engine is not None:
+            self._engine.reading(partitions)
+
+    def finished(self, partitions: Collection[str]) -> None:
+        if self._engine is not None:
+            self._engine.finished(partitions)
+
     def room(self, partition: str) -> int:
-        return self._room(partition) if self._room is not None else 1 << 30
+        return int(self._engine.room_for(partition)) if self._engine is not None else 1 << 30
 
     async def wait_room(self, partition: str) -> None:
-        if self._wait_room is not None:
-            await self._wait_room(partition)
+        if self._engine is not None:
+            await self._engine.wait_room_for(partition)
 
 
 @dataclass(slots=True, frozen=True)

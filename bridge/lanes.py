@@ -1,8 +1,8 @@
 """Lanes: the engine's state of each partition of one mapping, and read-ahead control.
 
-A lane is made when the first record of a partition is read, and dropped once everything
-read of it is committed and nothing of it is queued or in flight, or when the partition
-is revoked (then it is marked ``gone``, and whatever still refers to it is ignored). The
+A lane is made when the first record of a partition is read (or the source says it reads
+the partition), and dropped once everything read of it is committed, nothing of it is
+queued or in flight and the source is not reading it, or when the partition is revoked (then it is marked ``gone``, and whatever still refers to it is ignored). The
 batcher queues records on it, the dispatcher counts its batches in flight, the ack
 tracker keeps its commit frontier, and ``Lanes`` counts what each lane holds: records
 read and neither committed nor forgotten, and their bytes.
@@ -11,11 +11,11 @@ Read-ahead is bounded per partition first:
 
 - A lane's *share* is ``max(min_share, limit // lanes)`` records and
   ``max(1 MiB, limit_bytes // lanes)`` bytes, ``lanes`` being the partitions that hold
-  records now. A lane that reaches its share is *paused*: ``connector.pause([p])`` for
-  sources that fetch on their own (Kafka), ``room(p) == 0`` for sources that ask before
-  each read (DynamoDB shards). It is resumed once it holds half its share or less. So a
-  partition that does not move (its function fails forever) holds its share and no more,
-  and never stops the others.
+  records now or that the source said it reads (``reading``). A lane that reaches its
+  share is *paused*: ``connector.pause([p])`` for sources that fetch on their own
+  (Kafka), ``room(p) == 0`` for sources that ask before each read (DynamoDB shards). It
+  is resumed once it holds half its share or less. So a partition that does not move
+  (its function fails forever) holds its share and no more, and never stops the others.
 - Sources that cannot pause a partition (queues and buckets: their partitions are message
   groups and object keys, which a read cannot choose) share one limit instead: the reader
   stops pulling ``read()`` while the lanes hold ``limit`` records or ``limit_bytes``.
@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,6 +70,7 @@ class Lane:
     nbytes: int = 0
     paused: bool = False
     resumed: asyncio.Event | None = None
+    reading: bool = False  # the source said it reads this partition (see Lanes.reading)
     gone: bool = False
 
     @property
@@ -79,7 +80,7 @@ class Lane:
     @property
     def idle(self) -> bool:
         """Nothing of it is held: it can be dropped and made anew when records come."""
-        return not self.count and not self.in_flight and not self.queue
+        return not (self.count or self.in_flight or self.queue or self.reading)
 
 
 class Lanes:
@@ -188,6 +189,21 @@ class Lanes:
         self._gate()
 
     # ------------------------------------------------------------ pausing
+
+    def reading(self, partitions: Collection[str]) -> None:
+        """The source reads these partitions from now on: they share the read-ahead even
+        before they hold records, so a hundred shards started at once get a hundredth
+        each, not all of it for the first one to ask."""
+        for partition in partitions:
+            self.lane(partition).reading = True
+
+    def finished(self, partitions: Collection[str]) -> None:
+        """The source read these partitions to their end; their lanes go once idle."""
+        for partition in partitions:
+            lane = self.by_partition.get(partition)
+            if lane is not None:
+                lane.reading = False
+                self.forget_if_idle(lane)
 
     def room_for(self, partition: str) -> int:
         """How many more records of ``partition`` may be read now (0: paused)."""

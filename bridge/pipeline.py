@@ -129,7 +129,7 @@ class Pipeline:
             stopping=self._stopping,
         )
         if partitions is not None:
-            partitions.bind(self.revoke, self.lanes.room_for, self.lanes.wait_room_for)
+            partitions.bind(self.revoke, self.lanes)
         self._wake = asyncio.Event()
         encode = getattr(connector, "encode", None)  # optional: the dict-free fast path
         self._encode: Callable[[Record], bytes] | None = (

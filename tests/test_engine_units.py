@@ -653,3 +653,57 @@ async def test_a_freed_delivery_slot_is_used_without_waiting_for_more_records() 
     assert len(target.payloads) == 4  # one at a time, each slot reused as it frees up
     pipeline.stop()
     await asyncio.wait_for(run, 5)
+
+
+# ------------------------------------------------------------------ partial responses
+
+
+async def test_a_dead_letter_after_a_partial_failure_describes_only_its_records() -> None:
+    """Records 1 and 2 of [0, 1, 2] fail and exhaust their retries: the failure record
+    carries their payload, not the first invocation's (which also had record 0)."""
+
+    class Capture(FakeConnector):
+        def failure_record(self, records: Sequence[Record], ctx: FailureContext) -> dict[str, Any]:
+            return {"lines": [r.position for r in records], "payload": ctx.payload}
+
+    target = FakeTarget(b'{"batchItemFailures": [{"itemIdentifier": "1"}]}')
+    deliverer, settled, destination = _deliverer(
+        target, report_batch_item_failures=True, maximum_retry_attempts=0
+    )
+    deliverer.connector = Capture()
+    records = [_record("p", n) for n in range(3)]
+    await deliverer.deliver(records)
+    [document] = destination.documents
+    assert document["lines"] == [1, 2]
+    assert document["payload"] == Capture().encode_event(records[1:])
+    assert sorted(settled) == [0, 1, 2]
+
+
+async def test_a_message_handed_over_twice_fails_with_its_copy() -> None:
+    """A standard SQS queue may deliver one message twice, even into one batch. When the
+    function names it in batchItemFailures, neither copy is settled (deleted)."""
+
+    class Queue(FakeConnector):
+        ordered = False
+        redelivery = "source"
+
+        def item_identifier(self, record: Record) -> Hashable:
+            return str(record.data)  # the message id: the same for both copies
+
+    target = FakeTarget(b'{"batchItemFailures": [{"itemIdentifier": "m-1"}]}')
+    deliverer, settled, _ = _deliverer(target, report_batch_item_failures=True)
+    given_back: list[Record] = []
+
+    async def give_back(records: Sequence[Record]) -> None:
+        given_back.extend(records)
+
+    deliverer.connector = Queue()
+    deliverer.source_redelivers = True
+    deliverer.ordered = False
+    deliverer.give_back = give_back
+    copies = [Record("", 0, "m-1"), Record("", 1, "m-2"), Record("", 2, "m-1")]
+    for r in copies:
+        r.encoded = b"{}"
+    await deliverer.deliver(copies)
+    assert settled == [1]
+    assert sorted(r.position for r in given_back) == [0, 2]

@@ -285,6 +285,7 @@ class DynamoDBStreamsConnector(BaseConnector):
 
     def _start(self, shard: Shard) -> None:
         if shard.task is None and not shard.finished.is_set():
+            self.context.partitions.reading([shard.shard_id])
             shard.task = self._spawn(self._read_shard(shard), shard.shard_id)
 
     async def _read_shard(self, shard: Shard) -> None:
@@ -305,6 +306,7 @@ class DynamoDBStreamsConnector(BaseConnector):
             )
             shard.last_read = shard.checkpoint = None
         shard.ended = True
+        self.context.partitions.finished([shard.shard_id])
         await self._maybe_finish(shard)
         self._refresh_now.set()  # a closed shard has children to pick up
 

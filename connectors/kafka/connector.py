@@ -257,7 +257,9 @@ class KafkaConnector(BaseConnector):
             await self.context.partitions.revoke(names)
 
     async def partitions_assigned(self, assigned: Collection[TopicPartition]) -> None:
-        """Fix the starting position of partitions the group never committed."""
+        """Read the new partitions (they share the engine's read-ahead from now on), and
+        fix the starting position of those the group never committed."""
+        self.context.partitions.reading([partition_name(tp.topic, tp.partition) for tp in assigned])
         consumer = self._consumer
         if consumer is None or not assigned or self.config.starting_position == "TRIM_HORIZON":
             return

@@ -660,3 +660,198 @@ def test_a_busy_shard_keeps_its_pace_through_short_gaps_and_an_idle_one_backs_of
     assert pace.next_wait(True) == 0.05  # records again: back to the poll interval
     now[0] = 3.1
     assert pace.next_wait(False) == 0.05
+
+
+# --------------------------------------------------------------------- read-ahead
+
+
+class _FailingFunction:
+    """A target whose function fails every time: the shard never moves."""
+
+    name = "failing"
+
+    async def start(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+    async def invoke(self, payload: bytes, *, request_id: str, timeout: float | None) -> bytes:
+        from bridge.errors import FunctionError
+
+        await asyncio.sleep(0.01)
+        raise FunctionError("fails", error_type="Boom")
+
+
+class _Sink:
+    uri = "memory://"
+
+    async def write(self, documents: Any) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+def _stuck_pipeline(connector: Any, batch_size: int) -> Any:
+    from bridge.pipeline import Pipeline, PipelineOptions
+    from bridge.retry import RetryPolicy
+
+    options = PipelineOptions(
+        batch_size=batch_size,
+        window=0,
+        maximum_concurrency=1000,
+        policy=RetryPolicy(backoff_initial_seconds=0.01, backoff_max_seconds=0.02),
+        shutdown_timeout=1,
+    )
+    return Pipeline(
+        mapping="stuck",
+        connector=connector,
+        target=_FailingFunction(),  # type: ignore[arg-type]
+        destination=_Sink(),  # type: ignore[arg-type]
+        options=options,
+        filters=None,
+        function_arn="arn:aws:lambda:us-east-1:000000000000:function:failing",
+        partitions=connector.context.partitions,
+    )
+
+
+async def test_a_stuck_shard_is_not_read_past_its_share(
+    tmp_path: Path, dynamodb_endpoint: AwsEndpoint, dynamodb_table_factory: Any
+) -> None:
+    """The function fails forever on the shard's first batch: the shard reader stops at
+    the engine's read-ahead, it does not keep a GetRecords answer (up to 1,000 records)
+    of its own waiting behind it, nor eight more in a queue."""
+    from bridge.connector import PartitionControl
+
+    table = await dynamodb_table_factory(stream_view_type="NEW_IMAGE")
+    async with dynamodb_endpoint.client("dynamodb") as ddb:
+        for start in range(0, 3000, 25):
+            await ddb.batch_write_item(
+                RequestItems={
+                    table.name: [
+                        {"PutRequest": {"Item": {"pk": {"S": f"k{n}"}}}}
+                        for n in range(start, start + 25)
+                    ]
+                }
+            )
+    read = 0
+
+    class Counting(DynamoDBStreamsConnector):
+        async def open(self) -> None:
+            await super().open()
+            get_records = self._streams.get_records
+
+            async def counted(**kwargs: Any) -> Any:
+                nonlocal read
+                response = await get_records(**kwargs)
+                read += len(response.get("Records", []))
+                return response
+
+            self._streams.get_records = counted
+
+    store = SqliteCheckpointStore(tmp_path / "state.sqlite3")
+    source = DynamoDBStreamsSource(
+        type="dynamodb_streams",
+        table_name=table.name,
+        starting_position="TRIM_HORIZON",
+        endpoint_url=dynamodb_endpoint.url,
+        region=dynamodb_endpoint.region,
+        aws_access_key_id=dynamodb_endpoint.access_key,
+        aws_secret_access_key=dynamodb_endpoint.secret_key,
+        poll_interval_seconds=0.05,
+    )
+    connector = Counting(
+        source,
+        ConnectorContext(
+            mapping="stuck", checkpoints=store.namespace("stuck"), partitions=PartitionControl()
+        ),
+    )
+    pipeline = _stuck_pipeline(connector, batch_size=10)  # read-ahead: 1,000 records
+    run = asyncio.create_task(pipeline.run())
+    try:
+        await wait_for(lambda: read >= 1000, timeout=30)
+        await asyncio.sleep(2.0)  # time for a reader that does not stop to read on
+        assert read <= 1000
+        assert pipeline.lanes.count == read
+    finally:
+        pipeline.stop()
+        await asyncio.wait_for(run, 30)
+        store.close()
+
+
+class _ManyShardsApi:
+    """The DynamoDB and DynamoDB Streams APIs of a stream with ``shards`` open shards, each
+    with an endless backlog. DynamoDB Local gives every stream a single shard, so a stream
+    of a hundred shards can only be made this way."""
+
+    def __init__(self, shards: int) -> None:
+        self.shards = [f"shardId-{n:05d}" for n in range(shards)]
+        self.read = 0
+
+    async def __aenter__(self) -> _ManyShardsApi:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None: ...
+
+    async def describe_stream(self, **_: Any) -> dict[str, Any]:
+        shards = [
+            {"ShardId": s, "SequenceNumberRange": {"StartingSequenceNumber": "1"}}
+            for s in self.shards
+        ]
+        return {"StreamDescription": {"Shards": shards}}
+
+    async def get_shard_iterator(self, **kwargs: Any) -> dict[str, Any]:
+        return {"ShardIterator": f"{kwargs['ShardId']}|{kwargs.get('SequenceNumber', '0')}"}
+
+    async def get_records(self, *, ShardIterator: str, Limit: int) -> dict[str, Any]:
+        shard, after = ShardIterator.split("|")
+        first = int(after) + 1
+        records = [
+            {
+                "eventID": f"{shard}-{seq}",
+                "eventName": "INSERT",
+                "dynamodb": {
+                    "Keys": {"pk": {"S": f"{shard}-{seq}"}},
+                    "SequenceNumber": str(seq),
+                    "SizeBytes": 10,
+                    "StreamViewType": "KEYS_ONLY",
+                },
+            }
+            for seq in range(first, first + Limit)
+        ]
+        self.read += len(records)
+        return {"Records": records, "NextShardIterator": f"{shard}|{first + Limit - 1}"}
+
+
+async def test_a_hundred_stuck_shards_hold_their_shares_and_no_more(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bridge.connector import PartitionControl
+
+    api = _ManyShardsApi(100)
+    monkeypatch.setattr(
+        "connectors.dynamodb_streams.connector.create_client", lambda *_a, **_k: api
+    )
+    store = SqliteCheckpointStore(tmp_path / "state.sqlite3")
+    source = DynamoDBStreamsSource(
+        type="dynamodb_streams",
+        stream_arn="arn:aws:dynamodb:us-east-1:000000000000:table/t/stream/2026-01-01T00:00:00.000",
+        starting_position="TRIM_HORIZON",
+        poll_interval_seconds=0.01,
+    )
+    connector = DynamoDBStreamsConnector(
+        source,
+        ConnectorContext(
+            mapping="stuck", checkpoints=store.namespace("stuck"), partitions=PartitionControl()
+        ),
+    )
+    pipeline = _stuck_pipeline(connector, batch_size=10)
+    run = asyncio.create_task(pipeline.run())
+    try:
+        await asyncio.sleep(3.0)
+        # each shard: its share, 4 batches of 10 (the read-ahead of 1,000 split 100 ways
+        # is less); without flow control this was 108,000 (1,000 per shard, held by the
+        # readers, plus the engine's 1,000 and a queue of eight answers)
+        assert api.read <= 100 * 40
+        assert pipeline.lanes.count == api.read
+    finally:
+        pipeline.stop()
+        await asyncio.wait_for(run, 30)
+        store.close()

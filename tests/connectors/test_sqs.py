@@ -227,6 +227,43 @@ async def test_fifo_keeps_order_per_group_and_a_failing_group_does_not_block_oth
     assert finished_a < redelivered_b1  # group a did not wait for group b's retry
 
 
+async def test_fifo_a_filtered_message_behind_a_failure_does_not_lock_its_group(
+    tmp_path: Path, sqs_endpoint: AwsEndpoint, sqs_queue_factory: Any
+) -> None:
+    """g0 fails once, g1 does not match the filter, g2 does. g0 and g2 go back to the
+    queue; g1 is deleted, not held: a held message would keep the whole group invisible
+    to every receive, and g0 would never come back."""
+    queue = await sqs_queue_factory(fifo=True, visibility_timeout=2)
+    bodies = [
+        {"group": "g", "n": 0, "keep": True, "fail_first": 1},
+        {"group": "g", "n": 1, "keep": False},
+        {"group": "g", "n": 2, "keep": True},
+    ]
+    await _send(sqs_endpoint, queue, bodies)
+    pattern = '{"body": {"keep": [true]}}'
+    text = _config(
+        tmp_path,
+        sqs_endpoint,
+        queue,
+        batch_size=1,
+        filter_criteria={"filters": [{"pattern": pattern}]},
+    )
+    async with RunningBridge(text):
+        await wait_for(
+            lambda: (
+                [b["n"] for b in _bodies(tmp_path)].count(0) == 2
+                and 2 in [b["n"] for b in _bodies(tmp_path)]
+            ),
+            timeout=30,
+        )
+        for _ in range(50):
+            if await _visible_and_hidden(sqs_endpoint, queue) == (0, 0):
+                break
+            await asyncio.sleep(0.1)
+    assert 1 not in [b["n"] for b in _bodies(tmp_path)]
+    assert await _visible_and_hidden(sqs_endpoint, queue) == (0, 0)
+
+
 async def test_filter_deletes_messages_that_do_not_match(
     tmp_path: Path, sqs_endpoint: AwsEndpoint, sqs_queue_factory: Any
 ) -> None:
