@@ -8,8 +8,11 @@ event Lambda would have sent with that one record), keyed with the record's own 
 key: Kafka's default partitioner spreads them). Other documents (e.g. a record that could
 not be normalized) are produced as they are, one message each.
 
-``write`` returns once the broker acknowledged every message (``acks=all``); a failure
-raises ``DestinationError`` and the engine retries, so nothing is settled unwritten. A
+A message larger than the topic (or broker) accepts is sent again without its ``payload``,
+the failure metadata only, as AWS drops the payload for a destination's size limit; the
+record itself stays in the source topic at its offset. ``write`` returns once the broker
+acknowledged every message (``acks=all``); any other failure raises ``DestinationError``
+and the engine retries, so nothing is settled unwritten. A
 producer is started for each write and stopped after it: dead letters are rare, and the
 engine does not close destinations, so no connection is left behind.
 """
@@ -18,12 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import MessageSizeTooLargeError
 
 from bridge.destinations import DestinationError
 from bridge.errors import ConfigError, SourceUnavailable
@@ -33,6 +38,17 @@ from connectors.kafka.config import KafkaSource
 from connectors.kafka.normalize import envelope
 
 __all__ = ["FailedRecord", "KafkaDestination", "KafkaFailureDocument"]
+
+log = logging.getLogger(__name__)
+
+
+def _trimmed(doc: dict[str, Any]) -> bytes:
+    """A plain failure document (a record that could not be shaped) with its error
+    message cut to 1 KB, for a topic that refuses the whole one."""
+    message = doc.get("errorMessage")
+    if isinstance(message, str) and len(message) > 1024:
+        doc = {**doc, "errorMessage": message[:1024] + "..."}
+    return dumps(doc)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,26 +74,37 @@ class KafkaFailureDocument(dict[str, Any]):
         self.records = list(records)
         self.bootstrap_servers = bootstrap_servers
 
-    def messages(self) -> list[tuple[bytes | None, bytes]]:
-        """(key, value) of each per-record message, AWS's Kafka destination shape."""
+    def messages(self) -> list[_Message]:
+        """Each per-record message, AWS's Kafka destination shape, with the same message
+        without its payload for when that one is too large."""
         base = {k: v for k, v in self.items() if k != "KafkaBatchInfo"}
         out = []
         for r in self.records:
             payload = envelope(self.bootstrap_servers, [(r.partition, [r.encoded])])
-            meta = {
-                **base,
-                "KafkaBatchInfo": {
-                    "batchSize": 1,
-                    "bootstrapServers": self.bootstrap_servers,
-                    "payloadSize": len(payload),
-                    "recordInfo": {
-                        "offset": str(r.offset),
-                        "timestamp": iso_timestamp(r.timestamp / 1000),
+            meta = dumps(
+                {
+                    **base,
+                    "KafkaBatchInfo": {
+                        "batchSize": 1,
+                        "bootstrapServers": self.bootstrap_servers,
+                        "payloadSize": len(payload),
+                        "recordInfo": {
+                            "offset": str(r.offset),
+                            "timestamp": iso_timestamp(r.timestamp / 1000),
+                        },
                     },
-                },
-            }
-            out.append((r.key, dumps(meta)[:-1] + b',"payload":' + payload + b"}"))
+                }
+            )
+            value = meta[:-1] + b',"payload":' + payload + b"}"
+            out.append(_Message(r.key, value, smaller=meta))
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Message:
+    key: bytes | None
+    value: bytes
+    smaller: bytes | None = None  # the same without its payload
 
 
 class KafkaDestination:
@@ -96,28 +123,64 @@ class KafkaDestination:
         self._lock = asyncio.Lock()
 
     async def write(self, documents: Sequence[dict[str, Any]]) -> None:
-        messages: list[tuple[bytes | None, bytes]] = []
+        messages: list[_Message] = []
         for doc in documents:
             if isinstance(doc, KafkaFailureDocument):
                 messages.extend(doc.messages())
             else:
-                messages.append((None, dumps(doc)))
+                messages.append(_Message(None, dumps(doc), smaller=_trimmed(doc)))
         timeout = self._source.request_timeout_seconds
         async with self._lock:
             producer = AIOKafkaProducer(**client_options(self._source), acks="all")
             try:
                 with translate_errors(f"on_failure {self.uri}", self._servers):
                     await asyncio.wait_for(producer.start(), timeout)
-                    sent = [
-                        await producer.send(self.topic, value=value, key=key)
-                        for key, value in messages
-                    ]
-                    await asyncio.wait_for(asyncio.gather(*sent), timeout)
+                    too_large = await self._send(producer, messages, timeout)
+                    if too_large:
+                        log.warning(
+                            "on_failure %s: %d failure records are larger than the topic "
+                            "accepts; sent without their payload",
+                            self.uri,
+                            len(too_large),
+                        )
+                        smaller = [_Message(m.key, m.smaller) for m in too_large if m.smaller]
+                        if await self._send(producer, smaller, timeout):
+                            raise DestinationError(
+                                f"on_failure {self.uri}: even without its payload a failure "
+                                "record is larger than the topic accepts (max.message.bytes)"
+                            )
             except SourceUnavailable as exc:
                 raise DestinationError(str(exc)) from exc
             finally:
                 with contextlib.suppress(Exception):  # the write's own outcome counts
                     await asyncio.wait_for(producer.stop(), timeout)
+
+    async def _send(
+        self, producer: AIOKafkaProducer, messages: list[_Message], timeout: float
+    ) -> list[_Message]:
+        """Send and wait for every message; return those refused as too large (when they
+        have a smaller form). Any other failure raises."""
+        refused: list[_Message] = []
+        sent: list[tuple[_Message, asyncio.Future[Any]]] = []
+        for m in messages:
+            try:
+                sent.append((m, await producer.send(self.topic, value=m.value, key=m.key)))
+            except MessageSizeTooLargeError:  # over the producer's own max_request_size
+                refused.append(m)
+        outcomes = await asyncio.wait_for(
+            asyncio.gather(*(f for _, f in sent), return_exceptions=True), timeout
+        )
+        for (m, _), outcome in zip(sent, outcomes, strict=True):
+            if isinstance(outcome, MessageSizeTooLargeError):
+                refused.append(m)
+            elif isinstance(outcome, BaseException):
+                raise outcome
+        if any(m.smaller is None for m in refused):
+            raise DestinationError(
+                f"on_failure {self.uri}: a failure record is larger than the topic accepts "
+                "(max.message.bytes)"
+            )
+        return refused
 
     async def aclose(self) -> None:
         return None

@@ -463,6 +463,62 @@ async def test_poison_record_is_dead_lettered_to_a_kafka_topic_while_others_flow
     assert await _committed(kafka_bootstrap, "trigger-bridge-k", topic, 3) == {0: 3, 1: 50, 2: 50}
 
 
+async def test_a_dead_letter_larger_than_the_topic_takes_is_sent_without_its_payload(
+    tmp_path: Path, kafka_bootstrap: str, kafka_topic_factory: Any
+) -> None:
+    """The destination topic takes messages of 2,000 bytes; the failed record is 5,000.
+    Retrying the same message forever would hold the partition forever: as AWS does for
+    a destination's size limit, the failure record goes without its payload."""
+    topic = await kafka_topic_factory(partitions=1)
+    dlq = await kafka_topic_factory(partitions=1, config={"max.message.bytes": "2000"})
+    await _produce(kafka_bootstrap, topic, [{"n": 0, "fail": True, "pad": "x" * 5000}, {"n": 1}])
+    text = _config(
+        tmp_path,
+        kafka_bootstrap,
+        [topic],
+        batch_size=1,
+        maximum_retry_attempts=0,
+        on_failure=f"kafka://{dlq}",
+    )
+    async with RunningBridge(text):
+        [message] = await _read_topic(kafka_bootstrap, dlq, 1)
+        await wait_for(lambda: 1 in [v["n"] for v in _values(_calls(tmp_path))], timeout=30)
+    doc = json.loads(message.value)
+    assert "payload" not in doc and len(message.value) < 2000
+    assert doc["requestContext"]["condition"] == "RetryAttemptsExhausted"
+    assert doc["KafkaBatchInfo"]["recordInfo"]["offset"] == "0"
+    assert doc["KafkaBatchInfo"]["payloadSize"] > 5000  # what the payload would have been
+    assert await _committed(kafka_bootstrap, "trigger-bridge-k", topic, 1) == {0: 2}
+
+
+async def test_a_partition_failing_forever_does_not_stop_the_others(
+    tmp_path: Path, kafka_bootstrap: str, kafka_topic_factory: Any
+) -> None:
+    """Partition 0 fails forever (Kafka's default: retried until it succeeds); partition 1
+    has a backlog three times the mapping's read-ahead. Partition 0 is paused at its
+    share, partition 1 is read and delivered to the end."""
+    topic = await kafka_topic_factory(partitions=2)
+    await _produce(
+        kafka_bootstrap, topic, [{"n": i, "fail": True} for i in range(3000)], partition=0
+    )
+    await _produce(kafka_bootstrap, topic, [{"n": i} for i in range(3000)], partition=1)
+    text = _config(tmp_path, kafka_bootstrap, [topic], batch_size=10)  # read-ahead 1,000
+    async with RunningBridge(text):
+        await wait_for(
+            lambda: len([v for v in _values(_calls(tmp_path)) if not v.get("fail")]) >= 3000,
+            timeout=90,
+        )
+        committed = {}
+        for _ in range(100):
+            committed = await _committed(kafka_bootstrap, "trigger-bridge-k", topic, 2)
+            if committed.get(1) == 3000:
+                break
+            await asyncio.sleep(0.1)
+    assert committed == {1: 3000}  # and nothing of partition 0
+    ok = [v["n"] for v in _values(_calls(tmp_path)) if not v.get("fail")]
+    assert sorted(set(ok)) == list(range(3000))
+
+
 def test_failure_record_for_other_destinations_has_aws_sqs_sns_shape(tmp_path: Path) -> None:
     store = SqliteCheckpointStore(tmp_path / "c.sqlite3")
     try:
@@ -853,5 +909,23 @@ async def test_a_failed_commit_request_fails_every_commit_in_it(tmp_path: Path) 
             await asyncio.wait_for(c.commit([_at(1, 1)]), 5)
         await asyncio.wait_for(c.commit([_at(1, 1)]), 5)  # and the next one goes through
         assert consumer.requests[-1] == {TopicPartition("t", 1): 2}
+    finally:
+        store.close()
+
+
+async def test_a_commit_the_group_refused_is_retried_not_taken_for_done(tmp_path: Path) -> None:
+    """During a rebalance the group answers an OffsetCommit with CommitFailedError: the
+    offset is not stored, so the commit must fail (the engine retries it)."""
+    from aiokafka.errors import CommitFailedError
+
+    consumer = _GatedConsumer({TopicPartition("t", 0)})
+    consumer.errors = [CommitFailedError("the group rebalanced")]
+    consumer.gate.set()
+    c, store = _connector_with(consumer, tmp_path)
+    try:
+        with pytest.raises(CheckpointError, match="refused the commit of t-0"):
+            await asyncio.wait_for(c.commit([_at(0, 4)]), 5)
+        await asyncio.wait_for(c.commit([_at(0, 4)]), 5)  # the retry goes through
+        assert consumer.requests == [{TopicPartition("t", 0): 5}] * 2
     finally:
         store.close()
