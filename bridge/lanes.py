@@ -1,11 +1,12 @@
 """Lanes: the engine's state of each partition of one mapping, and read-ahead control.
 
-A lane is made when the first record of a partition is read (or the source says it reads
-the partition), and dropped once everything read of it is committed, nothing of it is
-queued or in flight and the source is not reading it, or when the partition is revoked (then it is marked ``gone``, and whatever still refers to it is ignored). The
-batcher queues records on it, the dispatcher counts its batches in flight, the ack
-tracker keeps its commit frontier, and ``Lanes`` counts what each lane holds: records
-read and neither committed nor forgotten, and their bytes.
+A lane is made when the first record of a partition is read (or the source says it
+reads the partition), and dropped once everything read of it is committed, nothing of it
+is queued or in flight and the source is not reading it; or when the partition is revoked
+(then it is marked ``gone``, and whatever still refers to it is ignored). The batcher
+queues records on it, the dispatcher counts its batches in flight, the ack tracker keeps
+its commit frontier, and ``Lanes`` counts what each lane holds: records read and neither
+committed nor forgotten, and their bytes.
 
 Read-ahead is bounded per partition first:
 

@@ -140,6 +140,7 @@ class Pipeline:
         self._revoking: set[str] = set()  # partitions being revoked: read nothing of them
         self._crash: BaseException | None = None
         self._crashed = asyncio.Event()
+        self._reported: set[type[BaseException]] = set()
         self._dispatcher: asyncio.Task[None] | None = None
 
     def stop(self) -> None:
@@ -177,6 +178,9 @@ class Pipeline:
             if reader.done() and not reader.cancelled():
                 failure = reader.exception()
         finally:
+            # stopped, crashed or the source failed: retries give up now, invocations under
+            # way get the shutdown timeout to finish
+            self._stopping.set()
             for task in (reader, stop_wait, crash_wait):
                 task.cancel()
             await asyncio.gather(reader, stop_wait, crash_wait, return_exceptions=True)
@@ -253,6 +257,9 @@ class Pipeline:
             except NormalizeError as exc:
                 record.encoded = b""
                 self._invalid[record] = str(exc)
+            except Exception as exc:  # a bug in normalize: this record, not the mapping
+                record.encoded = b""
+                self._invalid[record] = self._unexpected(exc)
             n = len(record.encoded)
             lane.read += 1
             lane.read_bytes += n
@@ -276,6 +283,17 @@ class Pipeline:
             lanes.grew(lane, count, size)
         if filtered:
             telemetry.emit(telemetry.RECORD_FILTERED, mapping=self.mapping, records=filtered)
+
+    def _unexpected(self, exc: Exception) -> str:
+        """The reason of a record that broke ``normalize``; the traceback is logged once."""
+        if type(exc) not in self._reported:
+            self._reported.add(type(exc))
+            log.error(
+                "%s: shaping a record failed unexpectedly; such records are dead-lettered",
+                self.mapping,
+                exc_info=(type(exc), exc, exc.__traceback__),
+            )
+        return f"unexpected {type(exc).__name__}: {exc}"
 
     async def _dead_letter_invalid(self, record: Record) -> None:
         reason = self._invalid.pop(record, "the record could not be shaped")

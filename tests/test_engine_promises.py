@@ -389,3 +389,30 @@ async def test_an_outage_is_not_a_bug_and_keeps_the_pipeline_running() -> None:
     finally:
         run.cancel()
         await asyncio.gather(run, return_exceptions=True)
+
+
+class BrokenNormalize(Journal):
+    """``normalize`` has a bug that only one record triggers."""
+
+    def normalize(self, record: Record) -> dict[str, Any]:
+        if record.position == 5:
+            raise ValueError("a bug in normalize")
+        return super().normalize(record)
+
+
+async def test_a_record_that_breaks_normalize_is_dead_lettered_in_its_place() -> None:
+    source = BrokenNormalize(["A"], count=12)
+    function = Function()
+    sink = Sink()
+    run = asyncio.create_task(pipeline(source, function, sink=sink, batch_size=4).run())
+    try:
+        await eventually(lambda: source.committed["A"] == 11)
+        [document] = sink.documents
+        assert document["requestContext"]["condition"] == "RecordNotNormalized"
+        assert "unexpected ValueError: a bug in normalize" in document["errorMessage"]
+        assert document["source"]["position"] == "5"
+        delivered = [n for _, positions, _ in function.calls for n in positions]
+        assert delivered == [0, 1, 2, 3, 4, 6, 7, 8, 9, 10, 11]  # in order, around it
+    finally:
+        run.cancel()
+        await asyncio.gather(run, return_exceptions=True)
