@@ -89,8 +89,6 @@ class PartitionControl:
       paused. Sources that read partition by partition (DynamoDB shards) ask before
       each read, so nothing is read that the engine would have to hold.
 
-    Engine -> connector: ``connector.pause(partitions)`` / ``resume(partitions)`` for
-    sources that fetch on their own (Kafka); see ``Connector``.
     """
 
     def __init__(self) -> None:
@@ -170,9 +168,9 @@ class Connector(Protocol):
       ``"source"`` (queues): records the function failed are handed back with
       ``abandon()`` and the source redelivers them by its own policy (SQS: after the
       visibility timeout; its redrive policy moves them to the queue's DLQ);
-      ``pausable``: True when the source honours ``pause``/``resume`` (or asks
-      ``context.partitions.room()`` before reading a partition), so a partition that
-      holds its share of the read-ahead stops being read while the others go on;
+      ``pausable``: True when the source asks ``context.partitions.room(p)`` before it
+      reads partition ``p`` and reads no more than that, so a partition that holds its
+      share of the read-ahead stops being read while the others go on;
       ``defaults``: AWS's defaults of mapping options for this kind of source
       (``batch_size``, ``maximum_batching_window_seconds``, ``maximum_retry_attempts``...).
       ``check_mapping(options)`` (optional classmethod): the mapping's options as given
@@ -209,9 +207,6 @@ class Connector(Protocol):
       ``failure_record(records, ctx)``: the AWS-shaped on-failure document.
       ``commit(records)``: see above. Idempotent. Raises ``CheckpointError`` if it could
       not be made durable (it is called again later, possibly with a newer record).
-      ``pause(partitions)`` / ``resume(partitions)`` (``pausable`` sources that fetch
-      on their own): stop and restart reading these partitions; synchronous, and a
-      partition the source no longer has is ignored.
       ``release(records)``: (per-record sources) make unsettled records redeliverable
       now (shutdown). Frontier sources reread everything after their commit anyway.
       ``abandon(records)``: (``redelivery = "source"``) the function failed on these;
@@ -244,10 +239,6 @@ class Connector(Protocol):
 
     async def commit(self, records: Sequence[Record]) -> None: ...
 
-    def pause(self, partitions: Collection[str]) -> None: ...
-
-    def resume(self, partitions: Collection[str]) -> None: ...
-
     async def release(self, records: Sequence[Record]) -> None: ...
 
     async def abandon(self, records: Sequence[Record]) -> None: ...
@@ -260,9 +251,9 @@ class BaseConnector:
 
     ``filter_view`` is the event itself, ``encode_event`` the ``{"Records": [...]}``
     envelope, an identifier is matched by its string form, failed records are retried
-    by the engine (``redelivery = "bridge"``), the source cannot pause a partition
-    (``pause``/``resume`` do nothing), and ``release``/``abandon`` do nothing (the source
-    redelivers uncommitted records on its own).
+    by the engine (``redelivery = "bridge"``), the source does not ask ``room()`` (not
+    ``pausable``), and ``release``/``abandon`` do nothing (the source redelivers
+    uncommitted records on its own).
     """
 
     defaults: ClassVar[Mapping[str, Any]] = {}
@@ -280,12 +271,6 @@ class BaseConnector:
     def identifier_key(self, identifier: Any) -> Hashable | None:
         if isinstance(identifier, str | int) and not isinstance(identifier, bool):
             return str(identifier)
-        return None
-
-    def pause(self, partitions: Collection[str]) -> None:
-        return None
-
-    def resume(self, partitions: Collection[str]) -> None:
         return None
 
     async def release(self, records: Sequence[Record]) -> None:

@@ -13,16 +13,18 @@ Read-ahead is bounded per partition first:
 - A lane's *share* is ``max(min_share, limit // lanes)`` records and
   ``max(1 MiB, limit_bytes // lanes)`` bytes, ``lanes`` being the partitions that hold
   records now or that the source said it reads (``reading``). A lane that reaches its
-  share is *paused*: ``connector.pause([p])`` for sources that fetch on their own
-  (Kafka), ``room(p) == 0`` for sources that ask before each read (DynamoDB shards). It
-  is resumed once it holds half its share or less. So a partition that does not move
+  share is *paused*: ``room(p)`` is 0 for it, and sources that can pause (they ask
+  ``room`` before reading a partition: Kafka, DynamoDB shards) read nothing more of it.
+  It is resumed once it holds half its share or less. So a partition that does not move
   (its function fails forever) holds its share and no more, and never stops the others.
 - Sources that cannot pause a partition (queues and buckets: their partitions are message
   groups and object keys, which a read cannot choose) share one limit instead: the reader
   stops pulling ``read()`` while the lanes hold ``limit`` records or ``limit_bytes``.
 
 So what was read and is not committed stays below about ``max(limit, lanes * min_share)``
-records, plus one chunk of the source.
+records, plus one chunk of the source; for a source that does not say which partitions it
+reads, up to twice that while partitions come and go (a partition alone for a moment
+may take all of ``limit``, and the others then get their shares besides).
 """
 
 from __future__ import annotations
@@ -30,9 +32,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from dataclasses import dataclass, field
-from typing import Any
 
 from bridge.connector import Connector, Record
 
@@ -231,7 +232,6 @@ class Lanes:
         self._open_bytes -= lane.nbytes
         if lane.resumed is not None:
             lane.resumed.clear()
-        self._tell(self._connector.pause, lane)
 
     def _resume(self, lane: Lane) -> None:
         lane.paused = False
@@ -239,13 +239,6 @@ class Lanes:
         self._open_bytes += lane.nbytes
         if lane.resumed is not None:
             lane.resumed.set()
-        self._tell(self._connector.resume, lane)
-
-    def _tell(self, call: Callable[[Any], None], lane: Lane) -> None:
-        try:
-            call([lane.partition])
-        except Exception:  # a connector bug must not corrupt the accounting
-            log.exception("%s: %s(%r) failed", self._mapping, call.__name__, lane.partition)
 
     def _gate(self) -> None:
         if self.pausable or (self._open_count < self.limit and self._open_bytes < self.limit_bytes):

@@ -9,7 +9,7 @@ import asyncio
 import json
 import time
 from collections import Counter
-from collections.abc import Callable, Collection, Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 import pytest
@@ -24,8 +24,9 @@ ARN = "arn:aws:lambda:us-east-1:000000000000:function:f"
 
 class Backlog(BaseConnector):
     """An ordered source with an endless backlog in every partition (a busy Kafka topic):
-    each read round hands over ``chunk`` records of every partition that is not paused.
-    Counts what it handed over and what was committed, per partition."""
+    each read round hands over up to ``chunk`` records of every partition, no more than
+    the engine has room for (``room``, as the Kafka and DynamoDB sources ask). Counts what
+    it handed over and what was committed, per partition."""
 
     ordered = True
     pausable = True
@@ -35,28 +36,23 @@ class Backlog(BaseConnector):
         self.chunk = chunk
         self.next = dict.fromkeys(self.partitions, 0)
         self.committed = dict.fromkeys(self.partitions, -1)
-        self.paused: set[str] = set()
         self.closed = False
         self.control = PartitionControl()
 
-    async def open(self) -> None: ...
+    async def open(self) -> None:
+        self.control.reading(self.partitions)  # as Kafka does on an assignment
 
     async def aclose(self) -> None:
         self.closed = True
 
-    def pause(self, partitions: Collection[str]) -> None:
-        self.paused |= set(partitions)
-
-    def resume(self, partitions: Collection[str]) -> None:
-        self.paused -= set(partitions)
+    def take(self, partition: str) -> int:
+        return min(self.chunk, self.control.room(partition))
 
     async def read(self) -> Any:
         while True:
             chunk = []
             for p in self.partitions:
-                if p in self.paused:
-                    continue
-                for _ in range(self.chunk):
+                for _ in range(self.take(p)):
                     chunk.append(Record(partition=p, position=self.next[p], data=None))
                     self.next[p] += 1
             if chunk:
@@ -173,7 +169,7 @@ def _fail_partition(bad: str) -> Callable[[str, list[int]], bytes]:
 async def test_a_partition_failing_forever_holds_up_only_itself() -> None:
     source = Backlog(["A", "B"])
     function = Function(_fail_partition("A"))  # retried forever: Kafka's default
-    run = asyncio.create_task(pipeline(source, function).run())
+    run = asyncio.create_task(pipeline(source, function, partitions=source.control).run())
     try:
         await asyncio.sleep(1.0)
         later = time.monotonic()
@@ -182,27 +178,30 @@ async def test_a_partition_failing_forever_holds_up_only_itself() -> None:
         assert function.count("B", since=later) >= 20
         assert source.committed["B"] > 1000
         assert source.committed["A"] == -1
-        # and A, paused at its source, holds a bounded number of records
-        assert "A" in source.paused
-        assert source.held("A") <= 1000
+        # and A, paused (no room), holds its share: half the read-ahead of 1,000
+        assert source.control.room("A") == 0
+        assert source.held("A") <= 500
     finally:
         run.cancel()
         await asyncio.gather(run, return_exceptions=True)
 
 
 class UnpausableBacklog(Backlog):
-    """The same backlog from a source that cannot pause a partition."""
+    """The same backlog from a source that cannot choose what it reads (it never asks
+    for room)."""
 
     pausable = False
 
-    def pause(self, partitions: Collection[str]) -> None:
-        raise AssertionError("the engine must not pause a source that cannot pause")
+    def take(self, partition: str) -> int:
+        return self.chunk
 
 
 async def test_without_pausing_the_shared_read_ahead_still_bounds_memory() -> None:
     source = UnpausableBacklog(["A", "B"])
     function = Function(_fail_partition("A"))
-    run = asyncio.create_task(pipeline(source, function, batch_size=10).run())
+    run = asyncio.create_task(
+        pipeline(source, function, batch_size=10, partitions=source.control).run()
+    )
     try:
         await asyncio.sleep(1.0)
         held = source.held("A") + source.held("B")
@@ -216,8 +215,8 @@ async def test_without_pausing_the_shared_read_ahead_still_bounds_memory() -> No
 
 
 async def test_revoke_is_final_no_invocation_after_it_returns() -> None:
-    control = PartitionControl()
     source = Backlog(["A", "B"])
+    control = source.control
     function = Function(_fail_partition("A"))
     pipe = pipeline(source, function, shutdown_timeout=0.2, partitions=control)
     run = asyncio.create_task(pipe.run())
@@ -239,8 +238,8 @@ async def test_revoke_is_final_no_invocation_after_it_returns() -> None:
 
 
 async def test_revoke_commits_what_settled_before_it_returns() -> None:
-    control = PartitionControl()
     source = Backlog(["A"], chunk=10)
+    control = source.control
     function = Function()
     pipe = pipeline(source, function, partitions=control)
     run = asyncio.create_task(pipe.run())

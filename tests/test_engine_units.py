@@ -349,37 +349,34 @@ async def test_an_unexpected_commit_error_is_retried_not_lost() -> None:
 class Pausable(FakeConnector):
     pausable = True
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.paused: list[str] = []
-
-    def pause(self, partitions: Any) -> None:
-        self.paused.extend(partitions)
-
-    def resume(self, partitions: Any) -> None:
-        for p in partitions:
-            self.paused.remove(p)
-
 
 async def test_a_lane_is_paused_at_its_share_and_resumed_at_half_of_it() -> None:
-    connector = Pausable()
-    tracker, lanes = _tracked(connector, min_share=10)  # limit 1000, one lane: share 1000
+    tracker, lanes = _tracked(Pausable(), min_share=10)
     lanes.limit = 20  # two lanes: a share of 10 each
     a = [_record("a", n) for n in range(10)]
     b = [_record("b", n) for n in range(3)]
     _read(tracker, lanes, b[0], *a[:9])
-    assert connector.paused == [] and lanes.room_for("a") == 1
+    assert lanes.room_for("a") == 1
     _read(tracker, lanes, a[9])
-    assert connector.paused == ["a"] and lanes.room_for("a") == 0
+    assert lanes.room_for("a") == 0
     assert lanes.room_for("b") == 9 and lanes.room.is_set()  # b reads on
     waiting = asyncio.create_task(lanes.wait_room_for("a"))
     tracker.settle(a[:4])
     await tracker.flush()
-    assert connector.paused == ["a"] and not waiting.done()  # 6 left: above half
+    assert lanes.room_for("a") == 0 and not waiting.done()  # 6 left: above half
     tracker.settle(a[4:5])
     await tracker.flush()
     await asyncio.wait_for(waiting, 1)
-    assert connector.paused == []
+    assert lanes.room_for("a") == 5
+
+
+def test_partitions_being_read_share_the_read_ahead_from_the_start() -> None:
+    _, lanes = _tracked(Pausable(), min_share=10)
+    assert lanes.room_for("s1") == 1000  # nothing known: all of it
+    lanes.reading([f"s{n}" for n in range(10)])
+    assert lanes.room_for("s1") == 100  # ten shards: a tenth each
+    lanes.finished(["s1"])
+    assert lanes.room_for("s2") == 1000 // 9
 
 
 def test_a_source_that_cannot_pause_shares_one_limit() -> None:

@@ -13,9 +13,8 @@ Guarantees:
 - Order: records of one partition are delivered in offset order, one batch in flight
   per partition (the engine's ordered mode); partitions flow independently, so a
   failing record holds up only its own partition: a partition that holds its share of
-  the read-ahead is paused (``consumer.pause``, its prefetched records dropped and
-  fetched again on resume), the others are read on, and polling never stops, so the
-  member stays in its group.
+  the read-ahead is not taken from (so aiokafka fetches nothing more for it), the others
+  are read on, and polling never stops, so the member stays in its group.
 - Consumer groups: several bridge processes with the same ``consumer_group_id`` share the
   partitions. On a rebalance the revoked partitions are drained first (batches in flight
   finish and what is settled is committed) before Kafka may give them to another member;
@@ -28,11 +27,11 @@ Guarantees:
   partition is committed at once, so a crash before the first delivery does not move it.
 - Backpressure: each fetch round takes from every partition at most what the engine
   has room for (``context.partitions.room``), a share of the round each (so a backlog
-  keeps every partition busy); aiokafka prefetches at most one fetch per partition. Heartbeats run
-  in aiokafka's background task, so a slow function does not make the member leave the
-  group; if the engine does not pull for ``max_poll_interval_ms`` (10 minutes here)
-  aiokafka leaves the group, the partitions are revoked (drained as above) and it
-  rejoins on the next pull.
+  keeps every partition busy); aiokafka holds at most one fetch per partition (up to
+  ``max_partition_fetch_bytes``, 1 MiB) that the engine did not take yet. Heartbeats run
+  in aiokafka's background task, and polling goes on even while every partition holds
+  its share (after a minute of that, with all paused, so a poll takes nothing): a slow
+  or failing function never makes the member leave its group (``max_poll_interval_ms``).
 
 Errors: an unreachable cluster, a failed SASL/TLS handshake or a topic that does not
 exist (yet) raise ``SourceUnavailable`` naming the bootstrap servers; the supervisor
@@ -72,6 +71,7 @@ log = logging.getLogger(__name__)
 
 MAX_POLL_RECORDS = 500
 MAX_POLL_INTERVAL_MS = 600_000
+KEEPALIVE_AFTER = 60.0  # seconds without room anywhere before polling with all paused
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -145,7 +145,8 @@ class KafkaConnector(BaseConnector):
         self._commit_waiters: list[asyncio.Future[None]] = []
         self._committer: asyncio.Task[None] | None = None
         self._rotation = 0  # which partition a fetch round starts with
-        self._tps: dict[str, TopicPartition] = {}  # partition name -> TopicPartition
+        self._all_paused: list[TopicPartition] = []  # paused while none had room
+        self._stalled_since: float | None = None  # since when no partition had room
 
     # ------------------------------------------------------------ lifecycle
 
@@ -187,7 +188,6 @@ class KafkaConnector(BaseConnector):
                 if tp not in owned:  # revoked while the fetch was on its way
                     continue
                 name = partition_name(tp.topic, tp.partition)
-                self._tps[name] = tp
                 for m in messages:
                     stamp = m.timestamp  # epoch ms; -1 (or None) when the record has none
                     add(Record(name, m.offset, m, stamp / 1000 if stamp and stamp > 0 else now))
@@ -196,25 +196,56 @@ class KafkaConnector(BaseConnector):
 
     async def _fetch_round(self, consumer: AIOKafkaConsumer) -> dict[TopicPartition, list[Any]]:
         """Up to MAX_POLL_RECORDS records, spread over every partition that has records
-        fetched, none beyond what the engine has room for in its partition (aiokafka's
-        ``getmany`` drains one partition's buffer before the next, which left all but two
-        partitions idle on a backlog). Waits up to a second when nothing is buffered."""
-        owned = sorted(consumer.assignment())
+        fetched (aiokafka's ``getmany`` drains one partition's buffer before the next, which
+        left all but two partitions idle on a backlog), and from each partition no more than
+        the engine has room for. A partition without room is simply not taken from:
+        aiokafka keeps its one fetched buffer and fetches nothing more for it until it is
+        taken, so it is not read (``consumer.pause`` would throw that buffer away and fetch
+        it again on resume). Waits up to a second when nothing is buffered."""
         room = self.context.partitions.room
-        if len(owned) > 1:
-            share = max(MAX_POLL_RECORDS // len(owned), 10)
-            start = self._rotation % len(owned)
+        rooms = {tp: room(partition_name(tp.topic, tp.partition)) for tp in consumer.assignment()}
+        open_ = sorted(tp for tp, n in rooms.items() if n > 0)
+        if not open_:
+            return await self._idle(consumer, rooms)
+        self._stalled_since = None
+        if self._all_paused:
+            consumer.resume(*[tp for tp in self._all_paused if tp in rooms])
+            self._all_paused = []
+        fetched: dict[TopicPartition, list[Any]] = {}
+        if len(open_) > 1:
+            share = max(MAX_POLL_RECORDS // len(open_), 10)
+            start = self._rotation % len(open_)
             self._rotation += 1
-            fetched: dict[TopicPartition, list[Any]] = {}
-            for tp in owned[start:] + owned[:start]:
-                limit = min(share, room(partition_name(tp.topic, tp.partition)))
-                if limit > 0:
-                    fetched.update(await consumer.getmany(tp, timeout_ms=0, max_records=limit))
+            for tp in open_[start:] + open_[:start]:
+                got = await consumer.getmany(tp, timeout_ms=0, max_records=min(share, rooms[tp]))
+                fetched.update(got)
             if fetched:
                 return fetched
-        got: dict[TopicPartition, list[Any]] = await consumer.getmany(
-            timeout_ms=1000, max_records=MAX_POLL_RECORDS
+        limit = min(MAX_POLL_RECORDS, max(rooms[tp] for tp in open_))
+        waited: dict[TopicPartition, list[Any]] = await consumer.getmany(
+            *open_, timeout_ms=1000, max_records=limit
         )
+        return waited
+
+    async def _idle(
+        self, consumer: AIOKafkaConsumer, rooms: dict[TopicPartition, int]
+    ) -> dict[TopicPartition, list[Any]]:
+        """No partition has room (every one holds its share: a slow or failing function).
+        Wait a moment and look again. Should that last (``KEEPALIVE_AFTER``), keep
+        polling so the member stays in its group past ``max_poll_interval_ms``, with every
+        partition paused so that a poll takes nothing; they are resumed once one has room.
+        (Pausing throws aiokafka's fetched buffers away, so it is kept for long stalls.)"""
+        now = time.monotonic()
+        if self._stalled_since is None:
+            self._stalled_since = now
+        if not rooms or now - self._stalled_since < KEEPALIVE_AFTER:
+            await asyncio.sleep(0.01)
+            return {}
+        self._all_paused = list(rooms)
+        consumer.pause(*self._all_paused)  # idempotent; covers partitions assigned since
+        # nothing comes back while all are paused; should anything come, it is handed on
+        # (a little over the share), never dropped: dropping would skip those records
+        got: dict[TopicPartition, list[Any]] = await consumer.getmany(timeout_ms=1000)
         return got
 
     async def aclose(self) -> None:
@@ -228,24 +259,6 @@ class KafkaConnector(BaseConnector):
                 await asyncio.wait_for(consumer.stop(), self._timeout)
             except (KafkaError, OSError, TimeoutError) as exc:
                 log.warning("%s: closing the consumer: %s", self._what, exc)
-
-    # ------------------------------------------------------------ flow control
-
-    def pause(self, partitions: Collection[str]) -> None:
-        """Stop fetching these partitions (the engine holds their share)."""
-        self._pause_or_resume(partitions, pause=True)
-
-    def resume(self, partitions: Collection[str]) -> None:
-        self._pause_or_resume(partitions, pause=False)
-
-    def _pause_or_resume(self, partitions: Collection[str], *, pause: bool) -> None:
-        consumer = self._consumer
-        if consumer is None:
-            return
-        owned = consumer.assignment()
-        tps = [tp for name in partitions if (tp := self._tps.get(name)) in owned]
-        if tps:
-            (consumer.pause if pause else consumer.resume)(*tps)
 
     # ------------------------------------------------------------ rebalancing
 

@@ -519,6 +519,40 @@ async def test_a_partition_failing_forever_does_not_stop_the_others(
     assert sorted(set(ok)) == list(range(3000))
 
 
+async def test_a_function_failing_on_every_partition_does_not_make_the_member_leave(
+    tmp_path: Path,
+    kafka_bootstrap: str,
+    kafka_topic_factory: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Every partition holds its share and nothing moves for longer than
+    ``max_poll_interval_ms``: the source keeps polling (everything paused), so the group
+    keeps the member; once the function recovers, everything is delivered."""
+    import connectors.kafka.connector as kafka_connector
+
+    monkeypatch.setattr(kafka_connector, "MAX_POLL_INTERVAL_MS", 6000)
+    monkeypatch.setattr(kafka_connector, "KEEPALIVE_AFTER", 0.5)
+    caplog.set_level("INFO", logger="connectors.kafka.connector")
+    topic = await kafka_topic_factory(partitions=2)
+    flag = tmp_path / "failing"
+    flag.touch()
+    await _produce(kafka_bootstrap, topic, [{"n": i, "fail_while": str(flag)} for i in range(3000)])
+    async with RunningBridge(_config(tmp_path, kafka_bootstrap, [topic], batch_size=10)):
+        await wait_for(lambda: len(_calls(tmp_path)) >= 2, timeout=30)
+        await asyncio.sleep(10)  # well past max_poll_interval_ms
+        assert not [r for r in caplog.records if "partitions revoked" in r.getMessage()]
+        flag.unlink()
+        await wait_for(lambda: {v["n"] for v in _values(_calls(tmp_path))} >= set(range(3000)))
+        committed: dict[int, int] = {}
+        for _ in range(100):
+            committed = await _committed(kafka_bootstrap, "trigger-bridge-k", topic, 2)
+            if sum(committed.values()) == 3000:
+                break
+            await asyncio.sleep(0.1)
+    assert sum(committed.values()) == 3000
+
+
 def test_failure_record_for_other_destinations_has_aws_sqs_sns_shape(tmp_path: Path) -> None:
     store = SqliteCheckpointStore(tmp_path / "c.sqlite3")
     try:

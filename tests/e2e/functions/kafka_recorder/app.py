@@ -3,7 +3,7 @@ its start and end time, and the process's $RECORDER_NAME) to $RECORDER_OUT, and 
 request. Record values that are JSON steer it: {"fail": true} raises every time;
 {"report_once": true} names the record in batchItemFailures the first time it is seen
 (AWS's Kafka form: {"partition": "<topic>-<partition>", "offset": N}); {"sleep": s}
-sleeps s seconds."""
+sleeps s seconds; {"fail_while": path} raises while that file exists."""
 
 import base64
 import json
@@ -45,6 +45,8 @@ def handler(event, context):
                 time.sleep(body["sleep"])
             if body.get("fail"):
                 error = ValueError(f"record {name}@{r['offset']} fails")
+            if body.get("fail_while") and os.path.exists(body["fail_while"]):
+                error = ValueError(f"record {name}@{r['offset']} fails for now")
             if body.get("report_once") and _seen(f"{name}@{r['offset']}") == 1:
                 failures.append({"itemIdentifier": {"partition": name, "offset": r["offset"]}})
     line = {
