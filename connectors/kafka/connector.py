@@ -72,6 +72,7 @@ log = logging.getLogger(__name__)
 MAX_POLL_RECORDS = 500
 MAX_POLL_INTERVAL_MS = 600_000
 KEEPALIVE_AFTER = 60.0  # seconds without room anywhere before polling with all paused
+HELD_BACK_POLL_MS = 10  # how often to look again while partitions are held back
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -222,8 +223,11 @@ class KafkaConnector(BaseConnector):
             if fetched:
                 return fetched
         limit = min(MAX_POLL_RECORDS, max(rooms[tp] for tp in open_))
+        # wait for data of the open partitions; briefly while others are held back, since
+        # they may get room any moment and a long wait here would leave them idle
+        wait_ms = 1000 if len(open_) == len(rooms) else HELD_BACK_POLL_MS
         waited: dict[TopicPartition, list[Any]] = await consumer.getmany(
-            *open_, timeout_ms=1000, max_records=limit
+            *open_, timeout_ms=wait_ms, max_records=limit
         )
         return waited
 
@@ -239,7 +243,7 @@ class KafkaConnector(BaseConnector):
         if self._stalled_since is None:
             self._stalled_since = now
         if not rooms or now - self._stalled_since < KEEPALIVE_AFTER:
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(HELD_BACK_POLL_MS / 1000)
             return {}
         self._all_paused = list(rooms)
         consumer.pause(*self._all_paused)  # idempotent; covers partitions assigned since
