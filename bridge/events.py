@@ -21,6 +21,7 @@ __all__ = [
     "function_arn",
     "iso_timestamp",
     "new_request_id",
+    "not_normalized_record",
     "stream_failure_base",
 ]
 
@@ -110,3 +111,23 @@ def _json_or_text(data: bytes) -> Any:
         return json.loads(data)
     except ValueError:
         return data.decode("utf-8", "replace")
+
+
+def not_normalized_record(
+    reason: str, *, function_arn: str, mapping: str, partition: str, position: Any, now: float
+) -> dict[str, Any]:
+    """The failure record of a record that could not be shaped into an event (it never
+    reached the function): AWS's common fields, condition ``RecordNotNormalized``, the
+    reason and where the record is in its source."""
+    return {
+        "version": "1.0",
+        "timestamp": iso_timestamp(now),
+        "requestContext": {
+            "requestId": new_request_id(),
+            "functionArn": function_arn,
+            "condition": "RecordNotNormalized",
+            "approximateInvokeCount": 0,
+        },
+        "errorMessage": reason,
+        "source": {"mapping": mapping, "partition": partition, "position": str(position)},
+    }

@@ -41,7 +41,7 @@ from bridge.batching import Batcher
 from bridge.connector import Connector, PartitionControl, Record
 from bridge.destinations import Destination
 from bridge.errors import BridgeError, NormalizeError, SourceError, SourceUnavailable
-from bridge.events import dumps, iso_timestamp, new_request_id
+from bridge.events import dumps, not_normalized_record
 from bridge.filtering import FilterSet
 from bridge.lanes import Lane, Lanes
 from bridge.retry import Deliverer, RetryPolicy, Stopping
@@ -304,22 +304,14 @@ class Pipeline:
             error=reason,
             level=logging.WARNING,
         )
-        document = {
-            "version": "1.0",
-            "timestamp": iso_timestamp(time.time()),
-            "requestContext": {
-                "requestId": new_request_id(),
-                "functionArn": self.deliverer.function_arn,
-                "condition": "RecordNotNormalized",
-                "approximateInvokeCount": 0,
-            },
-            "errorMessage": reason,
-            "source": {
-                "mapping": self.mapping,
-                "partition": record.partition,
-                "position": str(record.position),
-            },
-        }
+        document = not_normalized_record(
+            reason,
+            function_arn=self.deliverer.function_arn,
+            mapping=self.mapping,
+            partition=record.partition,
+            position=record.position,
+            now=time.time(),
+        )
         await self.deliverer.write_failures([document])
         self.tracker.settle([record])
 
