@@ -789,6 +789,45 @@ async def test_two_bridges_in_one_group_share_partitions_without_overlap_or_loss
     assert sum((await _committed(kafka_bootstrap, "shared", topic, partitions)).values()) == total
 
 
+async def test_a_revoked_partition_is_never_invoked_again_by_its_old_owner(
+    tmp_path: Path, kafka_bootstrap: str, kafka_topic_factory: Any
+) -> None:
+    """The function fails forever, so every batch retries forever. When a second member
+    joins, the first one's batches of the partitions it loses do not finish: after the
+    shutdown timeout they are cancelled, and from the moment the new owner invokes a
+    partition the old one never invokes it again."""
+    topic = await kafka_topic_factory(partitions=2)
+    await _produce(kafka_bootstrap, topic, [{"n": i, "fail": True} for i in range(40)])
+    source = {"consumer_group_id": f"revoke-{topic}"}  # no members left over from other runs
+
+    def config(name: str) -> str:
+        text = _config(tmp_path, kafka_bootstrap, [topic], name=name, batch_size=5, source=source)
+        return text.replace("shutdown_timeout_seconds: 10", "shutdown_timeout_seconds: 2")
+
+    a = _start(tmp_path, config("a"), "a")
+    b: subprocess.Popen[bytes] | None = None
+    try:
+        await wait_for(lambda: len({c["who"] for c in _calls(tmp_path)}) == 1, timeout=60)
+        await wait_for(
+            lambda: len({n for c in _calls(tmp_path) for n in c["event"]["records"]}) == 2
+        )
+        b = _start(tmp_path, config("b"), "b")
+        await wait_for(lambda: "b" in {c["who"] for c in _calls(tmp_path)}, timeout=60)
+        await asyncio.sleep(3)  # both go on retrying their own partitions
+    finally:
+        codes = [_stop(p) for p in (a, b) if p is not None]
+    assert codes == [0, 0]
+    calls = _calls(tmp_path)
+    [(moved, _)] = {(n, 0) for c in calls if c["who"] == "b" for n in c["event"]["records"]}
+    taken_over = min(c["at"] for c in calls if c["who"] == "b")
+    by_a = [c["at"] for c in calls if c["who"] == "a" and moved in c["event"]["records"]]
+    assert by_a and max(by_a) < taken_over  # a had it, and stopped before b began
+    kept = [
+        n for c in calls if c["who"] == "a" and c["at"] > taken_over for n in c["event"]["records"]
+    ]
+    assert kept and moved not in kept  # a went on with the partition it kept
+
+
 def test_encode_event_groups_encoded_records_by_partition_without_reencoding(
     tmp_path: Path,
 ) -> None:
