@@ -104,3 +104,27 @@ async def test_an_edit_that_validates_but_cannot_be_applied_leaves_the_old_confi
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
         await supervisor.aclose()
+
+
+async def test_a_bug_restarts_the_mapping_from_its_checkpoint_and_nothing_is_lost(
+    tmp_path: Path,
+) -> None:
+    """Building one batch's event raises (a bug, once): the traceback is logged, the
+    mapping is restarted by the supervisor, and every line is delivered, the ones around
+    the bug included."""
+    name = f"bug-{tmp_path.name}"
+    write_journal(tmp_path / "a.jsonl", [{"n": i} for i in range(30)])
+    mapping = f"""  - name: {name}
+    function: recorder
+    source: {{type: journal, path: {tmp_path}/a.jsonl, partitions: 2, bug_at_line: 12}}
+    batch_size: 4"""
+    path = tmp_path / "bridge.yaml"
+    path.write_text(config_text(tmp_path, mapping))
+    supervisor = Supervisor()
+    await supervisor.apply(load_config(path))
+    try:
+        await wait_for(lambda: set(delivered_lines(tmp_path)) == set(range(30)), timeout=30)
+    finally:
+        await supervisor.aclose()
+    assert telemetry.counters().get((telemetry.MAPPING_CRASHED, name)) == 1
+    assert _starts(name) == 2

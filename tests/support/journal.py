@@ -30,6 +30,7 @@ class JournalSource(BaseModel):
     poll_seconds: float = 0.02
     fail_opens: int = 0  # the first N opens of this journal raise SourceUnavailable
     fail_read_at_line: int | None = None  # the first read reaching this line raises
+    bug_at_line: int | None = None  # building the first event with this line raises a bug
 
 
 _faults: dict[str, int] = {}  # per journal path: how many faults were injected so far
@@ -85,6 +86,14 @@ class JournalConnector(BaseConnector):
         except ValueError as exc:
             raise NormalizeError(f"line {record.position}: not JSON: {exc}") from exc
         return {"line": record.position, "partition": record.partition, "body": body}
+
+    def encode_event(self, records: Sequence[Record]) -> bytes:
+        bug = self.config.bug_at_line
+        key = f"bug:{self.config.path}"
+        if bug is not None and any(r.position == bug for r in records) and not _faults.get(key):
+            _faults[key] = 1
+            raise RuntimeError(f"journal {self.config.path}: a bug at line {bug} (injected)")
+        return super().encode_event(records)
 
     def item_identifier(self, record: Record) -> Hashable:
         return str(record.position)
