@@ -239,18 +239,27 @@ class KafkaConnector(BaseConnector):
         polling so the member stays in its group past ``max_poll_interval_ms``, with every
         partition paused so that a poll takes nothing; they are resumed once one has room.
         (Pausing throws aiokafka's fetched buffers away, so it is kept for long stalls.)"""
+        if not rooms:
+            # nothing assigned (a rebalance, or more members than partitions): poll as
+            # before, which takes nothing but keeps (or gets back) the membership
+            got: dict[TopicPartition, list[Any]] = await consumer.getmany(
+                timeout_ms=1000, max_records=MAX_POLL_RECORDS
+            )
+            return got
         now = time.monotonic()
         if self._stalled_since is None:
             self._stalled_since = now
-        if not rooms or now - self._stalled_since < KEEPALIVE_AFTER:
+        if now - self._stalled_since < KEEPALIVE_AFTER:
             await asyncio.sleep(HELD_BACK_POLL_MS / 1000)
             return {}
         self._all_paused = list(rooms)
         consumer.pause(*self._all_paused)  # idempotent; covers partitions assigned since
         # nothing comes back while all are paused; should anything come, it is handed on
         # (a little over the share), never dropped: dropping would skip those records
-        got: dict[TopicPartition, list[Any]] = await consumer.getmany(timeout_ms=1000)
-        return got
+        late: dict[TopicPartition, list[Any]] = await consumer.getmany(
+            timeout_ms=1000, max_records=MAX_POLL_RECORDS
+        )
+        return late
 
     async def aclose(self) -> None:
         committer = self._committer

@@ -828,6 +828,43 @@ async def test_a_revoked_partition_is_never_invoked_again_by_its_old_owner(
     assert kept and moved not in kept  # a went on with the partition it kept
 
 
+async def test_a_spare_member_stays_in_its_group_and_takes_over(
+    tmp_path: Path,
+    kafka_bootstrap: str,
+    kafka_topic_factory: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two members, one partition: the spare one has nothing assigned for longer than
+    ``max_poll_interval_ms``. It keeps polling, so it is still a member when the owner
+    stops, and takes the partition over."""
+    import connectors.kafka.connector as kafka_connector
+
+    monkeypatch.setattr(kafka_connector, "MAX_POLL_INTERVAL_MS", 6000)
+    topic = await kafka_topic_factory(partitions=1)
+    source = {"consumer_group_id": f"spare-{topic}"}
+    await _produce(kafka_bootstrap, topic, [{"n": i} for i in range(5)])
+    bridges = {
+        name: RunningBridge(
+            _config(tmp_path, kafka_bootstrap, [topic], name=name, batch_size=5, source=source)
+        )
+        for name in ("a", "b")
+    }
+    async with bridges["a"], bridges["b"]:
+        await wait_for(lambda: len(_values(_calls(tmp_path))) >= 5, timeout=60)
+        await asyncio.sleep(9)  # the spare member polls with nothing assigned
+
+        def owns(name: str) -> bool:
+            runner = bridges[name].supervisor._runners["k"]
+            pipeline = runner._pipeline
+            return pipeline is not None and bool(pipeline.connector._consumer.assignment())
+
+        await wait_for(lambda: owns("a") or owns("b"))
+        owner = "a" if owns("a") else "b"
+        await bridges[owner].supervisor.aclose()
+        await _produce(kafka_bootstrap, topic, [{"n": i} for i in range(5, 10)])
+        await wait_for(lambda: {v["n"] for v in _values(_calls(tmp_path))} >= set(range(10)))
+
+
 def test_encode_event_groups_encoded_records_by_partition_without_reencoding(
     tmp_path: Path,
 ) -> None:
