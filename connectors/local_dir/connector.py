@@ -66,6 +66,7 @@ class LocalDirConnector(BaseConnector):
         self._stop = asyncio.Event()
         self._last_sequencer = 0
         self._scan_lock = asyncio.Lock()
+        self._touched: set[str] | None = None  # keys emitted while a scan lists the folder
         self._check_lock = asyncio.Lock()
 
     # ------------------------------------------------------------ lifecycle
@@ -150,11 +151,20 @@ class LocalDirConnector(BaseConnector):
     async def _scan(self) -> None:
         """Emit an event for every difference between the folder and what was emitted."""
         async with self._scan_lock:
-            on_disk = await asyncio.to_thread(self._walk)
+            self._touched = set()
+            try:
+                on_disk = await asyncio.to_thread(self._walk)
+                touched, self._touched = self._touched, None
+            finally:
+                self._touched = None
             chunk: list[Record] = []
             known = {k for k in self._emitted if self._eligible(k)}
             for i, key in enumerate(sorted(set(on_disk) | known)):
-                record = await self._check(key, on_disk.get(key))
+                # the watcher emitted this key while the folder was listed: the listing may
+                # be older than that (a file created during the walk is missing from it),
+                # so look at the file again rather than emit what the listing saw
+                state = False if key in touched else on_disk.get(key)
+                record = await self._check(key, state)
                 if record is not None:
                     chunk.append(record)
                 if len(chunk) >= 100:
@@ -246,11 +256,15 @@ class LocalDirConnector(BaseConnector):
             }
         data["sequencer"] = self._sequencer()
         self._emitted[key] = current
+        if self._touched is not None:
+            self._touched.add(key)
         if current is None:
             self._emitted.pop(key, None)
         return Record(partition=key, position=(key, current), data=data)
 
     async def _remember(self, key: str, state: State | None) -> None:
+        if self._touched is not None:
+            self._touched.add(key)
         if state is None:
             self._emitted.pop(key, None)
             await self.context.checkpoints.write({}, [key])

@@ -275,3 +275,48 @@ async def test_a_slow_disk_does_not_stall_the_event_loop(
             await writer
         assert record.data["key"] == "a.txt" and record.data["size"] == len("changed")
         assert len(gaps) > 10 and max(gaps) < 0.2  # it kept ticking through the 0.3 s stat
+
+
+async def test_a_file_created_while_the_folder_is_listed_is_not_reported_deleted(
+    tmp_path: Path, store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rescan lists the folder in a thread; a file created meanwhile is reported by
+    the watcher, and the listing (taken before it existed) must not turn that into a
+    Delete."""
+    import time
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "old.txt").write_text("old")
+    async with opened(folder, store, rescan_interval_seconds=0) as connector:
+        assert [r.data["key"] for r in await take(connector, 1)] == ["old.txt"]
+        real = LocalDirConnector._walk
+
+        def walk_then_create(self: LocalDirConnector) -> Any:
+            listing = real(self)  # taken before new.txt exists
+            (folder / "new.txt").write_text("new")
+            deadline = time.monotonic() + 5
+            while "new.txt" not in self._emitted and time.monotonic() < deadline:
+                time.sleep(0.01)  # the watcher, on the loop, reports it meanwhile
+            return listing
+
+        monkeypatch.setattr(LocalDirConnector, "_walk", walk_then_create)
+        reader = connector.read()
+        seen: list[Record] = []
+
+        async def pull() -> None:
+            async for chunk in reader:
+                seen.extend(chunk)
+
+        puller = asyncio.create_task(pull())
+        try:
+            await asyncio.sleep(0.3)  # the watcher is running
+            await asyncio.wait_for(connector._scan(), 10)
+            await asyncio.sleep(0.5)
+        finally:
+            puller.cancel()
+            await asyncio.gather(puller, return_exceptions=True)
+    events = [(r.data["event"], r.data["key"]) for r in seen]
+    assert ("ObjectCreated:Put", "new.txt") in events
+    assert ("ObjectRemoved:Delete", "new.txt") not in events
+    assert connector._emitted.get("new.txt") is not None
