@@ -14,10 +14,12 @@ pattern is compiled once into closures.
 
 The record given to ``matches`` is the event record as the connector prepared it for
 filtering, with JSON-compatible values (dict, list, str, int, float, bool, None); e.g. an
-SQS ``body`` that was JSON is already decoded. Source-specific rules that sit *around*
-matching -- Lambda only filtering SQS on ``body``, Kafka on ``value``, DynamoDB on
-``dynamodb``, and dropping an SQS/Kinesis record whose data is not JSON while the pattern
-filters inside it -- belong to the connector, not to this module.
+SQS ``body`` that was JSON is already decoded. A payload field that is not JSON is given
+as :class:`NotJson` (its text: string patterns match it, a pattern on its contents never
+does, not even ``exists: false``: Lambda drops a record whose data is not JSON when the
+pattern filters inside it) or as :data:`UNREADABLE` (not even text, such as a Kafka value
+that is not UTF-8: no pattern on it matches). Which field a source filters on (SQS
+``body``, Kafka ``value``, DynamoDB ``dynamodb``) is the connector's business.
 
 Limits enforced (documented by Lambda): a pattern is at most 4096 characters
 (``API_Filter``: "Maximum length of 4096"; for a mapping, its compact JSON form is
@@ -84,8 +86,10 @@ from typing import Any, Final, NoReturn, TypeGuard
 __all__ = [
     "MAX_FILTERS",
     "MAX_PATTERN_LENGTH",
+    "UNREADABLE",
     "FilterPatternError",
     "FilterSet",
+    "NotJson",
     "Pattern",
     "compile_pattern",
 ]
@@ -120,6 +124,27 @@ _Number = int | float
 
 class FilterPatternError(ValueError):
     """A filter pattern is invalid; the message says what is wrong and where."""
+
+
+class NotJson(str):
+    """The text of a payload field that is not JSON (an SQS body, a Kafka value): patterns
+    on the string match it as they match any string; a pattern on its contents never
+    matches, not even ``exists: false``."""
+
+    __slots__ = ()
+
+
+class _Unreadable:
+    """A payload field that is not text at all; no pattern on it matches."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "UNREADABLE"
+
+
+UNREADABLE: Final = _Unreadable()
+_OPAQUE: Final = (NotJson, _Unreadable)
 
 
 def _fail(path: str, message: str) -> NoReturn:
@@ -392,6 +417,8 @@ def _compile_leaf(items: Sequence[Any], path: str) -> _Leaf:
             return False if found else absent
         if value is _MISSING or _is_object(value):
             return absent
+        if value is UNREADABLE:
+            return False
         return exists_true or match_scalar(value)
 
     return leaf
@@ -421,6 +448,8 @@ def _field_object(key: str, sub: _Check) -> _Check:
                     return True
                 found = True
             return False if found else absent
+        if isinstance(value, _OPAQUE):  # not JSON: a pattern on its contents cannot match
+            return False
         return absent
 
     return check

@@ -735,3 +735,47 @@ def test_bad_patterns(pattern: Any, fragment: str) -> None:
         compile_pattern(pattern)
     assert fragment in str(info.value)
     assert isinstance(info.value, ValueError)
+
+
+# --- payloads that are not JSON -------------------------------------------------------
+
+
+def test_text_that_is_not_json_matches_string_patterns_but_no_pattern_inside_it() -> None:
+    from bridge.filtering import NotJson
+
+    record = {"body": NotJson("plain text")}
+    assert compile_pattern({"body": [{"prefix": "plain"}]}).matches(record)
+    assert compile_pattern({"body": ["plain text"]}).matches(record)
+    assert not compile_pattern({"body": {"field": [{"exists": False}]}}).matches(record)
+    assert not compile_pattern({"body": {"field": ["x"]}}).matches(record)
+    # an ordinary string value under a JSON object keeps EventBridge's rule
+    assert compile_pattern({"body": {"field": [{"exists": False}]}}).matches({"body": "text"})
+
+
+def test_a_payload_that_is_not_text_matches_nothing() -> None:
+    from bridge.filtering import UNREADABLE
+
+    record = {"value": UNREADABLE, "topic": "t"}
+    for pattern in (
+        {"value": [{"anything-but": ["error"]}]},
+        {"value": [{"exists": True}]},
+        {"value": [{"exists": False}]},
+        {"value": {"f": [{"exists": False}]}},
+    ):
+        assert not compile_pattern(pattern).matches(record), pattern
+    assert compile_pattern({"topic": ["t"]}).matches(record)
+
+
+def test_sqs_and_kafka_views_mark_what_is_not_json() -> None:
+    import base64
+
+    from bridge.filtering import UNREADABLE, NotJson
+    from connectors.kafka.normalize import filter_view as kafka_view
+    from connectors.sqs.normalize import filter_view as sqs_view
+
+    assert sqs_view({"body": '{"a": 1}'})["body"] == {"a": 1}
+    assert isinstance(sqs_view({"body": "hi"})["body"], NotJson)
+    encoded = base64.b64encode(b"\xff\xfe").decode()
+    assert kafka_view({"value": encoded})["value"] is UNREADABLE
+    assert isinstance(kafka_view({"value": base64.b64encode(b"hi").decode()})["value"], NotJson)
+    assert kafka_view({"value": base64.b64encode(b'{"k": 2}').decode()})["value"] == {"k": 2}

@@ -3,9 +3,17 @@
 A :class:`Worker` is one sandbox slot. It runs one function process at a time (for example
 ``python -m awslambdaric app.handler``), pointed at the slot's own Runtime API endpoint, so
 the bridge always knows which process holds which invocation. The worker forwards the
-process's stdout and stderr line by line to the ``bridge.function.<name>`` logger, reports
-every exit to its owner, and starts a new process: at once after :meth:`Worker.reset_sandbox`
-(a timed-out invocation), after an exponential backoff after a crash.
+process's stdout and stderr line by line to the ``bridge.function.<name>`` logger (a
+multi-line record, such as a traceback, as one log line each), reports every exit to its
+owner, and starts a new process: at once after :meth:`Worker.reset_sandbox` (a timed-out
+invocation), after an exponential backoff after a crash.
+
+Start-up (Lambda's init phase) is watched: a process that neither polls for an invocation
+nor reports an init error within ``init_timeout`` seconds (10, as Lambda) is reported to
+the owner and replaced. A process that fails its start-up the same way as the one before
+it (the same init error, or the same exit) is not logged again in full: its output is held
+back and one line says it happened again; a new failure, or a start-up that succeeds,
+shows the output as usual.
 """
 
 from __future__ import annotations
@@ -132,6 +140,9 @@ class Backoff:
 
 ExitHook = Callable[["Worker", int], None]
 SpawnErrorHook = Callable[["Worker", OSError], None]
+InitTimeoutHook = Callable[["Worker"], None]
+
+INIT_TIMEOUT = 10.0  # seconds: Lambda's limit on the init phase
 
 
 class Worker:
@@ -140,8 +151,10 @@ class Worker:
     ``environment`` is the complete environment but for the two per-process variables.
     ``on_exit(worker, returncode)`` is called after every exit that :meth:`stop` did not
     cause, before the restart; ``on_spawn_error(worker, error)`` when a restart could not
-    start the command. ``polled`` and ``init_error_reported`` describe the current process
-    and are set by the Runtime API handlers.
+    start the command; ``on_init_timeout(worker)`` when a process's start-up took longer
+    than ``init_timeout`` (the process is then replaced). ``polled`` and
+    ``init_error_reported`` describe the current process; the Runtime API handlers tell
+    them with :meth:`mark_polled` and :meth:`report_init_error`.
     """
 
     def __init__(
@@ -154,12 +167,22 @@ class Worker:
         environment: Mapping[str, str],
         on_exit: ExitHook,
         on_spawn_error: SpawnErrorHook,
+        on_init_timeout: InitTimeoutHook | None = None,
+        init_timeout: float = INIT_TIMEOUT,
         backoff: Backoff | None = None,
     ) -> None:
         self.index = index
+        self.function_name = function_name
         self.runtime_api = ""  # host:port of this slot's endpoint, set before start()
         self.polled = False
         self.init_error_reported = False
+        self._init_error: str | None = None  # "<errorType>: <errorMessage>" of this process
+        self._on_init_timeout = on_init_timeout
+        self._init_timeout = init_timeout
+        self._last_failure: str | None = None  # how the previous process failed its start
+        self._repeats = 0
+        self._holding = False  # hold this process's output back until it starts or fails
+        self._held: list[tuple[int, str, dict[str, int]]] = []
         self._command = list(command)
         self._cwd = cwd
         self._environment = dict(environment)
@@ -178,6 +201,18 @@ class Worker:
         """The pid of the running process, if there is one."""
         process = self._process
         return process.pid if process is not None and process.returncode is None else None
+
+    def mark_polled(self) -> None:
+        """The process asked for an invocation: its start-up succeeded."""
+        if not self.polled:
+            self.polled = True
+            self._last_failure, self._repeats = None, 0
+            self._release_output()
+
+    def report_init_error(self, description: str) -> None:
+        """The process reported a failed start-up (``"<errorType>: <errorMessage>"``)."""
+        self.init_error_reported = True
+        self._init_error = description
 
     async def start(self) -> None:
         """Start the first process and its supervision; raises ``OSError`` if it cannot run."""
@@ -216,7 +251,10 @@ class Worker:
         }
         self.polled = False
         self.init_error_reported = False
+        self._init_error = None
         self._reset_requested = False
+        self._holding = self._last_failure is not None  # it failed before: wait and see
+        self._held = []
         # A session of its own: the whole group can be signalled, wrappers and all.
         process = await asyncio.create_subprocess_exec(
             *self._command,
@@ -256,20 +294,68 @@ class Worker:
                     await asyncio.sleep(self._backoff.next_delay(0.0))
                 continue
             started = loop.time()
-            returncode = await process.wait()
+            exited = asyncio.ensure_future(process.wait())
+            try:
+                await self._watch_start_up(exited)
+                returncode = await exited
+            finally:
+                exited.cancel()
             await self._drain_logs()
             self._process = None
             self._on_exit(self, returncode)
-            if self._reset_requested:
+            if self._reset_requested and self.polled:
                 continue
-            delay = self._backoff.next_delay(loop.time() - started)
+            delay = (
+                0.0 if self._reset_requested else self._backoff.next_delay(loop.time() - started)
+            )
+            if self.polled:
+                _log.warning(
+                    "function %s: process %d exited (%s); restarting in %.1fs",
+                    self.function_name,
+                    process.pid,
+                    describe_exit(returncode),
+                    delay,
+                )
+            else:
+                self._start_up_failed(self._init_error or describe_exit(returncode), delay)
+            await asyncio.sleep(delay)
+
+    async def _watch_start_up(self, exited: asyncio.Future[int]) -> None:
+        """Give the process ``init_timeout`` seconds to poll or report an init error; then
+        tell the owner and replace it."""
+        done, _ = await asyncio.wait({exited}, timeout=self._init_timeout)
+        if done or self.polled or self.init_error_reported or self._stopping:
+            return
+        self.report_init_error(
+            f"Runtime.InitError: the start-up did not finish within {self._init_timeout:g}s"
+        )
+        if self._on_init_timeout is not None:
+            self._on_init_timeout(self)
+        self._reset_requested = True
+        self._signal(signal.SIGKILL)
+
+    def _start_up_failed(self, how: str, delay: float) -> None:
+        """Log a failed start-up: in full the first time, in one line when it failed the
+        same way as the previous process."""
+        if how == self._last_failure:
+            self._repeats += 1
+            self._held = []
             _log.warning(
-                "function process %d exited (%s); restarting in %.1fs",
-                process.pid,
-                describe_exit(returncode),
+                "function %s: start-up failed again (%s; %d times in a row); restarting in %.1fs",
+                self.function_name,
+                how,
+                self._repeats + 1,
                 delay,
             )
-            await asyncio.sleep(delay)
+            return
+        self._release_output()
+        self._last_failure, self._repeats = how, 0
+        _log.error(
+            "function %s: start-up failed (%s); restarting in %.1fs",
+            self.function_name,
+            how,
+            delay,
+        )
 
     def _signal(self, sig: signal.Signals) -> None:
         if self._process is None:
@@ -283,12 +369,25 @@ class Worker:
             try:
                 raw = await stream.readline()
             except ValueError:  # a line over the limit: asyncio drops it
-                self._function_log.log(level, "[log line over %d bytes dropped]", _LINE_LIMIT)
+                self._log_line(level, f"[log line over {_LINE_LIMIT} bytes dropped]", extra)
                 continue
             if not raw:
                 return
-            # awslambdaric ends the lines of one error record with "\r".
-            line = raw.decode("utf-8", "replace").rstrip("\r\n").replace("\r", "\n")
+            # awslambdaric ends the lines of one error record with "\r": each its own line
+            text = raw.decode("utf-8", "replace").rstrip("\r\n")
+            for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+                self._log_line(level, line, extra)
+
+    def _log_line(self, level: int, line: str, extra: dict[str, int]) -> None:
+        if self._holding:
+            self._held.append((level, line, extra))
+        else:
+            self._function_log.log(level, "%s", line, extra=extra)
+
+    def _release_output(self) -> None:
+        """Log what was held back, and stop holding."""
+        held, self._held, self._holding = self._held, [], False
+        for level, line, extra in held:
             self._function_log.log(level, "%s", line, extra=extra)
 
     async def _drain_logs(self) -> None:

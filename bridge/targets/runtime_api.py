@@ -45,7 +45,7 @@ from bridge.targets._runtime_invocations import (
     reported_error,
     response_too_large,
 )
-from bridge.targets._runtime_procs import Worker, sandbox_environment
+from bridge.targets._runtime_procs import INIT_TIMEOUT, Worker, sandbox_environment
 
 __all__ = ["MAX_REQUEST_SIZE", "MAX_RESPONSE_SIZE", "RuntimeApiTarget"]
 
@@ -120,7 +120,7 @@ class RuntimeApi:
     async def next_invocation(self, request: web.Request) -> web.StreamResponse:
         """Long poll: the event bytes as queued, with the invocation's headers."""
         if self._caller is not None:
-            self._caller.polled = True
+            self._caller.mark_polled()
         self._registry.forgive(self._caller)
         invocation = await self._registry.next(self._caller)
         response = web.StreamResponse(
@@ -167,7 +167,8 @@ class RuntimeApi:
         body = await _read_body(request) or b""
         header = request.headers.get(ERROR_TYPE_HEADER)
         if self._caller is not None:
-            self._caller.init_error_reported = True
+            reported = reported_error(body, header)
+            self._caller.report_init_error(f"{reported.error_type}: {reported}")
         self._registry.fail_next(self._caller, lambda _: reported_error(body, header))
         return _accepted()
 
@@ -220,6 +221,7 @@ class RuntimeApiTarget:
         region: str = "us-east-1",
         account_id: str = "000000000000",
         handler: str | None = None,
+        init_timeout: float = INIT_TIMEOUT,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, not {concurrency}")
@@ -235,6 +237,7 @@ class RuntimeApiTarget:
         self._timeout = timeout
         self._host = host
         self._port = port
+        self._init_timeout = init_timeout
         self._environment = {
             **os.environ,
             **sandbox_environment(
@@ -266,16 +269,23 @@ class RuntimeApiTarget:
         return [w.pid for w in self._workers if w.pid is not None]
 
     async def start(self) -> None:
-        """Serve the API and start the processes; ``TargetUnavailable`` if either fails."""
-        if self._state != "new":
-            raise RuntimeError(f"runtime target {self.name!r} was already started")
+        """Serve the API and start the processes; ``TargetUnavailable`` (naming the cause:
+        a missing ``cwd``, a port in use...) if either fails. A failed start leaves nothing
+        running and may be tried again."""
+        if self._state == "started":
+            return
+        if self._state == "closed":
+            raise TargetUnavailable(f"runtime target {self.name!r} is closed")
+        self._registry = InvocationRegistry(self._on_timeout)
+        self._endpoints, self._workers = [], []
         self._state = "started"
         try:
             self._address = await self._serve(None, self._port)
             for index in range(self._concurrency if self._command is not None else 0):
                 await self._start_worker(index)
         except OSError as exc:
-            await self.aclose()
+            await self._shut_down()
+            self._state, self._address = "new", None
             raise TargetUnavailable(f"cannot start runtime target {self.name!r}: {exc}") from exc
 
     async def invoke(self, payload: bytes, *, request_id: str, timeout: float | None) -> bytes:
@@ -345,6 +355,8 @@ class RuntimeApiTarget:
             environment=self._environment,
             on_exit=self._on_worker_exit,
             on_spawn_error=self._on_worker_spawn_error,
+            on_init_timeout=self._on_init_timeout,
+            init_timeout=self._init_timeout,
         )
         self._workers.append(worker)
         worker.runtime_api = await self._serve(worker, 0)
@@ -373,6 +385,13 @@ class RuntimeApiTarget:
         self._registry.fail_held(worker, make_error)
         if not worker.polled and not worker.init_error_reported:  # died during init
             self._registry.fail_next(worker, make_error)
+
+    def _on_init_timeout(self, worker: Worker) -> None:
+        message = (
+            f"function {self.name!r}: its start-up did not finish within "
+            f"{self._init_timeout:g}s (Runtime.InitError); the process is replaced"
+        )
+        self._registry.fail_next(worker, lambda _: TargetUnavailable(message))
 
     def _on_worker_spawn_error(self, worker: Worker, error: OSError) -> None:
         message = f"cannot start a process of function {self.name!r}: {error}"

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 from bridge.errors import NormalizeError
 from bridge.events import dumps
+from bridge.filtering import UNREADABLE, NotJson
 
 __all__ = [
     "EVENT_SOURCE",
@@ -124,18 +125,19 @@ def envelope(bootstrap_servers: str, groups: Iterable[tuple[str, Sequence[bytes]
 
 
 def filter_view(event: dict[str, Any]) -> dict[str, Any]:
-    """What filter patterns see: the record with ``value`` decoded (JSON when it is JSON,
-    else the UTF-8 text), as Lambda filters Kafka records on ``value``."""
+    """What filter patterns see: the record with ``value`` decoded, as Lambda filters Kafka
+    records on ``value`` after decoding it as UTF-8: JSON when it is JSON, else its text as
+    ``NotJson`` (string patterns match it, a pattern on its contents never does); a value
+    that is not UTF-8 is ``UNREADABLE`` and matches no pattern on ``value``."""
     value = event.get("value")
     if not isinstance(value, str):
         return event
     try:
-        raw = base64.b64decode(value, validate=True)
-        text = raw.decode("utf-8")
+        text = base64.b64decode(value, validate=True).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError):
-        return event
+        return {**event, "value": UNREADABLE}
     try:
         decoded: Any = json.loads(text)
     except ValueError:
-        decoded = text
+        decoded = NotJson(text)
     return {**event, "value": decoded}

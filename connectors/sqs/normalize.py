@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from bridge.errors import NormalizeError
+from bridge.filtering import NotJson
 
 __all__ = ["filter_view", "sqs_record"]
 
@@ -52,10 +53,14 @@ def sqs_record(message: dict[str, Any], *, queue_arn: str, region: str) -> dict[
 
 
 def filter_view(event: dict[str, Any]) -> dict[str, Any]:
-    """What filter patterns see: the record, with ``body`` decoded when it is JSON (as
-    Lambda does; a pattern on body fields never matches a plain-text body)."""
-    try:
-        body = json.loads(event["body"])
-    except (ValueError, TypeError):
+    """What filter patterns see: the record, with ``body`` decoded when it is JSON, else
+    as ``NotJson`` text (as Lambda does: a pattern on body fields never matches a
+    plain-text body, not even ``exists: false``; string patterns on the body do)."""
+    body = event.get("body")
+    if not isinstance(body, str):
         return event
-    return {**event, "body": body}
+    try:
+        decoded: Any = json.loads(body)
+    except ValueError:
+        decoded = NotJson(body)
+    return {**event, "body": decoded}

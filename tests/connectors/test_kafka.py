@@ -640,6 +640,34 @@ async def test_filter_matches_the_json_value_and_settles_the_rest(
     assert await _committed(kafka_bootstrap, "trigger-bridge-k", topic, 1) == {0: 8}
 
 
+async def test_a_value_that_is_not_json_never_matches_a_pattern_on_its_contents(
+    tmp_path: Path, kafka_bootstrap: str, kafka_topic_factory: Any
+) -> None:
+    """Lambda decodes Kafka values as UTF-8 before filtering: a plain-string value cannot
+    satisfy a pattern inside it (not even ``exists: false``), a value that is not UTF-8 no
+    pattern on ``value`` at all (its base64 text is not what is matched), while plain
+    string patterns match plain-string values."""
+    topic = await kafka_topic_factory(partitions=1)
+    async with _producer(kafka_bootstrap) as producer:
+        for value in (b'{"n": 1}', b"plain text", b"\xff\xfe\xfd", b'{"n": 2, "kind": "x"}'):
+            await producer.send_and_wait(topic, value)
+        await producer.send_and_wait(topic, b"wanted")
+    filters = [
+        {"pattern": {"value": {"kind": [{"exists": False}]}}},  # JSON without "kind"
+        {"pattern": {"value": [{"prefix": "want"}]}},  # plain strings starting so
+        {"pattern": {"value": [{"anything-but": ["error"]}]}},  # any string but "error"
+    ]
+    text = _config(tmp_path, kafka_bootstrap, [topic], filter_criteria={"filters": filters})
+    async with RunningBridge(text):
+        for _ in range(100):  # filtered records are settled, so committed too
+            if await _committed(kafka_bootstrap, "trigger-bridge-k", topic, 1) == {0: 5}:
+                break
+            await asyncio.sleep(0.1)
+    delivered = [base64.b64decode(r["value"]) for r in _records(_calls(tmp_path))]
+    assert delivered == [b'{"n": 1}', b"plain text", b"wanted"]
+    assert await _committed(kafka_bootstrap, "trigger-bridge-k", topic, 1) == {0: 5}
+
+
 async def test_latest_starts_at_the_end_and_trim_horizon_at_the_beginning(
     tmp_path: Path, kafka_bootstrap: str, kafka_topic_factory: Any
 ) -> None:

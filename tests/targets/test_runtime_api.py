@@ -246,6 +246,68 @@ async def test_command_that_cannot_start_is_target_unavailable(make_target: Make
         await target.start()
 
 
+async def test_a_start_up_that_hangs_is_cut_off_and_the_process_replaced(
+    make_target: MakeTarget, tmp_path: Path
+) -> None:
+    """Lambda gives the init phase 10 s; a process that neither polls nor reports an init
+    error in time is replaced, and the invocation waiting for it fails as unavailable
+    instead of waiting forever."""
+    ok = tmp_path / "start-ok"
+    target = await started(
+        make_target(
+            command=RIC,
+            cwd=str(FUNCTIONS / "slow_start"),
+            env={"START_OK": str(ok)},
+            init_timeout=1.0,
+            timeout=3,
+        )
+    )
+    [hung] = target.pids
+    begin = time.monotonic()
+    with pytest.raises(TargetUnavailable, match=r"Runtime\.InitError"):
+        await asyncio.wait_for(call(target, {}), 10)
+    assert 0.9 < time.monotonic() - begin < 5
+    ok.touch()  # whatever it waited for is there now: the next process starts fine
+    answer = await asyncio.wait_for(call(target, {}), 10)
+    assert answer["pid"] != hung and not process_exists(hung)
+
+
+async def test_a_failed_start_can_be_tried_again_and_names_its_cause(
+    make_target: MakeTarget, tmp_path: Path
+) -> None:
+    folder = tmp_path / "fn"  # not there yet
+    target = make_target(command=RIC, cwd=str(folder))
+    with pytest.raises(TargetUnavailable, match="No such file or directory"):
+        await target.start()
+    with pytest.raises(TargetUnavailable, match="No such file or directory"):
+        await target.start()  # the cause again, not "already started"
+    folder.mkdir()
+    (folder / "app.py").write_text((FUNCTIONS / "basic" / "app.py").read_text())
+    await target.start()
+    assert "pid" in await call(target, {"action": "pid"})
+
+
+async def test_a_start_up_that_keeps_failing_is_logged_once_then_counted(
+    make_target: MakeTarget, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    target = await started(make_target(name="broken", command=RIC, cwd=str(FUNCTIONS / "broken")))
+    with pytest.raises(FunctionError):
+        await call(target, {})
+    await asyncio.sleep(2.0)  # restarts after 0.2, 0.4, 0.8 s: the same failure each time
+    await target.aclose()
+    messages = [(r.name, r.getMessage()) for r in caplog.records]
+    function_lines = [m for name, m in messages if name == "bridge.function.broken"]
+    assert all("\n" not in line for line in function_lines)  # one log line per line
+    imports = [m for m in function_lines if "Unable to import module" in m]
+    assert len(imports) == 1  # the traceback in full, once
+    assert any(m.startswith("Traceback") for m in function_lines)
+    failed = [m for _, m in messages if "function broken: start-up failed (" in m]
+    again = [m for _, m in messages if "function broken: start-up failed again" in m]
+    assert len(failed) == 1 and "Runtime.ImportModuleError" in failed[0]
+    assert len(again) >= 2 and "times in a row" in again[-1]
+
+
 # --- raw Runtime API, no command ----------------------------------------------------------
 
 
