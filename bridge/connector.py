@@ -172,7 +172,9 @@ class Connector(Protocol):
       reads partition ``p`` and reads no more than that, so a partition that holds its
       share of the read-ahead stops being read while the others go on;
       ``defaults``: AWS's defaults of mapping options for this kind of source
-      (``batch_size``, ``maximum_batching_window_seconds``, ``maximum_retry_attempts``...).
+      (``batch_size``, ``maximum_batching_window_seconds``, ``maximum_retry_attempts``...),
+      and ``maximum_retry_attempts_with_on_failure``: what -1 (infinite) becomes when the
+      mapping has an ``on_failure`` destination (Kafka: 10, as AWS caps it).
       ``check_mapping(options)`` (optional classmethod): the mapping's options as given
       (a dict) -> a list of ``(key, problem)`` AWS would reject for this kind of source.
 

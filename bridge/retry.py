@@ -20,15 +20,15 @@ Semantics, as AWS documents them for event source mappings:
   split in two halves, retried in order, each with a fresh attempt count; so a poison
   record ends up alone.
 - With ``ReportBatchItemFailures`` the function's ``batchItemFailures`` settle the
-  rest of the batch: for ordered sources everything before the first failed record,
-  otherwise every record not named (a record the source handed over twice is failed
+  rest of the batch: for streams everything before the first failed record, for queues
+  (SQS FIFO included) and other unordered sources every record not named (a record the source handed over twice is failed
   with its copy). An invalid response fails the whole batch. Records later
   dead-lettered are described by their own payload, not the whole batch's.
 - ``TargetRejected`` is never retried as is: the batch is split, or a single record
   dead-lettered.
 - A record older than ``maximum_record_age_seconds`` is dead-lettered with
-  ``RecordAgeExceeded``; one larger than the payload limit with
-  ``MaximumPayloadSizeExceeded``.
+  ``RecordAgeExceeded`` (only such records: the rest of its batch is delivered); one
+  larger than the payload limit with ``MaximumPayloadSizeExceeded``.
 """
 
 from __future__ import annotations
@@ -129,21 +129,23 @@ class Deliverer:
         """Deliver one (sub-)batch; return sub-batches still to do (after a bisect)."""
         attempts = 0
         while records:
+            expired, records = self._expired(records)
+            if expired:  # only those: the others are delivered
+                payload = self.connector.encode_event(expired)
+                await self._dead_letter(expired, "RecordAgeExceeded", attempts, payload)
+                continue
             payload = self.connector.encode_event(records)
             if len(payload) > self.policy.max_payload_bytes:
                 if len(records) > 1:
                     return _split(records)
                 await self._dead_letter(records, "MaximumPayloadSizeExceeded", attempts, payload)
                 return []
-            if self._too_old(records):
-                await self._dead_letter(records, "RecordAgeExceeded", attempts, payload)
-                return []
             attempts += 1
             request_id = new_request_id()
             outcome = await self._invoke(payload, request_id, records)
-            if outcome is None:  # target unavailable until the records aged out
-                await self._dead_letter(records, "RecordAgeExceeded", attempts - 1, payload)
-                return []
+            if outcome is None:  # the target was unavailable until records aged out
+                attempts -= 1  # the function never saw them
+                continue
             if isinstance(outcome.error, TargetRejected):
                 if len(records) > 1:
                     return _split(records)
@@ -305,17 +307,37 @@ class Deliverer:
     def _split_partial(
         self, records: list[Record], failed: set[int]
     ) -> tuple[list[Record], list[Record]]:
-        if self.ordered:
+        """(settled, failed). A stream resumes from its first failed record, as Lambda
+        does; a queue (FIFO included) fails only the records named, as Lambda deletes every
+        message a FIFO function did not name (AWS tells it to name the unprocessed ones)."""
+        if self.ordered and not self.source_redelivers:
             first = min(failed)
             return records[:first], records[first:]
         done = [r for i, r in enumerate(records) if i not in failed]
         return done, [r for i, r in enumerate(records) if i in failed]
 
-    def _too_old(self, records: list[Record]) -> bool:
+    def _expired(self, records: list[Record]) -> tuple[list[Record], list[Record]]:
+        """(records older than ``maximum_record_age_seconds``, the others). For a source
+        acknowledged by frontier the expired ones are the leading run of old records (they
+        settle in order; a late one after a younger record is delivered with it)."""
         limit = self.policy.maximum_record_age_seconds
         if limit == -1:
-            return False
-        return time.time() - min(r.arrived for r in records) > limit
+            return [], records
+        cutoff = time.time() - limit
+        if self.ordered and not self.source_redelivers:
+            n = 0
+            for r in records:
+                if r.arrived >= cutoff:
+                    break
+                n += 1
+            return records[:n], records[n:]
+        old = [r for r in records if r.arrived < cutoff]
+        if not old:
+            return [], records
+        return old, [r for r in records if r.arrived >= cutoff]
+
+    def _too_old(self, records: list[Record]) -> bool:
+        return bool(self._expired(records)[0])
 
     async def _dead_letter(
         self,

@@ -101,8 +101,12 @@ class _MappingRunner:
             value = getattr(mapping, name)
             return value if value is not None else defaults.get(name, fallback)
 
+        retries = option("maximum_retry_attempts", -1)
+        if retries == -1 and mapping.on_failure is not None:
+            # Kafka: infinite retries with an on-failure destination are capped (at 10)
+            retries = defaults.get("maximum_retry_attempts_with_on_failure", -1)
         policy = RetryPolicy(
-            maximum_retry_attempts=option("maximum_retry_attempts", -1),
+            maximum_retry_attempts=retries,
             maximum_record_age_seconds=option("maximum_record_age_seconds", -1),
             bisect_batch_on_function_error=mapping.bisect_batch_on_function_error,
             report_batch_item_failures=mapping.report_batch_item_failures,

@@ -704,3 +704,62 @@ async def test_a_message_handed_over_twice_fails_with_its_copy() -> None:
     await deliverer.deliver(copies)
     assert settled == [1]
     assert sorted(r.position for r in given_back) == [0, 2]
+
+
+# ------------------------------------------------------------------ record age
+
+
+async def test_only_the_records_older_than_the_maximum_age_are_dead_lettered() -> None:
+    target = FakeTarget()
+    deliverer, settled, destination = _deliverer(target, maximum_record_age_seconds=60)
+    records = [_record("p", n, age=age) for n, age in enumerate([120, 90, 61, 1, 0])]
+    await deliverer.deliver(records)
+    assert destination.documents == [{"condition": "RecordAgeExceeded", "lines": [0, 1, 2], "n": 0}]
+    [payload] = target.payloads
+    assert payload.count(b"x" * 10) == 2  # the two fresh ones were delivered
+    assert settled == [0, 1, 2, 3, 4]  # in order: the old ones first
+
+
+async def test_unordered_old_records_are_dead_lettered_wherever_they_are() -> None:
+    target = FakeTarget()
+    deliverer, settled, destination = _deliverer(target, maximum_record_age_seconds=60)
+    deliverer.ordered = False
+    records = [_record("p", n, age=age) for n, age in enumerate([0, 120, 1, 90])]
+    await deliverer.deliver(records)
+    assert destination.documents == [{"condition": "RecordAgeExceeded", "lines": [1, 3], "n": 0}]
+    assert target.payloads[0].count(b"x" * 10) == 2
+    assert sorted(settled) == [0, 1, 2, 3]
+
+
+async def test_an_outage_past_the_maximum_age_dead_letters_only_what_aged_out() -> None:
+    """The target is down while the first record passes its age; the second one is still
+    young when the target comes back, and is delivered."""
+    old, young = _record("p", 0, age=59.95), _record("p", 1, age=0)
+
+    class DownUntilTheOldOneAgedOut(FakeTarget):
+        async def invoke(self, payload: bytes, *, request_id: str, timeout: float | None) -> bytes:
+            if time.time() - old.arrived <= 60.02:
+                raise TargetUnavailable("down")
+            return await super().invoke(payload, request_id=request_id, timeout=timeout)
+
+    target = DownUntilTheOldOneAgedOut()
+    deliverer, settled, destination = _deliverer(target, maximum_record_age_seconds=60)
+    await deliverer.deliver([old, young])
+    assert destination.documents == [{"condition": "RecordAgeExceeded", "lines": [0], "n": 0}]
+    assert target.payloads[-1].count(b"x" * 10) == 1 and settled == [0, 1]
+
+
+async def test_a_queue_fails_only_the_messages_its_function_named() -> None:
+    """SQS FIFO is ordered per group, but Lambda deletes every message the function did
+    not name in batchItemFailures, those after the failed one included."""
+    target = FakeTarget(b'{"batchItemFailures": [{"itemIdentifier": "1"}]}')
+    deliverer, settled, _ = _deliverer(target, report_batch_item_failures=True)
+    given_back: list[int] = []
+
+    async def give_back(records: Sequence[Record]) -> None:
+        given_back.extend(r.position for r in records)
+
+    deliverer.source_redelivers = True
+    deliverer.give_back = give_back
+    await deliverer.deliver([_record("g", n) for n in range(3)])
+    assert settled == [0, 2] and given_back == [1]

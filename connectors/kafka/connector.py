@@ -96,6 +96,9 @@ class KafkaConnector(BaseConnector):
         "batch_size": 100,
         "maximum_batching_window_seconds": 0.5,
         "maximum_retry_attempts": -1,
+        # "When you configure both infinite retries and an on-failure destination, Lambda
+        # automatically applies a maximum of 10 retry attempts" (Kafka retry configurations)
+        "maximum_retry_attempts_with_on_failure": 10,
         "maximum_record_age_seconds": -1,
         # Lambda runs up to one batch per partition at a time; the engine keeps that
         # (ordered) and this only caps the partitions served at once by one process

@@ -668,6 +668,56 @@ async def test_a_value_that_is_not_json_never_matches_a_pattern_on_its_contents(
     assert await _committed(kafka_bootstrap, "trigger-bridge-k", topic, 1) == {0: 5}
 
 
+async def test_only_records_older_than_the_maximum_age_are_dead_lettered(
+    tmp_path: Path, kafka_bootstrap: str, kafka_topic_factory: Any
+) -> None:
+    """Three records written an hour ago (their Kafka timestamps), two just now, in one
+    batch; maximum_record_age_seconds 60: the old three are dead-lettered, the two are
+    delivered."""
+    topic = await kafka_topic_factory(partitions=1)
+    an_hour_ago = int((time.time() - 3600) * 1000)
+    async with _producer(kafka_bootstrap) as producer:
+        for n in range(5):
+            stamp = an_hour_ago if n < 3 else None
+            value = json.dumps({"n": n}).encode()
+            await producer.send_and_wait(topic, value, timestamp_ms=stamp)
+    failures = tmp_path / "failures.jsonl"
+    text = _config(
+        tmp_path,
+        kafka_bootstrap,
+        [topic],
+        maximum_record_age_seconds=60,
+        on_failure=f"file://{failures}",
+    )
+    async with RunningBridge(text):
+        await wait_for(lambda: len(_values(_calls(tmp_path))) >= 2, timeout=30)
+        await wait_for(lambda: failures.exists() and failures.read_text().strip() != "")
+    assert [v["n"] for v in _values(_calls(tmp_path))] == [3, 4]
+    [doc] = [json.loads(line) for line in failures.read_text().splitlines()]
+    assert doc["requestContext"]["condition"] == "RecordAgeExceeded"
+    info = doc["KafkaBatchInfo"]
+    assert info["batchSize"] == 3
+    assert info["recordsInfo"][f"{topic}-0"]["lastRecordOffset"] == "2"
+
+
+async def test_infinite_retries_with_an_on_failure_destination_stop_after_ten(
+    tmp_path: Path, kafka_bootstrap: str, kafka_topic_factory: Any
+) -> None:
+    """AWS: "When you configure both infinite retries and an on-failure destination,
+    Lambda automatically applies a maximum of 10 retry attempts.\""""
+    topic = await kafka_topic_factory(partitions=1)
+    await _produce(kafka_bootstrap, topic, [{"n": 0, "fail": True}, {"n": 1}])
+    failures = tmp_path / "failures.jsonl"
+    text = _config(
+        tmp_path, kafka_bootstrap, [topic], batch_size=1, on_failure=f"file://{failures}"
+    )
+    async with RunningBridge(text):
+        await wait_for(lambda: 1 in [v["n"] for v in _values(_calls(tmp_path))], timeout=60)
+    [doc] = [json.loads(line) for line in failures.read_text().splitlines()]
+    assert doc["requestContext"]["approximateInvokeCount"] == 11  # 1 + 10 retries
+    assert [v["n"] for v in _values(_calls(tmp_path))].count(0) == 11
+
+
 async def test_latest_starts_at_the_end_and_trim_horizon_at_the_beginning(
     tmp_path: Path, kafka_bootstrap: str, kafka_topic_factory: Any
 ) -> None:

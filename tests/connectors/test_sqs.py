@@ -264,6 +264,33 @@ async def test_fifo_a_filtered_message_behind_a_failure_does_not_lock_its_group(
     assert await _visible_and_hidden(sqs_endpoint, queue) == (0, 0)
 
 
+async def test_fifo_partial_batch_response_gives_back_only_the_named_messages(
+    tmp_path: Path, sqs_endpoint: AwsEndpoint, sqs_queue_factory: Any
+) -> None:
+    """A FIFO batch of g0, g1, g2 where the function names only g1: as on AWS, g0 and g2
+    are deleted (a FIFO function is told to name everything it did not process) and only
+    g1 comes back."""
+    queue = await sqs_queue_factory(fifo=True, visibility_timeout=2)
+    bodies = [{"group": "g", "n": 0}, {"group": "g", "n": 1, "report_once": True}]
+    bodies.append({"group": "g", "n": 2})
+    await _send(sqs_endpoint, queue, bodies)
+    text = _config(
+        tmp_path,
+        sqs_endpoint,
+        queue,
+        batch_size=3,
+        function_response_types=["ReportBatchItemFailures"],
+    )
+    async with RunningBridge(text):
+        await wait_for(lambda: [b["n"] for b in _bodies(tmp_path)].count(1) == 2, timeout=30)
+        for _ in range(50):
+            if await _visible_and_hidden(sqs_endpoint, queue) == (0, 0):
+                break
+            await asyncio.sleep(0.1)
+    assert sorted(b["n"] for b in _bodies(tmp_path)) == [0, 1, 1, 2]
+    assert await _visible_and_hidden(sqs_endpoint, queue) == (0, 0)
+
+
 async def test_filter_deletes_messages_that_do_not_match(
     tmp_path: Path, sqs_endpoint: AwsEndpoint, sqs_queue_factory: Any
 ) -> None:
