@@ -48,9 +48,12 @@ def _mapping(
     table: str | None = None,
     stream_arn: str | None = None,
     start: str = "TRIM_HORIZON",
+    poll_interval_seconds: float | None = None,
     **options: Any,
 ) -> str:
     where = f"table_name: {table}" if table else f"stream_arn: {json.dumps(stream_arn)}"
+    if poll_interval_seconds is not None:
+        where += f"\n      poll_interval_seconds: {poll_interval_seconds}"
     extra = "".join(f"\n    {k}: {json.dumps(v)}" for k, v in options.items())
     return f"""
   - name: {name}
@@ -855,3 +858,115 @@ async def test_a_hundred_stuck_shards_hold_their_shares_and_no_more(
         pipeline.stop()
         await asyncio.wait_for(run, 30)
         store.close()
+
+
+# --------------------------------------------------------------------- what DynamoDB Local
+# cannot do on demand: expired iterators, trimmed data, shard splits (tests/support)
+
+
+@contextlib.asynccontextmanager
+async def _proxied(endpoint: AwsEndpoint) -> Any:
+    from dataclasses import replace
+
+    from tests.support.streams_proxy import StreamsProxy
+
+    async with StreamsProxy(endpoint.url) as proxy:
+        yield proxy, replace(endpoint, url=proxy.url)
+
+
+def _seqs(tmp: Path) -> list[str]:
+    return [r["dynamodb"]["SequenceNumber"] for r in _records(tmp)]
+
+
+async def test_an_expired_iterator_is_renewed_after_the_last_record_read(
+    tmp_path: Path, dynamodb_endpoint: AwsEndpoint, dynamodb_table_factory: Any
+) -> None:
+    table = await dynamodb_table_factory(stream_view_type="KEYS_ONLY")
+    async with _proxied(dynamodb_endpoint) as (proxy, endpoint):
+        mapping = _mapping("m", endpoint, stream_arn=table.stream_arn, poll_interval_seconds=0.05)
+        async with RunningBridge(_config(tmp_path, mapping)):
+            await _put(dynamodb_endpoint, table.name, [{"pk": {"S": f"a{n}"}} for n in range(5)])
+            await wait_for(lambda: len(_records(tmp_path)) == 5)
+            proxy.expire_next(2)
+            await _put(dynamodb_endpoint, table.name, [{"pk": {"S": f"b{n}"}} for n in range(5)])
+            await wait_for(lambda: len(_records(tmp_path)) >= 10)
+            await asyncio.sleep(0.5)
+    expected = [f"a{n}" for n in range(5)] + [f"b{n}" for n in range(5)]
+    assert [_pk(r) for r in _records(tmp_path)] == expected  # no gap, nothing twice
+    assert proxy.calls.count("GetShardIterator") >= 3  # the first, and one per expiry
+
+
+async def test_trimmed_data_while_reading_skips_to_the_oldest_record_and_says_so(
+    tmp_path: Path,
+    dynamodb_endpoint: AwsEndpoint,
+    dynamodb_table_factory: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The checkpoint is older than the stream's retention when the bridge comes back:
+    it goes on from the oldest record kept, logs the gap, and delivers nothing twice."""
+    table = await dynamodb_table_factory(stream_view_type="KEYS_ONLY")
+    async with _proxied(dynamodb_endpoint) as (proxy, endpoint):
+        mapping = _mapping("m", endpoint, stream_arn=table.stream_arn, poll_interval_seconds=0.05)
+        text = _config(tmp_path, mapping)
+        async with RunningBridge(text):
+            await _put(dynamodb_endpoint, table.name, [{"pk": {"S": f"a{n}"}} for n in range(3)])
+            await wait_for(lambda: len(_records(tmp_path)) == 3)
+            await wait_for(lambda: _checkpoint_seq(tmp_path) == _seqs(tmp_path)[-1])
+        # while the bridge is down: five more writes, of which the first three age out
+        await _put(dynamodb_endpoint, table.name, [{"pk": {"S": f"b{n}"}} for n in range(5)])
+        raw = await _raw_stream(dynamodb_endpoint, str(table.stream_arn))
+        proxy.trim_through(raw[5]["dynamodb"]["SequenceNumber"])  # a0-a2, b0-b2 are gone
+        async with RunningBridge(text):
+            await wait_for(lambda: len(_records(tmp_path)) == 5)
+            await asyncio.sleep(0.5)
+    assert [_pk(r) for r in _records(tmp_path)] == ["a0", "a1", "a2", "b3", "b4"]
+    gaps = [r.getMessage() for r in caplog.records if "trimmed" in r.getMessage()]
+    assert gaps and _seqs(tmp_path)[2] in gaps[0]  # names where the gap starts
+
+
+def _checkpoint_seq(tmp: Path) -> str | None:
+    states = [v for k, v in _checkpoints(tmp, "m").items() if k.startswith("shard:")]
+    return states[0].get("seq") if states else None
+
+
+async def test_a_child_shard_is_read_only_after_its_parent_is_finished(
+    tmp_path: Path, dynamodb_endpoint: AwsEndpoint, dynamodb_table_factory: Any
+) -> None:
+    """A split: the parent shard closes after its fifth record, a child shard carries the
+    rest. The child's records come only after every parent record was delivered and the
+    parent checkpointed as finished, even when the parent's last record fails first."""
+    table = await dynamodb_table_factory(stream_view_type="NEW_IMAGE")
+    items: list[dict[str, Any]] = [{"pk": {"S": f"p{n}"}} for n in range(5)]
+    items += [{"pk": {"S": f"c{n}"}} for n in range(5)]
+    items[4]["report_once"] = {"BOOL": True}  # the parent's last record fails once
+    await _put(dynamodb_endpoint, table.name, items)
+    raw = await _raw_stream(dynamodb_endpoint, str(table.stream_arn))
+    async with _proxied(dynamodb_endpoint) as (proxy, endpoint):
+        proxy.split_after(raw[4]["dynamodb"]["SequenceNumber"])
+        mapping = _mapping(
+            "m",
+            endpoint,
+            stream_arn=table.stream_arn,
+            batch_size=2,
+            poll_interval_seconds=0.05,
+            function_response_types=["ReportBatchItemFailures"],
+        )
+
+        def finished() -> bool:
+            shards = {k: v for k, v in _checkpoints(tmp_path, "m").items() if "shard:" in k}
+            done = [v for v in shards.values() if v.get("done")]
+            return len(shards) == 2 and len(done) == 1
+
+        async with RunningBridge(_config(tmp_path, mapping)):
+            wanted = {i["pk"]["S"] for i in items}
+            await wait_for(lambda: {_pk(r) for r in _records(tmp_path)} >= wanted)
+            await wait_for(finished)
+    calls = _calls(tmp_path)
+    last_parent = max(c["at"] for c in calls if _pk(c["records"][0]).startswith("p"))
+    first_child = min(c["at"] for c in calls if _pk(c["records"][0]).startswith("c"))
+    assert last_parent < first_child
+    keys = [_pk(r) for r in _records(tmp_path)]
+    assert keys.count("p4") == 2  # failed once, retried before the child began
+    assert [k for k in keys if k.startswith("c")] == [f"c{n}" for n in range(5)]
+    child = _checkpoints(tmp_path, "m")[f"shard:{proxy.child_shard}"]
+    assert child["seq"] == raw[9]["dynamodb"]["SequenceNumber"]
