@@ -29,6 +29,12 @@ class CheckpointNamespace(Protocol):
 
     async def items(self, prefix: str = "") -> dict[str, str]: ...
 
+    async def page(self, after: str | None, limit: int, prefix: str = "") -> list[tuple[str, str]]:
+        """Up to ``limit`` (key, value) pairs whose key starts with ``prefix`` and sorts after
+        ``after`` (None: from the first), in the byte order of the keys' UTF-8 (S3's
+        listing order), so a namespace of any size can be walked in constant memory."""
+        ...
+
     async def write(self, put: Mapping[str, str], delete: Iterable[str] = ()) -> None:
         """Apply all puts and deletes atomically."""
         ...
@@ -116,6 +122,15 @@ class _SqliteNamespace:
             (self.name, len(prefix), prefix),
         )
         return dict(rows)
+
+    async def page(self, after: str | None, limit: int, prefix: str = "") -> list[tuple[str, str]]:
+        # TEXT compares with SQLite's BINARY collation: memcmp of UTF-8, S3's order
+        return await asyncio.to_thread(
+            self._store._run,
+            "SELECT key, value FROM checkpoints WHERE namespace=? AND key > ?"
+            " AND substr(key, 1, ?) = ? ORDER BY key LIMIT ?",
+            (self.name, "" if after is None else after, len(prefix), prefix, limit),
+        )
 
     async def write(self, put: Mapping[str, str], delete: Iterable[str] = ()) -> None:
         await asyncio.to_thread(self._store._write, self.name, dict(put), list(delete))

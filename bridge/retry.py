@@ -21,9 +21,10 @@ Semantics, as AWS documents them for event source mappings:
   record ends up alone.
 - With ``ReportBatchItemFailures`` the function's ``batchItemFailures`` settle the
   rest of the batch: for streams everything before the first failed record, for queues
-  (SQS FIFO included) and other unordered sources every record not named (a record the source handed over twice is failed
-  with its copy). An invalid response fails the whole batch. Records later
-  dead-lettered are described by their own payload, not the whole batch's.
+  (SQS FIFO included) and other unordered sources every record not named (a record the
+  source handed over twice is failed with its copy). An invalid response fails the
+  whole batch. Records later dead-lettered are described by their own payload, not the
+  whole batch's.
 - ``TargetRejected`` is never retried as is: the batch is split, or a single record
   dead-lettered.
 - A record older than ``maximum_record_age_seconds`` is dead-lettered with

@@ -14,13 +14,17 @@ Three ways to see changes, usable alone or together:
 
 Guarantees:
 
+- Every change told by push is an event, as S3 sends one per request: an overwrite with
+  identical bytes too, and every delete (of a version, a delete marker...).
 - Gap-free with reconcile on: a change missed by push (bridge stopped, stream down,
   store restarted) is found by the next listing; only the latest state of an object
-  is seen that way (two overwrites while no one listened are one event).
-- Once in the normal case, at least once always: the last emitted state of each key
-  (its ETag, or "deleted") decides whether a change is new, whichever way it came, so
-  a change seen by push and then by a listing is delivered once. A key's state is
-  checkpointed when its event is settled; a crash in between redelivers that event.
+  is seen that way (two overwrites while no one listened are one event), and such a
+  change is as old as its discovery (``maximum_record_age_seconds`` counts from then).
+- A listing compares each key with its state: the newest change still in flight, else
+  the committed one (ETag, size, last-modified, version id) in the checkpoint store,
+  read page by page in key order beside the listing, so memory does not grow with the
+  bucket. A change seen by push and then by a listing is delivered once in the normal
+  case; at least once always (a key's state is committed when its event settled).
 - Per-key order: the key is the partition (one batch in flight per key; keys in
   parallel). An event older than one already emitted for the same key may still be
   delivered after it when push and a listing race (S3 gives no order either: compare
@@ -37,12 +41,14 @@ import contextlib
 import fnmatch
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Hashable, Sequence
 from dataclasses import replace
 from typing import Any, ClassVar
 
 import aiobotocore.session
 from botocore.credentials import Credentials
+from botocore.exceptions import ClientError
 
 from bridge.connector import BaseConnector, ConnectorContext, FailureContext, Feed, Record
 from bridge.errors import NormalizeError, SourceUnavailable
@@ -59,6 +65,8 @@ __all__ = ["S3Connector"]
 log = logging.getLogger(__name__)
 
 _CHUNK = 100
+_PAGE = 1000  # committed states read at a time during a listing
+_LISTED_LATELY = 10_000
 
 
 class S3Connector(BaseConnector):
@@ -72,9 +80,15 @@ class S3Connector(BaseConnector):
         self.context = context
         self.region = config.region or context.region
         self.bucket = config.bucket
-        # last emitted state per key; None: its removal was emitted; absent: unknown
-        self._emitted: dict[str, ObjectState | None] = {}
-        self._pushed_at: dict[str, float] = {}  # key -> monotonic time push last spoke of it
+        # the record of the newest change emitted for a key and not committed yet (what is
+        # settled is in the checkpoint store): bounded by what is in flight, not by the
+        # bucket's size
+        self._in_flight: dict[str, Record] = {}
+        self._pushed_during: set[str] | None = None  # keys push spoke of while listing
+        # what listings found lately, so a push of the same write that comes after it is
+        # not a second event (at most _LISTED_LATELY keys)
+        self._listed_lately: OrderedDict[str, ObjectState | None] = OrderedDict()
+        self._markers: OrderedDict[str, str] = OrderedDict()  # key -> delete marker made
         self._queue: Feed[list[Record]] = Feed(maxsize=64)
         self._tasks: list[asyncio.Task[None]] = []
         self._stack = contextlib.AsyncExitStack()
@@ -94,7 +108,7 @@ class S3Connector(BaseConnector):
 
     async def open(self) -> None:
         """Check the bucket (ConfigError if it does not exist, SourceUnavailable with
-        "check the credentials" if they are refused) and load the settled state."""
+        "check the credentials" if they are refused)."""
         self._client = await self._stack.enter_async_context(
             create_client("s3", self.config, self.region, path_style=True)
         )
@@ -102,9 +116,6 @@ class S3Connector(BaseConnector):
             await self._client.list_objects_v2(
                 Bucket=self.bucket, Prefix=self.config.prefix, MaxKeys=1
             )
-        saved = await self.context.checkpoints.items()
-        for key, value in saved.items():
-            self._emitted[key] = ObjectState.loads(value)
         if self.config.webhook is not None:
             self.webhook = WebhookReceiver(
                 self.config.webhook, bucket=self.bucket, on_changes=self._pushed
@@ -163,21 +174,51 @@ class S3Connector(BaseConnector):
             log.warning("%s: push is off: %s", self._what, exc)
 
     async def _pushed(self, bucket: str, changes: list[Change]) -> None:
-        """Changes told by the store (push stream or webhook); returns once queued."""
-        now = time.monotonic()
+        """Changes told by the store (push stream or webhook); returns once queued. Each
+        one is an event, as S3 sends one per request: an identical overwrite too."""
         records = []
         for change in changes:
             if change.event not in AWS_EVENT_NAMES:
                 log.debug("%s: %s of %r is no S3 event", self._what, change.event, change.key)
                 continue
+            if not self._eligible(change.key):
+                continue
             if not change.sequencer:
                 change = replace(change, sequencer=self._sequencer())
-            self._pushed_at[change.key] = now
-            record = await self._offer(change, pushed=True)
+            if self._pushed_during is not None:
+                self._pushed_during.add(change.key)
+            if self._listing_saw(change):
+                continue
+            change = self._relabel(change)
+            state = change.state
+            if change.event == "ObjectRemoved:Delete" and change.version_id:
+                # one version went: the key may still be there (an older version, or the
+                # version a removed delete marker uncovered): ask what it is now
+                state = await self._current_state(change.key)
+            record = await self._emit(change, arrived=change.time, state=state)
             if record is not None:
                 records.append(record)
         if records:
             await self._queue.put(records)
+
+    def _listing_saw(self, change: Change) -> bool:
+        """Whether ``change`` is the very change a listing found and emitted lately (the
+        push came late: MinIO may hold its stream back). A removal: the listing found the
+        key gone and push said nothing of it since. A creation: the same state, and the
+        write's time (MinIO's sequencer is its ModTime in hex nanoseconds) not after the
+        object's LastModified as listed. A later write, even of the same bytes, is news."""
+        if change.key not in self._listed_lately:
+            return False
+        listed = self._listed_lately.pop(change.key)
+        if listed is None or change.state is None:
+            return listed is None and change.state is None
+        if not listed.same_as(change.state) or listed.last_modified is None:
+            return False
+        try:
+            written = int(change.sequencer, 16) / 1e9
+        except ValueError:
+            return False
+        return written < listed.last_modified + 0.001  # listings have milliseconds
 
     async def _reconcile_loop(self) -> None:
         interval = self.config.reconcile_interval_seconds
@@ -188,71 +229,127 @@ class S3Connector(BaseConnector):
                 await asyncio.wait_for(self._reconcile_now.wait(), interval or None)
 
     async def reconcile(self) -> None:
-        """Emit an event for every difference between the bucket and what was emitted.
+        """Emit an event for every difference between the bucket and the state of each key
+        (what was committed, or the newest change still in flight).
 
-        A key push spoke of after the listing began is left to push (its news is
-        newer than the listing's)."""
+        The listing and the committed states are both walked in key order, a page at a
+        time, and merged: memory does not grow with the bucket. A change found this way is
+        as old as its discovery (``maximum_record_age_seconds`` counts from now; the
+        event's ``eventTime`` is the object's LastModified). A key push spoke of while
+        the listing ran is left to push: its news is newer than the listing's."""
         async with self._reconcile_lock:
-            started = time.monotonic()
-            old_tombstones = {k for k, v in self._emitted.items() if v is None}
-            listed: set[str] = set()
-            pages = list_objects(
-                self._client, bucket=self.bucket, prefix=self.config.prefix, what=self._what
-            )
-            async for page in pages:
-                chunk = []
-                for key, state in page.items():
-                    if not key.endswith(self.config.suffix):
-                        continue
-                    listed.add(key)
-                    if self._pushed_at.get(key, 0.0) > started:
-                        continue
-                    change = created_change(key, state, self._sequencer())
-                    if (record := await self._offer(change)) is not None:
-                        chunk.append(record)
-                await self._put_chunks(chunk)
-            gone = []
-            for key, last in list(self._emitted.items()):
-                if last is None or key in listed or not self._eligible(key):
-                    continue
-                if self._pushed_at.get(key, 0.0) > started:
-                    continue
-                if (
-                    record := await self._offer(removed_change(key, self._sequencer()))
-                ) is not None:
-                    gone.append(record)
-            await self._put_chunks(gone)
-            # forget what push said before this listing, and removals older than the
-            # previous listing: this listing covers them
-            self._pushed_at = {k: t for k, t in self._pushed_at.items() if t > started}
-            for key in old_tombstones:
-                if self._emitted.get(key, 0) is None and key not in self._pushed_at:
-                    del self._emitted[key]
+            self._pushed_during = set()
+            try:
+                await self._merge_listing()
+            finally:
+                self._pushed_during = None
 
-    async def _put_chunks(self, records: list[Record]) -> None:
-        for start in range(0, len(records), _CHUNK):
-            await self._queue.put(records[start : start + _CHUNK])
+    async def _merge_listing(self) -> None:
+        pushed = self._pushed_during
+        assert pushed is not None
+        in_flight = set(self._in_flight)
+        chunk: list[Record] = []
+        async for key, listed, stored in _merged(self._listed(), self._stored()):
+            in_flight.discard(key)
+            if key not in pushed and (record := await self._compare(key, listed, stored)):
+                chunk.append(record)
+                if len(chunk) >= _CHUNK:
+                    await self._queue.put(chunk)
+                    chunk = []
+        for key in in_flight:  # neither listed nor committed: emitted, and gone since
+            if key not in pushed and (record := await self._compare(key, None, None)):
+                chunk.append(record)
+        if chunk:
+            await self._queue.put(chunk)
 
-    async def _offer(self, change: Change, *, pushed: bool = False) -> Record | None:
-        """A record if ``change`` is news compared with the last state emitted for its key;
-        a change of an event type not wanted is remembered, not emitted."""
-        key = change.key
-        if not self._eligible(key):
-            return None
-        state = change.state
-        if key in self._emitted:
-            previous = self._emitted[key]
-            if state is None and previous is None:
-                return None  # its removal was emitted already
-            if state is not None and previous is not None and previous.same_as(state):
+    async def _compare(
+        self, key: str, listed: ObjectState | None, stored: ObjectState | None
+    ) -> Record | None:
+        pending = self._in_flight.get(key)
+        known = pending.position[1] if pending is not None else stored
+        if listed is not None:
+            if known is not None and known.same_as(listed):
                 return None
-        elif state is None and not pushed:
+            found = created_change(key, listed, self._sequencer())
+        elif known is not None:
+            found = removed_change(key, self._sequencer())
+        else:
             return None
-        self._emitted[key] = state
+        self._listed_lately[key] = listed
+        self._listed_lately.move_to_end(key)
+        if len(self._listed_lately) > _LISTED_LATELY:
+            self._listed_lately.popitem(last=False)
+        return await self._emit(found, arrived=time.time())
+
+    async def _listed(self) -> AsyncIterator[tuple[str, ObjectState]]:
+        pages = list_objects(
+            self._client, bucket=self.bucket, prefix=self.config.prefix, what=self._what
+        )
+        async for page in pages:
+            for key, state in page.items():
+                if self._eligible(key):
+                    yield key, state
+
+    async def _stored(self) -> AsyncIterator[tuple[str, ObjectState]]:
+        after: str | None = None
+        while True:
+            page = await self.context.checkpoints.page(after, _PAGE, self.config.prefix)
+            for key, value in page:
+                if self._eligible(key):
+                    yield key, ObjectState.loads(value)
+            if len(page) < _PAGE:
+                return
+            after = page[-1][0]
+
+    async def _emit(
+        self, change: Change, *, arrived: float, state: ObjectState | bool | None = False
+    ) -> Record | None:
+        """The record of ``change``, carrying the key's state after it (``change.state``
+        unless given); a change of an event type not wanted is not emitted, its state is
+        checkpointed at once (so the next listing knows it)."""
+        after = change.state if state is False else state
+        assert after is None or isinstance(after, ObjectState)
         if not self._wants(change.event):
-            await self._remember(key, state)
+            await self._remember(change.key, after)
             return None
-        return Record(partition=key, position=(key, state), data=change, arrived=change.time)
+        record = Record(
+            partition=change.key, position=(change.key, after), data=change, arrived=arrived
+        )
+        self._in_flight[change.key] = record
+        return record
+
+    def _relabel(self, change: Change) -> Change:
+        """MinIO files the removal of a delete marker as ``DeleteMarkerCreated`` again,
+        with the marker's version id; AWS sends ``ObjectRemoved:Delete`` (a version, the
+        marker, was permanently deleted). A marker id seen created before is a removal.
+        (Not told apart: the removal of a marker made before the bridge started, or more
+        than 10,000 markers ago; its key's state is then corrected by the next listing.)"""
+        if change.event != "ObjectRemoved:DeleteMarkerCreated" or not change.version_id:
+            return change
+        if self._markers.pop(change.key, None) == change.version_id:
+            return replace(change, event="ObjectRemoved:Delete")
+        self._markers[change.key] = change.version_id
+        if len(self._markers) > _LISTED_LATELY:
+            self._markers.popitem(last=False)
+        return change
+
+    async def _current_state(self, key: str) -> ObjectState | None:
+        """What ``key`` is now (HeadObject), None when there is no such object."""
+        try:
+            head = await self._client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if status in (404, 405):  # gone, or a delete marker on top
+                return None
+            with translate_errors(self._what):
+                raise
+        modified = head.get("LastModified")
+        return ObjectState(
+            etag=str(head.get("ETag", "")).strip('"'),
+            size=int(head.get("ContentLength", 0)),
+            last_modified=modified.timestamp() if modified is not None else None,
+            version_id=head.get("VersionId"),
+        )
 
     async def _remember(self, key: str, state: ObjectState | None) -> None:
         if state is None:
@@ -305,16 +402,34 @@ class S3Connector(BaseConnector):
     # ------------------------------------------------------------ settling
 
     async def commit(self, records: Sequence[Record]) -> None:
-        """Checkpoint the settled state of each key (in order: the last one wins)."""
-        put: dict[str, str] = {}
-        delete: list[str] = []
-        for record in records:
-            key, state = record.position
-            if state is None:
-                put.pop(key, None)
-                delete.append(key)
-            else:
-                put[key] = state.dumps()
-                with contextlib.suppress(ValueError):
-                    delete.remove(key)
-        await self.context.checkpoints.write(put, delete)
+        """Checkpoint the settled state of the key of ``records[-1]`` (the newest settled
+        change of its key: everything of that key before it is settled too)."""
+        last = records[-1]
+        key, state = last.position
+        if state is None:
+            await self.context.checkpoints.write({}, [key])
+        else:
+            await self.context.checkpoints.write({key: state.dumps()})
+        if self._in_flight.get(key) is last:  # nothing newer of it in flight
+            del self._in_flight[key]
+
+
+async def _merged(
+    listed: AsyncIterator[tuple[str, ObjectState]],
+    stored: AsyncIterator[tuple[str, ObjectState]],
+) -> AsyncIterator[tuple[str, ObjectState | None, ObjectState | None]]:
+    """(key, listed state, stored state) for every key of either, in key order; both
+    inputs are in the byte order of the keys' UTF-8 (S3's listing order)."""
+    a = await anext(listed, None)
+    b = await anext(stored, None)
+    while a is not None or b is not None:
+        if b is None or (a is not None and a[0].encode() < b[0].encode()):
+            assert a is not None
+            yield a[0], a[1], None
+            a = await anext(listed, None)
+        elif a is None or b[0].encode() < a[0].encode():
+            yield b[0], None, b[1]
+            b = await anext(stored, None)
+        else:
+            yield a[0], a[1], b[1]
+            a, b = await anext(listed, None), await anext(stored, None)

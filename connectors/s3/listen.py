@@ -4,12 +4,18 @@
 (botocore has no operation for it): the request is signed with botocore's SigV4
 signer, afresh on every connection (credentials may rotate, and a signature is only
 valid for minutes), and streamed with httpx. MinIO writes one JSON object per line,
-``{"Records": [...]}``; keep-alive pings are ``{"Records": null}`` or blank lines.
+``{"Records": [...]}``, and ``{"Records":null}`` every ``ping`` seconds.
 
 MinIO does not queue events for a listener: whatever happens while no stream is
 connected is lost to push. ``on_connect`` is called each time a stream is up, so the
-caller can reconcile then. A stream silent for three ping intervals is dead (a
-half-open connection) and is reconnected, with exponential backoff on failures.
+caller can reconcile then; failures reconnect with exponential backoff.
+
+Silence is not taken for a dead stream: MinIO builds since 2025-10-24 (commit 52eee5a2,
+PR #21651: their S3 response writer lost its ``Flush``) hold the whole stream, response
+headers and pings included, in a 4 KB buffer, so a quiet bucket says nothing for minutes
+and events come in 4 KB bursts. Reconnecting on silence would throw the buffered events
+away. A dead peer is found by TCP keep-alive instead (about 30 s), and a server that
+sends no headers within three ping intervals is reported once, with that explanation.
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ import asyncio
 import json
 import logging
 import random
+import socket
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -39,6 +47,12 @@ log = logging.getLogger(__name__)
 LISTEN_EVENTS = ("s3:ObjectCreated:*", "s3:ObjectRemoved:*")
 _AUTH_CODES = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken"}
 _UNSUPPORTED = {400, 405, 501}
+# find a dead peer without reading timeouts: probe after 15 s idle, every 5 s, 3 times
+_KEEPALIVE = [(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)] + [
+    (socket.IPPROTO_TCP, option, value)
+    for name, value in (("TCP_KEEPIDLE", 15), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3))
+    if (option := getattr(socket, name, None)) is not None
+]
 
 
 class PushUnsupported(SourceError):
@@ -85,11 +99,15 @@ class ListenStream:
         self._on_changes = on_changes
         self._on_connect = on_connect
         self.connects = 0
+        self.held_back = False  # the server was found to hold the stream back
 
     async def run(self) -> None:
         delay = 0.5
-        timeout = httpx.Timeout(5.0, read=3.0 * self.ping)
-        async with httpx.AsyncClient(timeout=timeout, trust_env=False) as client:
+        timeout = httpx.Timeout(5.0, read=None)  # silence is normal (see the module doc)
+        transport = httpx.AsyncHTTPTransport(socket_options=_KEEPALIVE)
+        async with httpx.AsyncClient(
+            timeout=timeout, transport=transport, trust_env=False
+        ) as client:
             while True:
                 try:
                     await self._follow(client)
@@ -114,33 +132,58 @@ class ListenStream:
 
     async def _follow(self, client: httpx.AsyncClient) -> None:
         headers = self._signed_headers(await self._credentials())
-        async with client.stream("GET", self.url, headers=headers) as response:
-            if response.status_code != 200:
-                await self._refuse(response)
-            if "xml" in response.headers.get("content-type", ""):
-                # not MinIO: an S3 store answered GET /bucket?events= with a listing
-                raise PushUnsupported(
-                    f"bucket {self.bucket}: the store has no ListenBucketNotification"
-                )
-            self.connects += 1
-            log.info("listen stream of bucket %s connected", self.bucket)
-            self._on_connect()
-            async for line in response.aiter_lines():
-                line = line.strip()
-                if not line:
-                    continue  # keep-alive
-                records = json.loads(line).get("Records") or []
-                changes = []
-                for record in records:
-                    try:
-                        bucket, change = from_minio(record, key_escaped=False)
-                    except ValueError as exc:
-                        log.warning("bucket %s: skipping notification: %s", self.bucket, exc)
-                        continue
-                    if bucket == self.bucket:
-                        changes.append(change)
-                if changes:
-                    await self._on_changes(self.bucket, changes)
+        asked = time.monotonic()
+        watch = asyncio.get_running_loop().call_later(3.0 * self.ping, self._held_back)
+        try:
+            async with client.stream("GET", self.url, headers=headers) as response:
+                watch.cancel()
+                await self._stream(response, time.monotonic() - asked)
+        finally:
+            watch.cancel()
+
+    def _held_back(self) -> None:
+        if self.held_back:
+            return
+        self.held_back = True
+        log.warning(
+            "listen stream of bucket %s: the server sent nothing for %ss although pings were "
+            "asked every %ss. MinIO builds since 2025-10-24 hold the notification stream "
+            "back until 4 KB of events piled up (their response writer lost its Flush, "
+            "MinIO commit 52eee5a2): push events come late here, in bursts. Changes are "
+            "still found by listings (reconcile_interval_seconds); for events within "
+            "milliseconds point MinIO's webhook at the source's webhook receiver",
+            self.bucket,
+            3 * self.ping,
+            self.ping,
+        )
+
+    async def _stream(self, response: httpx.Response, waited: float) -> None:
+        if response.status_code != 200:
+            await self._refuse(response)
+        if "xml" in response.headers.get("content-type", ""):
+            # not MinIO: an S3 store answered GET /bucket?events= with a listing
+            raise PushUnsupported(
+                f"bucket {self.bucket}: the store has no ListenBucketNotification"
+            )
+        self.connects += 1
+        log.info("listen stream of bucket %s connected after %.1fs", self.bucket, waited)
+        self._on_connect()
+        async for line in response.aiter_lines():
+            line = line.strip()
+            if not line:
+                continue
+            records = json.loads(line).get("Records") or []  # null: a ping
+            changes = []
+            for record in records:
+                try:
+                    bucket, change = from_minio(record, key_escaped=False)
+                except ValueError as exc:
+                    log.warning("bucket %s: skipping notification: %s", self.bucket, exc)
+                    continue
+                if bucket == self.bucket:
+                    changes.append(change)
+            if changes:
+                await self._on_changes(self.bucket, changes)
 
     async def _refuse(self, response: httpx.Response) -> None:
         body = (await response.aread()).decode("utf-8", "replace")

@@ -537,7 +537,8 @@ async def test_a_change_seen_by_webhook_then_by_a_listing_is_delivered_once(
             await connector.reconcile()  # nothing new any more
             with pytest.raises(TimeoutError):
                 await asyncio.wait_for(anext(reader), 1.0)
-            await connector.commit([pushed, listed])
+            await connector.commit([pushed])  # each key's newest settled change
+            await connector.commit([listed])
             saved = await store.namespace("m").items()
             assert set(saved) == {"seen-by-push", "seen-by-listing"}
         finally:
@@ -619,8 +620,138 @@ async def test_a_change_seen_by_push_and_by_listings_is_delivered_once(
         ("ObjectCreated:Put", "x"),
         ("ObjectRemoved:Delete", "x"),
     ]
+    import shutil
+
+    shutil.copy(tmp_path / "calls.jsonl", "/tmp/s3calls.jsonl")
     for key in fillers:  # created, then overwritten with the same bytes: push saw two PUTs
         assert 1 <= [k for _, k in seen].count(key) <= 2
+
+
+async def test_an_identical_put_told_by_push_is_an_event_each_time(
+    tmp_path: Path, minio_endpoint: AwsEndpoint, minio_bucket_factory: Any
+) -> None:
+    """S3 sends one event per PUT, the same bytes or not; only a listing compares."""
+    bucket = await minio_bucket_factory()
+    source = {"reconcile": False, "ping_seconds": 1}
+    async with RunningBridge(_config(tmp_path, minio_endpoint, bucket, source)):
+        await asyncio.sleep(1)  # the stream subscribes
+        for _ in range(3):
+            await _put(minio_endpoint, bucket, "same", b"identical bytes")
+        await _flush_burst(minio_endpoint, bucket)
+        await wait_for(lambda: [k for _, k in _seen(tmp_path)].count("same") == 3, timeout=30)
+    assert [n for n, k in _seen(tmp_path) if k == "same"] == ["ObjectCreated:Put"] * 3
+
+
+async def test_versioned_deletes_are_events_and_uncovered_versions_are_no_news(
+    tmp_path: Path, minio_endpoint: AwsEndpoint, minio_bucket_factory: Any
+) -> None:
+    """put v1; delete (a delete marker); delete the marker by its version id (MinIO calls
+    that DeleteMarkerCreated again; AWS says ObjectRemoved:Delete); delete v1 by its id.
+    Every step is an event of AWS's name, and the version the removed marker uncovered is
+    not reported by the next listing as a new object."""
+    endpoint = minio_endpoint
+    bucket = await minio_bucket_factory()
+    async with endpoint.client("s3") as s3:
+        await s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    source = {"reconcile_interval_seconds": 0.5, "ping_seconds": 1}
+    async with RunningBridge(_config(tmp_path, endpoint, bucket, source)):
+        await asyncio.sleep(1)
+        async with endpoint.client("s3") as s3:
+            v1 = (await s3.put_object(Bucket=bucket, Key="doc", Body=b"v1"))["VersionId"]
+            await _flush_burst(endpoint, bucket)
+            await wait_for(lambda: ("ObjectCreated:Put", "doc") in _seen(tmp_path))
+            marker = (await s3.delete_object(Bucket=bucket, Key="doc"))["VersionId"]
+            await _flush_burst(endpoint, bucket)
+            await wait_for(lambda: ("ObjectRemoved:DeleteMarkerCreated", "doc") in _seen(tmp_path))
+            await s3.delete_object(Bucket=bucket, Key="doc", VersionId=marker)
+            await _flush_burst(endpoint, bucket)
+            await wait_for(lambda: ("ObjectRemoved:Delete", "doc") in _seen(tmp_path))
+            await _quiet(tmp_path, 2)  # listings see doc (v1) again: no news, it is v1
+            await s3.delete_object(Bucket=bucket, Key="doc", VersionId=v1)
+            await _flush_burst(endpoint, bucket)
+            await wait_for(
+                lambda: (
+                    [n for n, k in _seen(tmp_path) if k == "doc"].count("ObjectRemoved:Delete") == 2
+                )
+            )
+            await _quiet(tmp_path, 2)
+    async with endpoint.client("s3") as s3:  # a versioned bucket is emptied version by version
+        listing = await s3.list_object_versions(Bucket=bucket)
+        for item in listing.get("Versions", []) + listing.get("DeleteMarkers", []):
+            await s3.delete_object(Bucket=bucket, Key=item["Key"], VersionId=item["VersionId"])
+    assert [n for n, k in _seen(tmp_path) if k == "doc"] == [
+        "ObjectCreated:Put",
+        "ObjectRemoved:DeleteMarkerCreated",
+        "ObjectRemoved:Delete",
+        "ObjectRemoved:Delete",
+    ]
+    versions = [e["s3"]["object"].get("versionId") for e in _events(tmp_path)]
+    assert v1 in versions and marker in versions
+
+
+async def test_a_change_found_by_a_listing_is_as_old_as_its_discovery(
+    tmp_path: Path, minio_endpoint: AwsEndpoint, minio_bucket_factory: Any
+) -> None:
+    """Objects written long before the mapping's first start (here: a maximum event age
+    shorter than their age) are delivered, not dead-lettered as too old; the event keeps
+    the object's own time."""
+    bucket = await minio_bucket_factory()
+    await _put(minio_endpoint, bucket, "old", b"written before")
+    await asyncio.sleep(2.5)
+    failures = tmp_path / "failures.jsonl"
+    text = _config(
+        tmp_path,
+        minio_endpoint,
+        bucket,
+        LISTING,
+        maximum_record_age_seconds=2,
+        on_failure=f"file://{failures}",
+    )
+    async with RunningBridge(text):
+        await wait_for(lambda: ("ObjectCreated:Put", "old") in _seen(tmp_path), timeout=30)
+    assert not failures.exists() or failures.read_text() == ""
+    [event] = _events(tmp_path)
+    written = time.mktime(time.strptime(event["eventTime"][:19], "%Y-%m-%dT%H:%M:%S"))
+    assert time.time() - time.timezone - written > 2  # the object's LastModified
+
+
+async def test_push_alone_keeps_no_state_per_key(
+    tmp_path: Path, minio_endpoint: AwsEndpoint, minio_bucket_factory: Any
+) -> None:
+    """reconcile off: what the source holds per key is only what is in flight, however many
+    keys come and go."""
+    bucket = await minio_bucket_factory()
+    connector, store = _connector(
+        tmp_path, minio_endpoint, bucket=bucket, reconcile=False, ping_seconds=1
+    )
+    try:
+        await connector.open()
+        seen = 0
+
+        async def settle_all() -> None:
+            nonlocal seen
+            async for chunk in connector.read():
+                for record in chunk:
+                    await connector.commit([record])  # settled: committed one by one
+                seen += len(chunk)
+
+        consumer = asyncio.create_task(settle_all())
+        await asyncio.sleep(1)  # the stream subscribes
+        async with minio_endpoint.client("s3") as s3:
+            for i in range(300):
+                await s3.put_object(Bucket=bucket, Key=f"churn/{i}", Body=b"x")
+                await s3.delete_object(Bucket=bucket, Key=f"churn/{i}")
+        await wait_for(lambda: seen >= 500)  # in 4 KB bursts: most of the 600 events
+        consumer.cancel()
+        await asyncio.gather(consumer, return_exceptions=True)
+        # at most the chunk being settled when the consumer stopped; not one per key (300)
+        assert len(connector._in_flight) < 50
+        assert connector._pushed_during is None and len(connector._listed_lately) == 0
+        stored = await store.namespace("m").items("churn/")
+        assert len(stored) < 50  # the deletes left nothing, but for the last chunk
+    finally:
+        await connector.aclose()
+        store.close()
 
 
 def test_public_surface() -> None:
