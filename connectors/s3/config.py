@@ -59,17 +59,19 @@ class S3Source(AwsClientOptions):
         description="diff a ListObjectsV2 listing against the checkpointed state at start, "
         "after every reconnect of the push stream and every reconcile_interval_seconds",
     )
-    reconcile_interval_seconds: float = Field(
-        60.0,
+    reconcile_interval_seconds: float | None = Field(
+        None,
         ge=0,
-        description="seconds between two reconcile listings; 0: only at start and after reconnects",
+        description="seconds between two reconcile listings; 0: only at start and after "
+        "reconnects; unset: 5 s, or ten times as long as the last listing took when that "
+        "is longer (a big bucket is not listed back to back)",
     )
     ping_seconds: int = Field(
         10,
         ge=1,
         le=300,
-        description="keep-alive interval asked of the push stream; a stream silent for three "
-        "intervals is considered dead and reconnected",
+        description="keep-alive interval asked of the push stream (for proxies; a dead "
+        "connection is found by TCP keep-alive)",
     )
     reconnect_max_seconds: float = Field(
         30.0, gt=0, description="upper bound of the push stream's reconnect backoff"

@@ -65,6 +65,7 @@ __all__ = ["S3Connector"]
 log = logging.getLogger(__name__)
 
 _CHUNK = 100
+AUTO_RECONCILE_SECONDS = 5.0  # between listings, unless listing takes long
 _PAGE = 1000  # committed states read at a time during a listing
 _LISTED_LATELY = 10_000
 
@@ -221,12 +222,18 @@ class S3Connector(BaseConnector):
         return written < listed.last_modified + 0.001  # listings have milliseconds
 
     async def _reconcile_loop(self) -> None:
-        interval = self.config.reconcile_interval_seconds
+        configured = self.config.reconcile_interval_seconds
         while True:
             self._reconcile_now.clear()
+            started = time.monotonic()
             await self.reconcile()
+            took = time.monotonic() - started
+            if configured is None:  # seconds for a new user, no hammering of a big bucket
+                interval: float | None = max(AUTO_RECONCILE_SECONDS, 10 * took)
+            else:
+                interval = configured or None
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._reconcile_now.wait(), interval or None)
+                await asyncio.wait_for(self._reconcile_now.wait(), interval)
 
     async def reconcile(self) -> None:
         """Emit an event for every difference between the bucket and the state of each key

@@ -754,6 +754,22 @@ async def test_push_alone_keeps_no_state_per_key(
         store.close()
 
 
+async def test_a_new_users_defaults_deliver_a_put_within_seconds(
+    tmp_path: Path, minio_endpoint: AwsEndpoint, minio_bucket_factory: Any
+) -> None:
+    """Nothing but the bucket and where it is: a PUT after start reaches the function in
+    seconds, whether or not the store's listen stream flushes (the MinIO build the tests
+    use does not: then the 5 s listing finds it)."""
+    bucket = await minio_bucket_factory()
+    async with RunningBridge(_config(tmp_path, minio_endpoint, bucket)):
+        await asyncio.sleep(1)
+        started = time.monotonic()
+        await _put(minio_endpoint, bucket, "hello.txt", b"hello")
+        await wait_for(lambda: ("ObjectCreated:Put", "hello.txt") in _seen(tmp_path), timeout=20)
+        took = time.monotonic() - started
+    assert took < 12
+
+
 def test_public_surface() -> None:
     import connectors.s3
 
