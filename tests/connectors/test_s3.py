@@ -782,6 +782,28 @@ async def test_a_new_users_defaults_deliver_a_put_within_seconds(
     assert took < 12
 
 
+async def test_a_quiet_stream_keeps_what_the_store_held_back(
+    tmp_path: Path, minio_endpoint: AwsEndpoint, minio_bucket_factory: Any
+) -> None:
+    """A PUT and a DELETE right after start, then silence for longer than three ping
+    intervals: a stream reconnected on silence would throw away what the store still held
+    in its buffer (a listing cannot see a key created and deleted between two listings).
+    Kept open, they come out with the next traffic."""
+    bucket = await minio_bucket_factory()
+    source = {"reconcile": False, "ping_seconds": 1}
+    async with RunningBridge(_config(tmp_path, minio_endpoint, bucket, source)):
+        await asyncio.sleep(1)  # the stream subscribes
+        await _put(minio_endpoint, bucket, "brief", b"here and gone")
+        await _delete(minio_endpoint, bucket, "brief")
+        await asyncio.sleep(5)  # quiet: no bytes from a store that holds the stream back
+        await _flush_burst(minio_endpoint, bucket)
+        await wait_for(lambda: [k for _, k in _seen(tmp_path)].count("brief") == 2, timeout=30)
+    assert [n for n, k in _seen(tmp_path) if k == "brief"] == [
+        "ObjectCreated:Put",
+        "ObjectRemoved:Delete",
+    ]
+
+
 def test_public_surface() -> None:
     import connectors.s3
 
