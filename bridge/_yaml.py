@@ -76,7 +76,7 @@ def _build(
     if isinstance(node, yaml.MappingNode):
         out: dict[str, Any] = {}
         for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
+            key = _build(key_node, path, filename, env, {}, loader)
             if not isinstance(key, str):
                 key = str(key)
             if key in out:
@@ -91,7 +91,11 @@ def _build(
             _build(item, (*path, i), filename, env, lines, loader)
             for i, item in enumerate(node.value)
         ]
-    value = loader.construct_object(node, deep=True)
+    try:
+        value = loader.construct_object(node, deep=True)
+    except yaml.YAMLError as exc:  # e.g. an unknown tag: !Ref, !Sub (CloudFormation's)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"invalid YAML: {problem}", where=where) from exc
     if isinstance(value, str) and "${" in value:
         # left as a string: the models coerce "10" or "true" where a number/bool is due
         value = interpolate(value, env, where)

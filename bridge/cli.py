@@ -1,7 +1,8 @@
 """The ``trigger-bridge`` command line.
 
 ``run``             run the mappings of a config file until SIGTERM/SIGINT; edits apply live
-``validate``        check a config file; exit 0 if valid, 2 with the errors otherwise
+``validate``        check a config file; exit 0 if valid, 2 with the errors otherwise, 1 if
+                    it is valid but has no mappings (nothing to run)
 ``generate-event``  print a sample AWS-shaped event (s3, dynamodb, sqs, kafka)
 ``status``          per mapping: its checkpoints and dead letters, read from the state dir
 """
@@ -74,7 +75,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(asyncio.run(_status(config)))
         return 0
     if args.command == "validate":
-        names = ", ".join(m.name for m in config.mappings) or "none"
+        if not config.mappings:
+            print(
+                f"{args.config}: valid, but it has nothing to run: no mappings",
+                file=sys.stderr,
+            )
+            return 1
+        names = ", ".join(m.name for m in config.mappings)
         print(f"{args.config}: OK ({len(config.functions)} functions; mappings: {names})")
         return 0
     return asyncio.run(_run(Path(args.config), config, reload=not args.no_reload))
@@ -127,6 +134,10 @@ async def _run(path: Path, config: object, *, reload: bool) -> int:
         loop.add_signal_handler(sig, stop.set)
     supervisor = Supervisor()
     telemetry.emit(telemetry.STARTED, config=str(path), mappings=len(config.mappings))
+    if not config.mappings:
+        telemetry.emit(
+            telemetry.NOTHING_TO_RUN, config=str(path), level=logging.WARNING
+        )  # it runs on: an edit of the file may add mappings
     try:
         await supervisor.apply(config)
     except ConfigError as exc:

@@ -329,9 +329,23 @@ def _describe(
         msg = f"unknown key {loc[-1]!r}" + (f" (expected one of: {expected})" if expected else "")
     elif kind == "missing":
         msg = "required key is missing"
-    elif "input" in err and kind not in ("missing",) and not isinstance(err["input"], dict | list):
+    elif (
+        "input" in err
+        and not isinstance(err["input"], dict | list)
+        and not (loc and _is_secret(loc[-1]))  # never echo a password, token or key
+    ):
         msg = f"{msg} (got {json.dumps(err['input'], default=str)})"
     return _at(filename, lines, loc, msg)
+
+
+_SECRET_WORDS = ("password", "secret", "token", "authorization", "private", "credential")
+
+
+def _is_secret(key: str | int) -> bool:
+    """Whether a key names a secret (``sasl.password``, ``aws_secret_access_key``,
+    ``auth_token``, an ``Authorization`` header...), whose value an error must not show."""
+    name = str(key).lower()
+    return any(word in name for word in _SECRET_WORDS)
 
 
 def _data_path(loc: tuple[Any, ...], data: Any, *, missing: bool) -> tuple[str | int, ...]:

@@ -18,6 +18,7 @@ log = logging.getLogger("bridge")
 STARTED = "bridge.started"
 STOPPING = "bridge.stopping"
 STOPPED = "bridge.stopped"
+NOTHING_TO_RUN = "config.nothing_to_run"
 CONFIG_REJECTED = "config.rejected"
 CONFIG_APPLIED = "config.applied"
 CONFIG_WATCH_FAILED = "config.watch_failed"

@@ -43,6 +43,16 @@ def test_validate_rejects_a_bad_file_with_its_place(
     assert f"{bad}:4: mappings[0].function: unknown function 'f'" in err
 
 
+def test_validate_says_when_a_file_has_nothing_to_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for text in ("", "functions: {}\nmappings: []\n"):
+        empty = tmp_path / "empty.yaml"
+        empty.write_text(text)
+        assert main(["validate", "--config", str(empty)]) == 1
+        assert "nothing to run: no mappings" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("source", "keys"),
     [

@@ -169,6 +169,11 @@ BAD = [
         id="broken-yaml",
     ),
     pytest.param(
+        GOOD + "    batch_size: !Ref BatchSize\n",
+        "bridge.yaml:11: invalid YAML: could not determine a constructor for the tag '!Ref'",
+        id="unknown-yaml-tag",
+    ),
+    pytest.param(
         "- just\n- a list\n",
         "bridge.yaml: expected a mapping with 'functions:' and 'mappings:'",
         id="not-a-mapping",
@@ -201,3 +206,30 @@ def test_several_problems_are_reported_together() -> None:
     message = _error(text)
     assert "batch_size" in message and "bogus" in message
     assert len(message.splitlines()) == 2
+
+
+def test_a_secret_is_never_echoed_in_an_error() -> None:
+    kafka = """\
+functions:
+  f: {type: http, url: "http://127.0.0.1:1"}
+mappings:
+  - name: k
+    function: f
+    source:
+      type: kafka
+      bootstrap_servers: [127.0.0.1:9092]
+      topics: [t]
+      sasl: {mechanism: PLAIN, username: u, password: 8675309123}
+"""
+    message = _error(kafka)
+    assert "sasl.password" in message and "8675309123" not in message
+    aws = (
+        GOOD.replace("      path: ./inbox\n", "      path: ./inbox\n")
+        + "  - name: q\n    function: hello\n    source:\n      type: sqs\n"
+        + (
+            "      queue_name: q\n      aws_secret_access_key: [not, a, string]\n"
+            "      aws_session_token: 12345678901\n"
+        )
+    )
+    message = _error(aws)
+    assert "aws_session_token" in message and "12345678901" not in message
