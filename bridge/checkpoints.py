@@ -11,6 +11,8 @@ a failed read or write raises ``CheckpointError`` and changes nothing.
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Mapping
@@ -19,7 +21,7 @@ from typing import Protocol
 
 from bridge.errors import CheckpointError
 
-__all__ = ["CheckpointNamespace", "CheckpointStore", "SqliteCheckpointStore"]
+__all__ = ["CheckpointNamespace", "CheckpointStore", "SqliteCheckpointStore", "StateLock"]
 
 
 class CheckpointNamespace(Protocol):
@@ -48,6 +50,57 @@ class CheckpointStore(Protocol):
     def close(self) -> None: ...
 
 
+def _advice(exc: BaseException) -> str:
+    text = str(exc).lower()
+    if "not a database" in text or "malformed" in text or "corrupt" in text:
+        return (
+            "the file is damaged: restore it, or move it away to start afresh, every mapping "
+            "then reading from its starting position again"
+        )
+    if "readonly" in text or "read-only" in text or "permission" in text:
+        return "the state directory must be writable by the bridge"
+    return "check that the state directory exists, is a folder and is writable"
+
+
+class StateLock:
+    """An exclusive lock on a state directory: one bridge per ``state_dir``.
+
+    ``acquire()`` takes an advisory lock (``flock``) on ``<state_dir>/bridge.lock`` and
+    writes this process's pid into it; it raises ``CheckpointError`` naming the pid of the
+    bridge that holds it. The lock goes with the process, however it ends."""
+
+    def __init__(self, state_dir: str | Path) -> None:
+        self.path = Path(state_dir) / "bridge.lock"
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise CheckpointError(
+                f"cannot use state directory {self.path.parent}: {exc.strerror or exc} "
+                f"({_advice(exc)})"
+            ) from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise CheckpointError(
+                f"state directory {self.path.parent} is in use by another bridge (pid "
+                f"{holder}): run one bridge per state_dir"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None
+
+
 class SqliteCheckpointStore:
     """A ``CheckpointStore`` in one SQLite file, safe to share between mappings."""
 
@@ -56,6 +109,7 @@ class SqliteCheckpointStore:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA busy_timeout=5000")  # a `status` reading meanwhile
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute(
@@ -63,8 +117,12 @@ class SqliteCheckpointStore:
                 " namespace TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,"
                 " PRIMARY KEY (namespace, key)) WITHOUT ROWID"
             )
+            self._db.execute("BEGIN IMMEDIATE")  # it can be written, not only read
+            self._db.execute("ROLLBACK")
         except (OSError, sqlite3.Error) as exc:
-            raise CheckpointError(f"cannot open checkpoint store {self.path}: {exc}") from exc
+            raise CheckpointError(
+                f"cannot use checkpoint store {self.path}: {exc} ({_advice(exc)})"
+            ) from exc
         self._lock = threading.Lock()
 
     def namespace(self, name: str) -> _SqliteNamespace:

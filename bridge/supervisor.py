@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge import telemetry
-from bridge.checkpoints import SqliteCheckpointStore
+from bridge.checkpoints import SqliteCheckpointStore, StateLock
 from bridge.config import BridgeConfig, MappingConfig
 from bridge.connector import ConnectorContext, PartitionControl
 from bridge.destinations import build_destination
@@ -199,7 +199,9 @@ class Supervisor:
         self._store: SqliteCheckpointStore | None = None
         self._targets: dict[str, _TargetHandle] = {}
         self._runners: dict[str, _MappingRunner] = {}
-        self._lock = asyncio.Lock()
+        self._applying = asyncio.Lock()
+        self._lock: StateLock | None = None  # on the state directory in use
+        self._new_lock: StateLock | None = None
 
     @property
     def running(self) -> list[str]:
@@ -211,7 +213,7 @@ class Supervisor:
         Transactional: the new checkpoint store and targets are built first; if any of
         that fails, the error is raised and the running configuration is left exactly
         as it was. Only then are changed mappings stopped and the new ones started."""
-        async with self._lock:
+        async with self._applying:
             old = self._config
             settings = ("state_dir", "region", "account_id", "retry_backoff")
             restart_all = old is not None and any(
@@ -239,6 +241,10 @@ class Supervisor:
                 await self._targets.pop(name).aclose()
             if store is not None:
                 self._store = store
+            if self._new_lock is not None:
+                if self._lock is not None:
+                    self._lock.release()
+                self._lock, self._new_lock = self._new_lock, None
             self._targets.update(targets)
             self._config = config
             assert self._store is not None
@@ -262,12 +268,19 @@ class Supervisor:
         functions. Raises ``ConfigError`` (after undoing what it built) when one cannot be
         built, naming it."""
         store: SqliteCheckpointStore | None = None
+        lock: StateLock | None = None
         if self._store is None or restart_all:
             path = Path(config.state_dir) / "checkpoints.sqlite3"
+            if self._lock is None or self._lock.path.parent != Path(config.state_dir):
+                lock = StateLock(config.state_dir)
             try:
+                if lock is not None:
+                    lock.acquire()
                 store = SqliteCheckpointStore(path)
             except CheckpointError as exc:
-                raise ConfigError(f"state_dir {config.state_dir!r}: {exc}") from exc
+                if lock is not None:
+                    lock.release()
+                raise ConfigError(str(exc)) from exc
         targets: dict[str, _TargetHandle] = {}
         try:
             for name, function in config.functions.items():
@@ -279,7 +292,11 @@ class Supervisor:
         except BaseException:
             if store is not None:
                 store.close()
+            if lock is not None:
+                lock.release()
             raise
+        if lock is not None:
+            self._new_lock = lock
         return store, targets
 
     async def _stop_all(self) -> None:
@@ -294,6 +311,9 @@ class Supervisor:
         self._config = None
 
     async def aclose(self) -> None:
-        """Drain every pipeline and stop every target."""
-        async with self._lock:
+        """Drain every pipeline, stop every target, let go of the state directory."""
+        async with self._applying:
             await self._stop_all()
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None

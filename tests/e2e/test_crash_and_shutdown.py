@@ -89,3 +89,43 @@ async def test_sigterm_lets_the_batch_in_flight_finish_and_commits_it(tmp_path: 
     assert delivered_lines(tmp_path) == [0]
     log = (tmp_path / "bridge.log").read_text()
     assert "bridge.stopped" in log, log
+
+
+async def test_a_second_bridge_on_the_same_state_refuses_naming_the_first(
+    tmp_path: Path,
+) -> None:
+    """Two bridges on one state_dir would both deliver everything: the second refuses."""
+    write_journal(tmp_path / "journal.jsonl", [{"n": 0}])
+    config = _config(tmp_path, 1, 1)
+    first = _start(config, tmp_path / "first.log")
+    try:
+        await wait_for(lambda: len(delivered_lines(tmp_path)) == 1, timeout=30)
+        second = subprocess.run(
+            [sys.executable, "-c", LAUNCH, "run", "--config", str(config), "--no-reload"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    finally:
+        assert _stop(first) == 0
+    assert second.returncode == 2
+    assert f"in use by another bridge (pid {first.pid})" in second.stderr
+    assert "Traceback" not in second.stderr
+    assert len(delivered_lines(tmp_path)) == 1  # the second one delivered nothing
+
+
+def test_a_damaged_checkpoint_file_is_one_line_saying_what_to_do(tmp_path: Path) -> None:
+    config = _config(tmp_path, 1, 1)
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "checkpoints.sqlite3").write_bytes(b"not a database " * 100)
+    done = subprocess.run(
+        [sys.executable, "-c", LAUNCH, "run", "--config", str(config), "--no-reload"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "checkpoints.sqlite3: file is not a database" in done.stderr
+    assert "the file is damaged: restore it, or move it away" in done.stderr
