@@ -276,33 +276,49 @@ class Deliverer:
         return _Outcome(ok=True, response=response)
 
     def _failed_items(self, response: bytes, records: list[Record]) -> set[int] | None:
-        """Indexes of records the function reported as failed; None when all succeeded."""
+        """Indexes of records the function reported as failed; None when all succeeded.
+        An invalid response fails them all, as on AWS, and says why."""
         if not self.policy.report_batch_item_failures:
             return None
         everything = set(range(len(records)))
         try:
             doc: Any = json.loads(response) if response.strip() else None
         except ValueError:
-            return everything
+            return self._invalid_response(everything, "it is not JSON", response)
         if doc is None or (isinstance(doc, dict) and not doc):
             return None
         if not isinstance(doc, dict):
-            return everything
+            return self._invalid_response(everything, "it is not a JSON object", response)
         items = doc.get("batchItemFailures")
         if not items:
             return None
         if not isinstance(items, list):
-            return everything
+            return self._invalid_response(everything, "batchItemFailures is not a list", response)
         index: dict[Hashable, list[int]] = {}
         for i, r in enumerate(records):  # a queue may hand one message over twice
             index.setdefault(self.connector.item_identifier(r), []).append(i)
         failed: set[int] = set()
         for item in items:
             ident = item.get("itemIdentifier") if isinstance(item, dict) else None
-            key = self.connector.identifier_key(ident) if ident not in (None, "") else None
+            if ident in (None, ""):
+                why = f"an entry has no itemIdentifier: {json.dumps(item)[:200]}"
+                return self._invalid_response(everything, why, response)
+            key = self.connector.identifier_key(ident)
             if key is None or key not in index:
-                return everything
+                why = f"itemIdentifier {json.dumps(ident)[:200]} names no record of the batch"
+                return self._invalid_response(everything, why, response)
             failed.update(index[key])
+        return failed
+
+    def _invalid_response(self, failed: set[int], why: str, response: bytes) -> set[int]:
+        telemetry.emit(
+            telemetry.RESPONSE_INVALID,
+            mapping=self.mapping,
+            reason=why,
+            response=response[:200].decode("utf-8", "replace"),
+            retried=len(failed),
+            level=logging.WARNING,
+        )
         return failed
 
     def _split_partial(

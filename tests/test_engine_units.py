@@ -763,3 +763,26 @@ async def test_a_queue_fails_only_the_messages_its_function_named() -> None:
     deliverer.give_back = give_back
     await deliverer.deliver([_record("g", n) for n in range(3)])
     assert settled == [0, 2] and given_back == [1]
+
+
+@pytest.mark.parametrize(
+    ("response", "why"),
+    [
+        (b"not json", "it is not JSON"),
+        (b"[1, 2]", "it is not a JSON object"),
+        (b'{"batchItemFailures": {"itemIdentifier": "1"}}', "batchItemFailures is not a list"),
+        (b'{"batchItemFailures": [{"wrongKey": "1"}]}', "an entry has no itemIdentifier"),
+        (b'{"batchItemFailures": [{"itemIdentifier": "99"}]}', 'itemIdentifier "99" names no'),
+    ],
+)
+async def test_an_invalid_partial_response_is_logged_with_its_reason(
+    response: bytes, why: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    target = FakeTarget(response, b"{}")
+    deliverer, settled, _ = _deliverer(target, report_batch_item_failures=True)
+    await deliverer.deliver([_record("p", n) for n in range(3)])
+    messages = [
+        r.getMessage() for r in caplog.records if "batch.invalid_response" in r.getMessage()
+    ]
+    assert len(messages) == 1 and why in messages[0] and "retried=3" in messages[0]
+    assert sorted(settled) == [0, 1, 2] and len(target.payloads) == 2
