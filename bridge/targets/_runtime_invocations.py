@@ -196,6 +196,10 @@ class InvocationRegistry:
         while self._queue and self._failed_inits:
             self._fail_with_init_error(self._queue[0])
 
+    def runtime_waiting(self) -> bool:
+        """Whether a runtime is polling for an invocation right now."""
+        return any(not waiter.done() for _, waiter in self._pollers)
+
     def forgive(self, caller: Worker | None) -> None:
         """``caller`` initialised fine after all: forget its failed cold start."""
         self._failed_inits.pop(caller, None)

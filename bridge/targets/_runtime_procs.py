@@ -183,6 +183,8 @@ class Worker:
         self._repeats = 0
         self._holding = False  # hold this process's output back until it starts or fails
         self._held: list[tuple[int, str, dict[str, int]]] = []
+        self._wake = asyncio.Event()
+        self.resting = False  # waiting out a restart backoff
         self._command = list(command)
         self._cwd = cwd
         self._environment = dict(environment)
@@ -291,7 +293,7 @@ class Worker:
                 except OSError as exc:
                     _log.error("worker %d cannot start %s: %s", self.index, self._command, exc)
                     self._on_spawn_error(self, exc)
-                    await asyncio.sleep(self._backoff.next_delay(0.0))
+                    await self._rest(self._backoff.next_delay(0.0))
                 continue
             started = loop.time()
             exited = asyncio.ensure_future(process.wait())
@@ -318,7 +320,22 @@ class Worker:
                 )
             else:
                 self._start_up_failed(self._init_error or describe_exit(returncode), delay)
-            await asyncio.sleep(delay)
+            await self._rest(delay)
+
+    async def _rest(self, delay: float) -> None:
+        """Wait ``delay`` before the next start, or less if :meth:`wake` is called."""
+        self._wake.clear()
+        self.resting = True
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+        finally:
+            self.resting = False
+
+    def wake(self) -> None:
+        """An invocation waits: start the next process now instead of after the backoff
+        (a fault that is gone is noticed by the next invocation, not minutes later)."""
+        self._wake.set()
 
     async def _watch_start_up(self, exited: asyncio.Future[int]) -> None:
         """Give the process ``init_timeout`` seconds to poll or report an init error; then

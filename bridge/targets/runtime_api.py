@@ -303,6 +303,11 @@ class RuntimeApiTarget:
                 status=413,
             )
         limit = self._timeout if timeout is None else timeout
+        if not self._registry.runtime_waiting():
+            for worker in self._workers:
+                if worker.resting:  # after a crash or a failed start: a fresh try, now
+                    self._registry.forgive(worker)
+                    worker.wake()
         invocation = self._registry.submit(payload, request_id=request_id, timeout=limit)
         try:
             if not self._workers:

@@ -308,6 +308,24 @@ async def test_a_start_up_that_keeps_failing_is_logged_once_then_counted(
     assert len(again) >= 2 and "times in a row" in again[-1]
 
 
+async def test_once_a_start_up_fault_is_gone_the_next_invocation_finds_a_fresh_process(
+    make_target: MakeTarget, tmp_path: Path
+) -> None:
+    """Start-ups fail for 7 s, long enough for the restart backoff to reach 6.4 s; when the
+    fault is gone the next invocation does not wait that out."""
+    ok = tmp_path / "start-ok"
+    target = await started(
+        make_target(command=RIC, cwd=str(FUNCTIONS / "fails_until"), env={"START_OK": str(ok)})
+    )
+    with pytest.raises(FunctionError):
+        await call(target, {})
+    await asyncio.sleep(7)  # restarts after 0.2, 0.4, 0.8, 1.6, 3.2 s, all failing
+    ok.touch()
+    begin = time.monotonic()
+    answer = await asyncio.wait_for(call(target, {}), 15)
+    assert time.monotonic() - begin < 2.5 and "pid" in answer
+
+
 # --- raw Runtime API, no command ----------------------------------------------------------
 
 
