@@ -83,6 +83,12 @@ class RuntimeFunction(_Model):
     command: list[str] | None = Field(None, description="e.g. python -m awslambdaric app.handler")
     cwd: str | None = None
     env: dict[str, str] = Field(default_factory=dict)
+    inherit_env: bool | list[str] = Field(
+        False,
+        description="also pass the bridge's own environment to the function: true for all "
+        "of it, or a list of variable names; by default a function gets only its env, "
+        "Lambda's variables, PATH and LANG, as in Lambda",
+    )
     handler: str | None = None
     concurrency: int = Field(1, ge=1, le=256, description="function processes")
     timeout: float = Field(3.0, gt=0, le=900, description="seconds, as Lambda's Timeout")

@@ -65,6 +65,7 @@ def build_target(name: str, function: FunctionConfig, config: BridgeConfig) -> T
         command=command,
         cwd=function.cwd,
         env=function.env,
+        inherit_env=function.inherit_env,
         concurrency=function.concurrency,
         timeout=function.timeout,
         memory_size=function.memory_size,

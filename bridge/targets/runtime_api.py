@@ -173,6 +173,16 @@ class RuntimeApi:
         return _accepted()
 
 
+def _inherited(inherit: bool | Sequence[str]) -> dict[str, str]:
+    """What a function process gets of the bridge's environment: PATH and LANG (so its
+    command and locale resolve as in the bridge's shell), and what ``inherit`` names (all
+    of it when True). Credentials and the bridge's settings stay the bridge's."""
+    if inherit is True:
+        return dict(os.environ)
+    names = ["PATH", "LANG", *(inherit or [])]
+    return {k: os.environ[k] for k in names if k in os.environ}
+
+
 class _Endpoint:
     """One listening socket serving a :class:`RuntimeApi`."""
 
@@ -199,9 +209,10 @@ class RuntimeApiTarget:
     Without ``command`` it only serves the API on :attr:`address`; runtimes started by the
     user poll it, and an invocation no runtime takes within its timeout fails with
     ``TargetUnavailable``. With ``command`` it runs ``concurrency`` processes of it in
-    ``cwd``, each serving one invocation at a time, with Lambda's environment variables,
-    ``env`` on top (the Runtime API address and log stream stay the bridge's), and restarts
-    them when they exit. Each of these polls an endpoint of its own (its
+    ``cwd``, each serving one invocation at a time, with an environment of its own as in
+    Lambda (Lambda's variables, PATH and LANG, ``env`` on top; the bridge's environment only
+    as far as ``inherit_env`` says; the Runtime API address and log stream stay the
+    bridge's), and restarts them when they exit. Each of these polls an endpoint of its own (its
     ``AWS_LAMBDA_RUNTIME_API``), not :attr:`address`. See
     :class:`~bridge.targets.base.Target` for the contract.
     """
@@ -213,6 +224,7 @@ class RuntimeApiTarget:
         command: Sequence[str] | None = None,
         cwd: str | None = None,
         env: Mapping[str, str] | None = None,
+        inherit_env: bool | Sequence[str] = False,
         concurrency: int = 1,
         timeout: float = 3.0,
         memory_size: int = 128,
@@ -239,7 +251,7 @@ class RuntimeApiTarget:
         self._port = port
         self._init_timeout = init_timeout
         self._environment = {
-            **os.environ,
+            **_inherited(inherit_env),
             **sandbox_environment(
                 function_name=name,
                 memory_size=memory_size,

@@ -326,6 +326,24 @@ async def test_once_a_start_up_fault_is_gone_the_next_invocation_finds_a_fresh_p
     assert time.monotonic() - begin < 2.5 and "pid" in answer
 
 
+async def test_a_function_gets_its_own_environment_not_the_bridges(
+    make_target: MakeTarget, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As in Lambda: the configured env, Lambda's variables, PATH and LANG; the bridge's
+    credentials and settings only when inherit_env names them."""
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "the-bridges-own-secret")
+    monkeypatch.setenv("BRIDGE_SETTING", "x")
+    names = ["AWS_SECRET_ACCESS_KEY", "BRIDGE_SETTING", "MINE", "PATH", "AWS_LAMBDA_FUNCTION_NAME"]
+    target = await basic_function(make_target, name="envfn", env={"MINE": "1"})
+    seen = (await call(target, {"action": "context", "env": names}))["env"]
+    assert seen["AWS_SECRET_ACCESS_KEY"] is None and seen["BRIDGE_SETTING"] is None
+    assert seen["MINE"] == "1" and seen["PATH"] == os.environ["PATH"]
+    assert seen["AWS_LAMBDA_FUNCTION_NAME"] == "envfn"
+    chosen = await basic_function(make_target, name="env2", inherit_env=["BRIDGE_SETTING"])
+    seen = (await call(chosen, {"action": "context", "env": names}))["env"]
+    assert seen["BRIDGE_SETTING"] == "x" and seen["AWS_SECRET_ACCESS_KEY"] is None
+
+
 # --- raw Runtime API, no command ----------------------------------------------------------
 
 
