@@ -65,7 +65,8 @@ class FileDestination:
         self.uri = f"file://{self.path}"
 
     async def write(self, documents: Sequence[dict[str, Any]]) -> None:
-        data = "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in documents).encode()
+        text = "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in documents)
+        data = text.encode("utf-8", "backslashreplace")  # a lone surrogate: a JSON escape
         await asyncio.to_thread(self._append, data)
 
     def _append(self, data: bytes) -> None:

@@ -32,8 +32,9 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
 def dumps(obj: Any) -> bytes:
-    """Compact JSON as UTF-8 bytes (non-ASCII kept as is, as AWS sends it)."""
-    return _ENCODER.encode(obj).encode()
+    """Compact JSON as UTF-8 bytes (non-ASCII kept as is, as AWS sends it; a lone
+    surrogate, from a file name that is not UTF-8, as its JSON escape)."""
+    return _ENCODER.encode(obj).encode("utf-8", "backslashreplace")
 
 
 def envelope(records: Sequence[bytes], key: str = "Records") -> bytes:

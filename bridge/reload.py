@@ -42,7 +42,11 @@ async def watch_config(path: Path, supervisor: Supervisor, stop: asyncio.Event) 
     while not stop.is_set():
         try:
             async for _ in awatch(
-                target.parent, watch_filter=relevant, stop_event=stop, debounce=300
+                target.parent,
+                watch_filter=relevant,
+                stop_event=stop,
+                debounce=300,
+                recursive=False,  # only the file matters, not what lives under its folder
             ):
                 await apply_file(path, supervisor)
         except Exception as exc:  # the watch itself broke (the folder went away...)

@@ -60,8 +60,10 @@ def check_event_types(events: Sequence[str], allowed: Sequence[str]) -> list[str
 
 
 def encode_key(key: str) -> str:
-    """``my photos/été.jpg`` -> ``my+photos/%C3%A9t%C3%A9.jpg``."""
-    return quote_plus(key, safe="/")
+    """``my photos/été.jpg`` -> ``my+photos/%C3%A9t%C3%A9.jpg``. Keys are bytes to S3: a
+    file name that is not UTF-8 (undecodable bytes kept as surrogates, as Python's file
+    APIs give them) is encoded byte for byte, ``bad\\udcff.txt`` -> ``bad%FF.txt``."""
+    return quote_plus(key.encode("utf-8", "surrogateescape"), safe="/")
 
 
 def s3_record(

@@ -72,3 +72,17 @@ def test_a_torn_line_left_behind_does_not_swallow_the_next_record(tmp_path: Path
     asyncio.run(FileDestination(path).write([{"n": 2}]))
     lines = path.read_text().splitlines()
     assert lines == ['{"n": 0}', '{"n": 1, "tor', '{"n": 2}']
+
+
+def test_a_record_naming_a_file_that_is_not_utf8_can_be_dead_lettered(tmp_path: Path) -> None:
+    """A file name that is not UTF-8 reaches Python as a string with a lone surrogate;
+    the dead letter is still written (the surrogate as its JSON escape) and reads back."""
+    import asyncio
+
+    from bridge.destinations import FileDestination
+
+    path = tmp_path / "dead.jsonl"
+    key = b"bad\xff.txt".decode("utf-8", "surrogateescape")
+    asyncio.run(FileDestination(str(path)).write([{"key": key, "n": 1}]))
+    [line] = path.read_bytes().splitlines()
+    assert json.loads(line) == {"key": key, "n": 1}

@@ -46,6 +46,9 @@ __all__ = ["LocalDirConnector"]
 
 log = logging.getLogger(__name__)
 
+_STAND_IN_SCAN = 2.0  # seconds between scans while the watcher is down
+_WATCHER_RETRY = 60.0  # seconds before trying a failed watcher again
+
 State = tuple[int, int]  # (mtime_ns, size): what "this file changed" is judged by
 
 
@@ -66,6 +69,8 @@ class LocalDirConnector(BaseConnector):
         self._stop = asyncio.Event()
         self._last_sequencer = 0
         self._scan_lock = asyncio.Lock()
+        self._watcher_down = False
+        self._rescan_now = asyncio.Event()
         self._touched: set[str] | None = None  # keys emitted while a scan lists the folder
         self._check_lock = asyncio.Lock()
 
@@ -78,9 +83,9 @@ class LocalDirConnector(BaseConnector):
             raise ConfigError(f"local_dir: {self.root} is not a folder")
         self.root = self.root.resolve()
         saved = await self.context.checkpoints.items()
-        for key, value in saved.items():
+        for stored, value in saved.items():
             mtime_ns, size = json.loads(value)
-            self._emitted[key] = (int(mtime_ns), int(size))
+            self._emitted[_from_stored(stored)] = (int(mtime_ns), int(size))
 
     async def read(self) -> AsyncIterator[Sequence[Record]]:
         self._tasks = [asyncio.create_task(self._watch(), name=f"{self.context.mapping}:watch")]
@@ -91,6 +96,7 @@ class LocalDirConnector(BaseConnector):
 
     async def aclose(self) -> None:
         self._stop.set()
+        self._rescan_now.set()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -99,18 +105,43 @@ class LocalDirConnector(BaseConnector):
     # ------------------------------------------------------------ detection
 
     async def _rescan_loop(self) -> None:
-        interval = self.config.rescan_interval_seconds
         while True:
             await self._scan()
-            if not interval:
-                await self._stop.wait()
-                return
+            interval = self.config.rescan_interval_seconds
+            if self._watcher_down:  # the scans stand in for the watcher meanwhile
+                interval = min(interval or _STAND_IN_SCAN, _STAND_IN_SCAN)
+            self._rescan_now.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), interval)
+                await asyncio.wait_for(self._rescan_now.wait(), interval or None)
             if self._stop.is_set():
                 return
 
     async def _watch(self) -> None:
+        """Follow the folder's changes; when the watcher fails (watchfiles cannot follow a
+        name that is not UTF-8, an inotify limit...), say why, scan every few seconds
+        instead, and try the watcher again a while later."""
+        while not self._stop.is_set():
+            try:
+                await self._follow()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not self._watcher_down:
+                    log.warning(
+                        "local_dir %s: the folder watcher failed (%s); scanning every %ss "
+                        "instead, trying the watcher again in %ss",
+                        self.root,
+                        _reason(exc),
+                        _STAND_IN_SCAN,
+                        _WATCHER_RETRY,
+                    )
+                self._watcher_down = True
+                self._rescan_now.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), _WATCHER_RETRY)
+
+    async def _follow(self) -> None:
         async for changes in awatch(
             self.root,
             stop_event=self._stop,
@@ -119,6 +150,10 @@ class LocalDirConnector(BaseConnector):
             step=20,
             recursive=True,
         ):
+            if self._watcher_down:  # back: one scan covers what it may have missed meanwhile
+                log.info("local_dir %s: the folder watcher is back", self.root)
+                self._watcher_down = False
+                self._rescan_now.set()
             paths = sorted({Path(p) for _, p in changes})
             # file system calls run in a thread: a slow disk (NFS) must not stall the loop
             keys = await asyncio.to_thread(self._keys_of_files, paths)
@@ -267,10 +302,10 @@ class LocalDirConnector(BaseConnector):
             self._touched.add(key)
         if state is None:
             self._emitted.pop(key, None)
-            await self.context.checkpoints.write({}, [key])
+            await self.context.checkpoints.write({}, [_stored(key)])
         else:
             self._emitted[key] = state
-            await self.context.checkpoints.write({key: json.dumps(list(state))})
+            await self.context.checkpoints.write({_stored(key): json.dumps(list(state))})
 
     def _wants(self, event: str) -> bool:
         return any(fnmatch.fnmatchcase(event, pattern) for pattern in self.config.events)
@@ -310,6 +345,7 @@ class LocalDirConnector(BaseConnector):
         delete: list[str] = []
         for record in records:  # in order: the last state of a key wins
             key, state = record.position
+            key = _stored(key)
             if state is None:
                 put.pop(key, None)
                 delete.append(key)
@@ -329,3 +365,27 @@ def _md5(path: Path) -> str | None:
     except OSError:
         return None
     return digest.hexdigest()
+
+
+def _stored(key: str) -> str:
+    """The checkpoint key of a file: its name, or for a name that is not UTF-8 (kept with
+    surrogates, which the store cannot hold) NUL and the hex of its bytes (no file name
+    holds a NUL, so nothing collides)."""
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        return "\x00" + key.encode("utf-8", "surrogateescape").hex()
+    return key
+
+
+def _from_stored(stored: str) -> str:
+    if stored.startswith("\x00"):
+        return bytes.fromhex(stored[1:]).decode("utf-8", "surrogateescape")
+    return stored
+
+
+def _reason(exc: BaseException) -> str:
+    """The message of ``exc``, or of the first error inside an exception group."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return str(exc) or type(exc).__name__

@@ -320,3 +320,55 @@ async def test_a_file_created_while_the_folder_is_listed_is_not_reported_deleted
     assert ("ObjectCreated:Put", "new.txt") in events
     assert ("ObjectRemoved:Delete", "new.txt") not in events
     assert connector._emitted.get("new.txt") is not None
+
+
+async def test_a_file_name_that_is_not_utf8_is_delivered_encoded_and_the_rest_flow(
+    tmp_path: Path, store: Any
+) -> None:
+    """S3 keys are bytes: a name with a byte that is not UTF-8 is URL-encoded byte for byte.
+    It is checkpointed like any other (not delivered again after a restart), and the
+    folder watcher, which cannot follow such names, is stood in for by scans."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "good.txt").write_text("good")
+    with open(os.fsencode(folder) + b"/bad\xff.txt", "w") as f:
+        f.write("bad")
+    async with opened(folder, store, rescan_interval_seconds=0) as connector:
+        records = await take(connector, 2)
+        events = {connector.normalize(r)["s3"]["object"]["key"]: r for r in records}
+        assert set(events) == {"good.txt", "bad%FF.txt"}
+        for record in records:
+            await connector.commit([record])
+        # the watcher gives up on the name; the scans standing in find what comes next
+        (folder / "later.txt").write_text("later")
+        [later] = await take(connector, 1, timeout=15)
+        assert later.data["key"] == "later.txt"
+        await connector.commit([later])
+    async with opened(folder, store, rescan_interval_seconds=0) as connector:
+        assert await nothing_more(connector) == []  # nothing is delivered again
+
+
+async def test_the_folder_watcher_comes_back_after_a_failure(
+    tmp_path: Path, store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After the watcher fails it is tried again; once it works, changes are seen by it
+    (not by the slower stand-in scans) again."""
+    from connectors.local_dir import connector as module
+
+    monkeypatch.setattr(module, "_WATCHER_RETRY", 0.5)
+    monkeypatch.setattr(module, "_STAND_IN_SCAN", 60.0)  # the scans find nothing in time
+    folder = tmp_path / "in"
+    folder.mkdir()
+    async with opened(folder, store, rescan_interval_seconds=0) as connector:
+        assert await nothing_more(connector, wait=0.3) == []
+        with open(os.fsencode(folder) + b"/bad\xff.txt", "w") as f:
+            f.write("bad")  # the watcher fails on this name
+        await asyncio.sleep(0.5)
+        assert connector._watcher_down
+        [bad] = await take(connector, 1)  # found by the scan run when the watcher failed
+        await connector.commit([bad])
+        await asyncio.sleep(1.0)  # the watcher is tried again
+        (folder / "back.txt").write_text("back")
+        [back] = await take(connector, 1, timeout=5)
+        assert back.data["key"] == "back.txt"
+        assert not connector._watcher_down
