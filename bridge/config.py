@@ -94,7 +94,23 @@ class RuntimeFunction(_Model):
     timeout: float = Field(3.0, gt=0, le=900, description="seconds, as Lambda's Timeout")
     memory_size: int = Field(128, ge=128, le=10240)
     host: str = "127.0.0.1"
-    port: int = Field(0, ge=0, le=65535, description="0 picks a free port")
+    port: int = Field(
+        0, ge=0, le=65535, description="the shared address, only without command; 0 picks one"
+    )
+    require_key: bool = Field(
+        False,
+        description="without command: every runtime must use the keyed address (written to "
+        "<state_dir>/runtime/<function>.address), even processes of the bridge's own user",
+    )
+
+    @model_validator(mode="after")
+    def _port_needs_no_command(self) -> RuntimeFunction:
+        if self.command and self.port:
+            raise ValueError(
+                "port: the bridge serves no shared address when it runs the function "
+                "(command); each of its processes gets an endpoint of its own"
+            )
+        return self
 
     @field_validator("command", mode="before")
     @classmethod

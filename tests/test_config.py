@@ -233,3 +233,9 @@ mappings:
     )
     message = _error(aws)
     assert "aws_session_token" in message and "12345678901" not in message
+
+
+def test_a_port_for_a_function_the_bridge_runs_is_an_error() -> None:
+    """With command there is no shared address for a port to apply to."""
+    message = _error(GOOD.replace("app.handler\n", "app.handler\n    port: 9001\n", 1))
+    assert "functions.hello" in message and "no shared address" in message

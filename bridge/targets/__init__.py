@@ -7,6 +7,7 @@ from a function's configuration.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bridge.targets.base import Target
@@ -74,4 +75,6 @@ def build_target(name: str, function: FunctionConfig, config: BridgeConfig) -> T
         region=config.region,
         account_id=config.account_id,
         handler=function.handler,
+        require_key=function.require_key,
+        address_file=(None if command else Path(config.state_dir) / "runtime" / f"{name}.address"),
     )

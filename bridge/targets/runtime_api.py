@@ -11,11 +11,15 @@ Three parts, each small:
   deadlines. No HTTP, no processes.
 - :class:`RuntimeApi`: the four Runtime API routes on top of the registry, as seen by one
   caller (a worker slot the bridge runs, or any runtime the user runs).
-- :class:`RuntimeApiTarget`: the :class:`~bridge.targets.base.Target`. It serves the API on
-  ``address`` and, given a ``command``, runs ``concurrency`` worker slots
-  (:mod:`bridge.targets._runtime_procs`), each with an endpoint of its own, so the bridge
-  knows which process holds which invocation and can kill it on a timeout, as Lambda resets
-  a sandbox.
+- :class:`RuntimeApiTarget`: the :class:`~bridge.targets.base.Target`. Given a
+  ``command``, it runs ``concurrency`` worker slots (:mod:`bridge.targets._runtime_procs`),
+  each with an endpoint of its own, so the bridge knows which process holds which
+  invocation and can kill it on a timeout, as Lambda resets a sandbox. Without one, it
+  serves the API on ``address`` for runtimes the user runs.
+
+Who may call an endpoint is decided by a gate (:mod:`bridge.targets._runtime_callers`):
+only the processes of its worker, or, on the shared address, callers with the key or of
+the bridge's own user. Everyone else gets 403 and no invocation.
 
 Failures have Lambda's error types and documents: ``Sandbox.Timedout``, ``Runtime.ExitError``,
 the runtime's own init error type (``Runtime.ImportModuleError``...) for the invocation that
@@ -27,13 +31,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Self
 
 from aiohttp import web
 
 from bridge.errors import DeliveryError, TargetRejected, TargetUnavailable
+from bridge.targets._runtime_callers import (
+    Gate,
+    SharedGate,
+    WorkerGate,
+    callers_known,
+    new_key,
+)
 from bridge.targets._runtime_invocations import (
     MAX_REQUEST_SIZE,
     MAX_RESPONSE_SIZE,
@@ -55,6 +67,8 @@ API_PREFIX = "/2018-06-01/runtime"
 ERROR_TYPE_HEADER = "Lambda-Runtime-Function-Error-Type"
 _TERMINATE_GRACE = 2.0  # seconds between SIGTERM and SIGKILL on aclose()
 
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
 
 def _json_response(status: int, body: bytes) -> web.Response:
     return web.Response(status=status, body=body, content_type="application/json")
@@ -62,6 +76,11 @@ def _json_response(status: int, body: bytes) -> web.Response:
 
 def _accepted() -> web.Response:
     return _json_response(202, b'{"status":"OK"}')
+
+
+def _forbidden() -> web.Response:
+    message = "This process may not use this function's Runtime API"
+    return _json_response(403, error_document("Forbidden", message))
 
 
 def _invalid_request_id() -> web.Response:
@@ -91,7 +110,10 @@ class RuntimeApi:
     """The Runtime API routes for one caller, on top of an :class:`InvocationRegistry`.
 
     ``caller`` is the worker slot this endpoint belongs to, or ``None`` for the shared
-    address that runtimes started by the user poll. Statuses and bodies are Lambda's: 202
+    address that runtimes started by the user poll; ``gate`` admits or refuses (403
+    ``Forbidden``) each connection before anything else happens. The routes are served
+    under ``/2018-06-01/runtime`` and, given a ``key``, under ``/<key>/2018-06-01/runtime``
+    as well. Statuses and bodies are Lambda's: 202
     ``{"status":"OK"}``; 400 ``InvalidRequestID`` for a request id the caller does not hold
     (unknown, or already answered); 413 ``RequestEntityTooLarge`` for a response over
     ``MAX_RESPONSE_SIZE`` bytes, which fails the invocation with
@@ -99,22 +121,38 @@ class RuntimeApi:
     """
 
     def __init__(
-        self, registry: InvocationRegistry, caller: Worker | None, *, function_arn: str
+        self,
+        registry: InvocationRegistry,
+        caller: Worker | None,
+        *,
+        function_arn: str,
+        gate: Gate,
+        key: str | None = None,
     ) -> None:
         self._registry = registry
         self._caller = caller
         self._function_arn = function_arn
+        self._gate = gate
+        self._key = key
 
     def app(self) -> web.Application:
-        app = web.Application()
-        app.add_routes(
-            [
-                web.get(f"{API_PREFIX}/invocation/next", self.next_invocation),
-                web.post(f"{API_PREFIX}/invocation/{{request_id}}/response", self.response),
-                web.post(f"{API_PREFIX}/invocation/{{request_id}}/error", self.error),
-                web.post(f"{API_PREFIX}/init/error", self.init_error),
-            ]
-        )
+        @web.middleware
+        async def admitted_only(request: web.Request, handler: _Handler) -> web.StreamResponse:
+            if not await self._gate.admits(request):
+                return _forbidden()
+            return await handler(request)
+
+        app = web.Application(middlewares=[admitted_only])
+        prefixes = [API_PREFIX] if self._key is None else [API_PREFIX, f"/{self._key}{API_PREFIX}"]
+        for prefix in prefixes:
+            app.add_routes(
+                [
+                    web.get(f"{prefix}/invocation/next", self.next_invocation),
+                    web.post(f"{prefix}/invocation/{{request_id}}/response", self.response),
+                    web.post(f"{prefix}/invocation/{{request_id}}/error", self.error),
+                    web.post(f"{prefix}/init/error", self.init_error),
+                ]
+            )
         return app
 
     async def next_invocation(self, request: web.Request) -> web.StreamResponse:
@@ -208,13 +246,16 @@ class RuntimeApiTarget:
 
     Without ``command`` it only serves the API on :attr:`address`; runtimes started by the
     user poll it, and an invocation no runtime takes within its timeout fails with
-    ``TargetUnavailable``. With ``command`` it runs ``concurrency`` processes of it in
+    ``TargetUnavailable``. Processes of the bridge's own user may use :attr:`address`
+    (unless ``require_key``), anyone else needs :attr:`keyed_address`, which is written to
+    ``address_file`` (mode 0600) when one is given. With ``command`` nothing is served on a
+    shared address: it runs ``concurrency`` processes of it in
     ``cwd``, each serving one invocation at a time, with an environment of its own as in
     Lambda (Lambda's variables, PATH and LANG, ``env`` on top; the bridge's environment only
     as far as ``inherit_env`` says; the Runtime API address and log stream stay the
-    bridge's), and restarts them when they exit. Each of these polls an endpoint of its own (its
-    ``AWS_LAMBDA_RUNTIME_API``), not :attr:`address`. See
-    :class:`~bridge.targets.base.Target` for the contract.
+    bridge's), and restarts them when they exit. Each of these polls an endpoint of its own
+    (its ``AWS_LAMBDA_RUNTIME_API``) that serves nobody but that process and what it
+    started. See :class:`~bridge.targets.base.Target` for the contract.
     """
 
     def __init__(
@@ -234,6 +275,8 @@ class RuntimeApiTarget:
         account_id: str = "000000000000",
         handler: str | None = None,
         init_timeout: float = INIT_TIMEOUT,
+        require_key: bool = False,
+        address_file: str | os.PathLike[str] | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, not {concurrency}")
@@ -241,6 +284,8 @@ class RuntimeApiTarget:
             raise ValueError(f"timeout must be positive, not {timeout}")
         if command is not None and not command:
             raise ValueError("command must not be empty")
+        if command is not None and port:
+            raise ValueError("port applies only without command (each process gets its own)")
         self.name = name
         self.function_arn = f"arn:aws:lambda:{region}:{account_id}:function:{name}"
         self._command = list(command) if command is not None else None
@@ -250,6 +295,9 @@ class RuntimeApiTarget:
         self._host = host
         self._port = port
         self._init_timeout = init_timeout
+        self._key = new_key()
+        self._require_key = require_key
+        self._address_file = Path(address_file) if address_file is not None else None
         self._environment = {
             **_inherited(inherit_env),
             **sandbox_environment(
@@ -270,10 +318,16 @@ class RuntimeApiTarget:
 
     @property
     def address(self) -> str:
-        """The ``host:port`` the shared Runtime API endpoint is bound to (after ``start()``)."""
+        """The ``host:port`` the shared Runtime API endpoint is bound to (after ``start()``;
+        only without ``command``)."""
         if self._address is None:
-            raise RuntimeError(f"runtime target {self.name!r} is not started")
+            raise RuntimeError(f"runtime target {self.name!r} serves no shared address")
         return self._address
+
+    @property
+    def keyed_address(self) -> str:
+        """``host:port/<key>``: the shared address as any caller may use it."""
+        return f"{self.address}/{self._key}"
 
     @property
     def pids(self) -> list[int]:
@@ -292,9 +346,20 @@ class RuntimeApiTarget:
         self._endpoints, self._workers = [], []
         self._state = "started"
         try:
-            self._address = await self._serve(None, self._port)
-            for index in range(self._concurrency if self._command is not None else 0):
-                await self._start_worker(index)
+            if self._command is None:
+                gate = SharedGate(self.name, self._key, require_key=self._require_key)
+                self._address = await self._serve(None, self._port, gate, self._key)
+                self._publish_address()
+            else:
+                if not callers_known():
+                    _log.warning(
+                        "runtime target %r: this system does not tell which process calls "
+                        "the Runtime API; any local process that finds a worker's port can "
+                        "take invocations",
+                        self.name,
+                    )
+                for index in range(self._concurrency):
+                    await self._start_worker(index)
         except OSError as exc:
             await self._shut_down()
             self._state, self._address = "new", None
@@ -357,10 +422,33 @@ class RuntimeApiTarget:
     ) -> None:
         await self.aclose()
 
-    async def _serve(self, caller: Worker | None, port: int) -> str:
-        endpoint = _Endpoint(RuntimeApi(self._registry, caller, function_arn=self.function_arn))
+    async def _serve(self, caller: Worker | None, port: int, gate: Gate, key: str | None) -> str:
+        api = RuntimeApi(self._registry, caller, function_arn=self.function_arn, gate=gate, key=key)
+        endpoint = _Endpoint(api)
         self._endpoints.append(endpoint)
         return await endpoint.start(self._host, port)
+
+    def _publish_address(self) -> None:
+        """Tell where the shared address is; the keyed one goes only to ``address_file``,
+        created readable by the owner alone (raises ``OSError``)."""
+        where = "the keyed address is not written anywhere"
+        if self._address_file is not None:
+            self._address_file.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self._address_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.fchmod(fd, 0o600)  # an older file may have had other modes
+                os.write(fd, f"{self.keyed_address}\n".encode())
+            finally:
+                os.close(fd)
+            where = f"from anywhere else use the address in {self._address_file}"
+        who = "nobody without the key" if self._require_key else "processes of this user"
+        _log.info(
+            "runtime.listening function=%s AWS_LAMBDA_RUNTIME_API=%s for %s; %s",
+            self.name,
+            self.address,
+            who,
+            where,
+        )
 
     async def _start_worker(self, index: int) -> None:
         assert self._command is not None
@@ -376,7 +464,8 @@ class RuntimeApiTarget:
             init_timeout=self._init_timeout,
         )
         self._workers.append(worker)
-        worker.runtime_api = await self._serve(worker, 0)
+        gate = WorkerGate(f"{self.name} worker {index}", worker)
+        worker.runtime_api = await self._serve(worker, 0, gate, None)
         await worker.start()
 
     async def _wait_for_runtime(self, invocation: Invocation, limit: float) -> None:
@@ -385,7 +474,7 @@ class RuntimeApiTarget:
                 await invocation.left_queue.wait()
         except TimeoutError:
             raise TargetUnavailable(
-                f"no runtime polled {self.address} for an invocation within {limit:g}s"
+                f"no runtime polled {self._address} for an invocation within {limit:g}s"
             ) from None
 
     def _on_timeout(self, invocation: Invocation) -> None:

@@ -522,3 +522,152 @@ async def test_raw_cancelled_invoke_discards_the_late_response(
     answer = await client.post("/2018-06-01/runtime/invocation/req-late/response", content=b"1")
 
     assert answer.status_code == 202  # the runtime is not punished; the answer is dropped
+
+
+# --- who may take invocations ------------------------------------------------------------
+
+OUTSIDER = """
+import http.client, json, sys, time
+
+address, duration, request_ids = sys.argv[1], float(sys.argv[2]), sys.argv[3:]
+host, _, rest = address.partition(":")
+port, _, key = rest.partition("/")
+api = ("/" + key if key else "") + "/2018-06-01/runtime"
+seen = []  # [what, status, request id] of every try
+
+
+def ask(method, path, body=None):
+    conn = http.client.HTTPConnection(host, int(port), timeout=1.0)
+    try:
+        conn.request(method, api + path, body=body)
+        response = conn.getresponse()
+        response.read()
+        return response.status, response.getheader("Lambda-Runtime-Aws-Request-Id")
+    except OSError:
+        return None, None
+    finally:
+        conn.close()
+
+
+end = time.monotonic() + duration
+while time.monotonic() < end:
+    status, taken = ask("GET", "/invocation/next")
+    seen.append(["next", status, taken])
+    if taken:  # answer it as the real function would not
+        status = ask("POST", f"/invocation/{taken}/response", b'{"fake":1}')[0]
+        seen.append(["answer", status, taken])
+    for request_id in request_ids:  # answer invocations it never took
+        status = ask("POST", f"/invocation/{request_id}/response", b'{"fake":1}')[0]
+        seen.append(["guess", status, request_id])
+    time.sleep(0.02)
+print(json.dumps(seen))
+"""
+
+
+async def outsider(
+    address: str, seconds: float, request_ids: list[str], user: int | None = None
+) -> asyncio.subprocess.Process:
+    """A process the bridge did not start, in a session of its own, polling ``address``."""
+    # another user may not be able to run the virtualenv's interpreter: the system's will do
+    python = sys.executable if user is None else "/usr/bin/python3"
+    return await asyncio.create_subprocess_exec(
+        python,
+        "-c",
+        OUTSIDER,
+        address,
+        str(seconds),
+        *request_ids,
+        stdout=asyncio.subprocess.PIPE,
+        start_new_session=True,
+        user=user,
+    )
+
+
+async def tries(process: asyncio.subprocess.Process) -> list[list[Any]]:
+    out, _ = await process.communicate()
+    assert process.returncode == 0
+    seen: list[list[Any]] = json.loads(out)
+    assert seen, "the outsider tried nothing"
+    return seen
+
+
+async def test_an_outsider_gets_nothing_from_the_functions_the_bridge_runs(
+    make_target: MakeTarget, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each process the bridge runs has an endpoint that only it (and what it started) may
+    use; there is no shared address at all. Another process of the same user that finds
+    the port polls, answers and guesses request ids in vain; every event reaches the
+    function."""
+    target = await basic_function(make_target, concurrency=2)
+    with pytest.raises(RuntimeError):
+        target.address  # noqa: B018 - nothing is served beyond the workers' endpoints
+    await call(target, {"action": "ping"})  # both started
+    ids = [f"req-{n}" for n in range(10)]
+    outsiders = [await outsider(w.runtime_api, 3.0, ids) for w in target._workers]
+    await asyncio.sleep(0.5)
+
+    answers = []
+    for request_id in ids:
+        answers.append(await call(target, {"action": "ping"}, request_id=request_id))
+        await asyncio.sleep(0.15)
+
+    assert {a["pid"] for a in answers} <= set(target.pids)  # the function's, never fake
+    for process in outsiders:
+        seen = await tries(process)
+        assert {status for _, status, _ in seen} == {403}, seen
+    assert "runtime.caller_refused" in caplog.text
+
+
+async def test_the_shared_address_requires_the_key_when_told(
+    make_target: MakeTarget, tmp_path: Path
+) -> None:
+    """Without command and with require_key, only a runtime given the keyed address (from
+    a file only the owner can read) takes invocations: real awslambdaric passes the key
+    through; a process without it, or with a wrong one, gets 403."""
+    address_file = tmp_path / "state" / "runtime" / "fn.address"
+    target = await started(make_target(require_key=True, address_file=address_file, timeout=5))
+    keyed = address_file.read_text().strip()
+    assert keyed == target.keyed_address and keyed.startswith(target.address + "/")
+    assert address_file.stat().st_mode & 0o777 == 0o600
+    bare = await outsider(target.address, 2.0, [])
+    wrong = await outsider(target.address + "/" + "A" * 22, 2.0, [])
+    await asyncio.sleep(0.5)
+    runtime = await asyncio.create_subprocess_exec(
+        *RIC,
+        cwd=FUNCTIONS / "basic",
+        env={"PATH": os.environ["PATH"], "AWS_LAMBDA_RUNTIME_API": keyed},
+        start_new_session=True,
+    )
+    try:
+        answers = [await call(target, {"action": "ping"}, timeout=5.0) for _ in range(3)]
+    finally:
+        runtime.kill()
+        await runtime.wait()
+    assert {a["pid"] for a in answers} == {runtime.pid}
+    for process in (bare, wrong):
+        assert {status for _, status, _ in await tries(process)} == {403}
+
+
+async def test_the_shared_address_serves_this_user_without_the_key(
+    make_target: MakeTarget,
+) -> None:
+    """By default a local process of the bridge's own user (who could read the key file
+    anyway) may use the bare address, as runtimes that cannot carry a path need."""
+    target = await started(make_target(timeout=5))
+    process = await outsider(target.address, 2.0, [])
+    invocation = asyncio.create_task(call(target, {"action": "ping"}, request_id="taken"))
+    seen = await tries(process)
+    assert ["next", 200, "taken"] in seen
+    assert await invocation == {"fake": 1}
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="starting a process of another user needs root")
+async def test_the_shared_address_refuses_other_users_without_the_key(
+    make_target: MakeTarget,
+) -> None:
+    target = await started(make_target(timeout=5))
+    process = await outsider(target.address, 2.0, ["guessed"], user=65534)
+    invocation = asyncio.create_task(call(target, {"action": "ping"}, request_id="guessed"))
+    assert {status for _, status, _ in await tries(process)} == {403}
+    assert not invocation.done()
+    invocation.cancel()
