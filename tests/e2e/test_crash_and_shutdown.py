@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import signal
 import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
+
+import pytest
 
 from tests.e2e.harness import calls, config_text, delivered_lines, wait_for, write_journal
 
@@ -129,3 +133,31 @@ def test_a_damaged_checkpoint_file_is_one_line_saying_what_to_do(tmp_path: Path)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "checkpoints.sqlite3: file is not a database" in done.stderr
     assert "the file is damaged: restore it, or move it away" in done.stderr
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("unshare") is None,
+    reason="a read-only mount needs root (unshare -m)",
+)
+def test_a_read_only_state_dir_is_one_line_saying_what_to_do(tmp_path: Path) -> None:
+    """The state directory, checkpoints and all, on a file system mounted read-only."""
+    config = _config(tmp_path, 1, 1)
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "checkpoints.sqlite3").write_bytes(b"")
+    script = (
+        f'mount --bind "{state}" "{state}" && mount -o remount,ro,bind "{state}" && '
+        f'exec "{sys.executable}" -c "$0" run --config "{config}" --no-reload'
+    )
+    done = subprocess.run(
+        ["unshare", "-m", "sh", "-c", script, LAUNCH],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert (
+        f"cannot use state directory {state}: Read-only file system (the state directory "
+        "must be writable by the bridge)"
+    ) in done.stderr.splitlines()[-1]

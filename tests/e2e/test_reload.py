@@ -55,6 +55,15 @@ async def test_edit_restarts_only_the_changed_mapping(tmp_path: Path) -> None:
         await wait_for(lambda: len(delivered_lines(tmp_path)) == 8)
         assert (_starts(a), _starts(b)) == (1, 2)
 
+        # a YAML tag the bridge does not know (CloudFormation's !Ref): rejected, watcher lives
+        rejected = telemetry.counters().get((telemetry.CONFIG_REJECTED, ""), 0)
+        tagged = edited + "\n    maximum_retry_attempts: !Ref Retries"
+        path.write_text(config_text(tmp_path, tagged))
+        await wait_for(
+            lambda: telemetry.counters().get((telemetry.CONFIG_REJECTED, ""), 0) > rejected
+        )
+        assert not watcher.done() and supervisor.running == sorted([a, b])
+
         # removing a mapping stops it
         path.write_text(config_text(tmp_path, _mapping(tmp_path, a, "a.jsonl")))
         await wait_for(lambda: supervisor.running == [a], timeout=15)
