@@ -119,6 +119,30 @@ async def test_a_second_bridge_on_the_same_state_refuses_naming_the_first(
     assert len(delivered_lines(tmp_path)) == 1  # the second one delivered nothing
 
 
+async def test_bridges_started_at_once_on_one_state_leave_one_running(tmp_path: Path) -> None:
+    """Three bridges started together on a fresh state_dir: one runs and delivers each
+    line once, the others refuse (no "database is locked" crash, no second delivery)."""
+    write_journal(tmp_path / "journal.jsonl", [{"n": i} for i in range(20)])
+    config = _config(tmp_path, 1, 1)
+    bridges = [_start(config, tmp_path / f"bridge-{i}.log") for i in range(3)]
+    try:
+        await wait_for(lambda: len(delivered_lines(tmp_path)) >= 20, timeout=30)
+        await wait_for(lambda: sum(b.poll() is not None for b in bridges) == 2, timeout=30)
+        await asyncio.sleep(0.5)
+        running = [b for b in bridges if b.poll() is None]
+        assert len(running) == 1
+    finally:
+        codes = {b.pid: _stop(b) for b in bridges}
+    for i, bridge in enumerate(bridges):
+        log = (tmp_path / f"bridge-{i}.log").read_text()
+        assert "Traceback" not in log and "database is locked" not in log
+        if bridge is not running[0]:
+            assert codes[bridge.pid] == 2
+            assert f"in use by another bridge (pid {running[0].pid})" in log
+    delivered = Counter(delivered_lines(tmp_path))
+    assert len(delivered) == 20 and set(delivered.values()) == {1}  # each line once
+
+
 def test_a_damaged_checkpoint_file_is_one_line_saying_what_to_do(tmp_path: Path) -> None:
     config = _config(tmp_path, 1, 1)
     (tmp_path / "state").mkdir()
