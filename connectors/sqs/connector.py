@@ -13,6 +13,11 @@ mapping.
   by receipt handle: a standard queue may hand one message over twice, and each copy
   is extended, deleted or given back on its own.
 - On shutdown every held message is released (visibility 0) instead of staying hidden.
+  When there is something to release, receives under way are waited for (at most
+  ``wait_time_seconds`` and 8 s, within the engine's 10 s budget for closing a source)
+  instead of cut off: the server goes on with a long poll whose client left, and would
+  hide what is released meanwhile for a whole visibility timeout. A receive still under
+  way after that is cut off; what it takes shows up again after the visibility timeout.
 - FIFO queues: order per message group (the group is the partition: one batch in
   flight per group); a failing group gives its messages back (with everything read
   after them in the group) and stops, the other groups keep flowing. A message that
@@ -41,6 +46,8 @@ from connectors.sqs.normalize import filter_view, sqs_record
 __all__ = ["SqsConnector"]
 
 log = logging.getLogger(__name__)
+
+_RELEASE_WAIT = 8.0  # seconds a stop waits for receives under way (CLOSE_TIMEOUT is 10)
 
 _NOT_RETRIED = {"maximum_retry_attempts", "maximum_record_age_seconds"}
 
@@ -98,6 +105,11 @@ class SqsConnector(BaseConnector):
         self._held: dict[str, _Held] = {}  # receipt handle -> message id and deadline
         self._received: Feed[list[Record]] = Feed(maxsize=config.pollers)
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()  # no new receives: the engine reads no more
+        self._receiving = 0  # ReceiveMessage calls under way
+        self._no_receive = asyncio.Event()
+        self._no_receive.set()
+        self._released = False  # release() gave messages back
         # FIFO queue names end in .fifo (SQS enforces it), so this is known before open()
         self.ordered = (config.queue_url or config.queue_name or "").endswith(".fifo")
 
@@ -131,10 +143,18 @@ class SqsConnector(BaseConnector):
             for i in range(pollers)
         ]
         self._tasks.append(asyncio.create_task(self._heartbeat()))
-        async for chunk in self._received.items(self._tasks):
-            yield chunk
+        try:
+            async for chunk in self._received.items(self._tasks):
+                yield chunk
+        finally:
+            self._stopping.set()
 
     async def aclose(self) -> None:
+        self._stopping.set()
+        if self._receiving and (self._held or self._released):
+            wait = min(self.config.wait_time_seconds + 2, _RELEASE_WAIT)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._no_receive.wait(), wait)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -148,17 +168,24 @@ class SqsConnector(BaseConnector):
     # ------------------------------------------------------------ receiving
 
     async def _poll(self) -> None:
-        while True:
-            with translate_errors(self._what):
-                response = await self._client.receive_message(
-                    QueueUrl=self.queue_url,
-                    MaxNumberOfMessages=10,
-                    WaitTimeSeconds=self.config.wait_time_seconds,
-                    VisibilityTimeout=self.visibility,
-                    AttributeNames=["All"],
-                    MessageSystemAttributeNames=["All"],
-                    MessageAttributeNames=["All"],
-                )
+        while not self._stopping.is_set():
+            self._receiving += 1
+            self._no_receive.clear()
+            try:
+                with translate_errors(self._what):
+                    response = await self._client.receive_message(
+                        QueueUrl=self.queue_url,
+                        MaxNumberOfMessages=10,
+                        WaitTimeSeconds=self.config.wait_time_seconds,
+                        VisibilityTimeout=self.visibility,
+                        AttributeNames=["All"],
+                        MessageSystemAttributeNames=["All"],
+                        MessageAttributeNames=["All"],
+                    )
+            finally:
+                self._receiving -= 1
+                if not self._receiving:
+                    self._no_receive.set()
             messages = response.get("Messages", [])
             if not messages:
                 continue
@@ -175,6 +202,8 @@ class SqsConnector(BaseConnector):
                         arrived=int(attributes.get("SentTimestamp", time.time() * 1000)) / 1000,
                     )
                 )
+            if self._stopping.is_set():  # held: aclose() releases them
+                return
             await self._received.put(chunk)
 
     async def _heartbeat(self) -> None:
@@ -269,6 +298,7 @@ class SqsConnector(BaseConnector):
             (h, self._held[h]) for h in dict.fromkeys(map(_receipt, records)) if h in self._held
         ]
         if held:
+            self._released = True
             await self._change_visibility(held, 0)
             for handle, _ in held:
                 self._held.pop(handle, None)

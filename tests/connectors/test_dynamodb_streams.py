@@ -479,10 +479,10 @@ async def test_a_closed_shard_is_finished_and_not_read_again(
 
 
 async def test_delivery_from_motos_single_open_shard(
-    tmp_path: Path, sqs_endpoint: AwsEndpoint
+    tmp_path: Path, moto_endpoint: AwsEndpoint
 ) -> None:
     name = f"tb-{int(time.time() * 1000)}"
-    async with sqs_endpoint.client("dynamodb") as ddb:
+    async with moto_endpoint.client("dynamodb") as ddb:
         created = await ddb.create_table(
             TableName=name,
             KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
@@ -492,11 +492,11 @@ async def test_delivery_from_motos_single_open_shard(
         )
         stream_arn = created["TableDescription"]["LatestStreamArn"]
         try:
-            await _put(sqs_endpoint, name, [{"pk": {"S": f"m{n}"}} for n in range(3)])
-            text = _config(tmp_path, _mapping("m", sqs_endpoint, table=name))
+            await _put(moto_endpoint, name, [{"pk": {"S": f"m{n}"}} for n in range(3)])
+            text = _config(tmp_path, _mapping("m", moto_endpoint, table=name))
             async with RunningBridge(text):
                 await wait_for(lambda: len(_records(tmp_path)) >= 3)
-                await _put(sqs_endpoint, name, [{"pk": {"S": "m3"}}])
+                await _put(moto_endpoint, name, [{"pk": {"S": "m3"}}])
                 await wait_for(lambda: len(_records(tmp_path)) >= 4)
         finally:
             await ddb.delete_table(TableName=name)

@@ -1,5 +1,5 @@
-"""The sqs source against a real SQS API (moto server), delivering to a real handler
-under awslambdaric."""
+"""The sqs source against real SQS APIs (each test runs on moto and on ElasticMQ),
+delivering to a real handler under awslambdaric."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from bridge.connector import ConnectorContext
 from bridge.errors import ConfigError
 from connectors.sqs import SqsConnector, SqsSource
 from tests.e2e.harness import RunningBridge, runtime_function, wait_for
-from tests.services.fixtures import AwsEndpoint, SqsQueue
+from tests.services.fixtures import MOTO_FIFO_ORDER_XFAIL, AwsEndpoint, SqsQueue
 
 REPO = Path(__file__).resolve().parents[2]
 HANDLER = REPO / "tests" / "e2e" / "functions" / "sqs_recorder"
@@ -216,8 +216,8 @@ async def test_fifo_keeps_order_per_group_and_a_failing_group_does_not_block_oth
     assert b[:2] == [0, 1] and b.count(1) == 2  # b1 failed in batch [b0, b1]: both came back
     # b2 was received with them but given back, not delivered behind their backs: it is
     # only delivered from a later receive. (moto then returns the timed-out group in the
-    # wrong order, last message first; real SQS keeps the group's order, so the order
-    # after redelivery is not asserted here.)
+    # wrong order, so the order after redelivery is asserted by the test below, where
+    # the moto run is an expected failure.)
     b2 = [r for c in calls for r in c["records"] if json.loads(r["body"]) == bodies[7]]
     assert [r["attributes"]["ApproximateReceiveCount"] for r in b2] == ["2"]
     finished_a = max(c["at"] for c in calls if "a" in c["records"][0]["body"])
@@ -225,6 +225,29 @@ async def test_fifo_keeps_order_per_group_and_a_failing_group_does_not_block_oth
         c["at"] for c in calls for r in c["records"] if json.loads(r["body"]) == bodies[6]
     )
     assert finished_a < redelivered_b1  # group a did not wait for group b's retry
+
+
+@pytest.mark.parametrize(
+    "sqs_server", [pytest.param("moto", marks=MOTO_FIFO_ORDER_XFAIL), "elasticmq"], indirect=True
+)
+async def test_fifo_group_is_redelivered_from_its_failed_batch_in_order(
+    tmp_path: Path, sqs_endpoint: AwsEndpoint, sqs_queue_factory: Any
+) -> None:
+    """g0..g5 in one group, the batch g0..g2 fails once: the whole group goes back and
+    comes again from g0 in order, and g3..g5 are not delivered before it."""
+    queue = await sqs_queue_factory(fifo=True, visibility_timeout=2)
+    bodies = [{"group": "g", "n": n} for n in range(6)]
+    bodies[0]["fail_first"] = 1
+    await _send(sqs_endpoint, queue, bodies)
+    text = _config(tmp_path, sqs_endpoint, queue, batch_size=3)
+    async with RunningBridge(text):
+        await wait_for(lambda: len(_bodies(tmp_path)) >= 9, timeout=30)
+        for _ in range(50):
+            if await _visible_and_hidden(sqs_endpoint, queue) == (0, 0):
+                break
+            await asyncio.sleep(0.1)
+    assert [b["n"] for b in _bodies(tmp_path)] == [0, 1, 2, 0, 1, 2, 3, 4, 5]
+    assert await _visible_and_hidden(sqs_endpoint, queue) == (0, 0)
 
 
 async def test_fifo_a_filtered_message_behind_a_failure_does_not_lock_its_group(

@@ -16,7 +16,13 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from tests.services.fixtures import AwsEndpoint, DynamoTable, LambdaFunction, SqsQueue
+from tests.services.fixtures import (
+    MOTO_FIFO_ORDER_XFAIL,
+    AwsEndpoint,
+    DynamoTable,
+    LambdaFunction,
+    SqsQueue,
+)
 
 ECHO = Path(__file__).parent / "functions" / "echo"
 
@@ -166,7 +172,7 @@ async def test_dynamodb_stream_insert_modify_remove(
     assert seqs == sorted(seqs)
 
 
-# --- SQS on moto -----------------------------------------------------------------------------
+# --- SQS, on moto and on ElasticMQ -----------------------------------------------------------
 
 
 @pytest.mark.sqs
@@ -216,6 +222,37 @@ async def test_sqs_fifo_queue_with_redrive(
             await sqs.send_message(QueueUrl=queue.url, MessageBody=f"m{i}", MessageGroupId="g")
         answer = await sqs.receive_message(QueueUrl=queue.url, MaxNumberOfMessages=10)
         assert [m["Body"] for m in answer["Messages"]] == ["m0", "m1", "m2"]
+
+
+@pytest.mark.sqs
+@pytest.mark.parametrize(
+    "sqs_server", [pytest.param("moto", marks=MOTO_FIFO_ORDER_XFAIL), "elasticmq"], indirect=True
+)
+async def test_sqs_fifo_group_keeps_its_order_after_a_visibility_timeout(
+    sqs_endpoint: AwsEndpoint, sqs_queue_factory: Callable[..., Awaitable[SqsQueue]]
+) -> None:
+    """1..12 sent to one group, 1..6 received and left to time out: the group comes back
+    from its start, 1..12, as on SQS. (moto hands out 6..12 first, then 1..5.)"""
+    queue = await sqs_queue_factory(fifo=True, visibility_timeout=1)
+    async with sqs_endpoint.client("sqs") as sqs:
+        for n in range(1, 13):
+            await sqs.send_message(QueueUrl=queue.url, MessageBody=str(n), MessageGroupId="g")
+        first = await sqs.receive_message(QueueUrl=queue.url, MaxNumberOfMessages=6)
+        assert [int(m["Body"]) for m in first["Messages"]] == [1, 2, 3, 4, 5, 6]
+        locked = await sqs.receive_message(QueueUrl=queue.url, MaxNumberOfMessages=10)
+        assert locked.get("Messages", []) == []  # the group waits while 1..6 are in flight
+        await asyncio.sleep(1.5)
+        got: list[int] = []
+        deadline = time.monotonic() + 10
+        while len(got) < 12 and time.monotonic() < deadline:
+            answer = await sqs.receive_message(
+                QueueUrl=queue.url, MaxNumberOfMessages=10, VisibilityTimeout=30, WaitTimeSeconds=1
+            )
+            messages = answer.get("Messages", [])
+            got.extend(int(m["Body"]) for m in messages)
+            for m in messages:  # deleted, so the group's next messages can be received
+                await sqs.delete_message(QueueUrl=queue.url, ReceiptHandle=m["ReceiptHandle"])
+    assert got == list(range(1, 13))
 
 
 # --- the Runtime Interface Emulator ----------------------------------------------------------
