@@ -10,6 +10,7 @@ import sys
 
 SCENARIOS = {
     "kafka-throughput": "bench.kafka_throughput",
+    "kafka-restart": "bench.kafka_restart",
     "latency": "bench.latency",
     "invocations": "bench.invocations",
     "memory": "bench.memory",

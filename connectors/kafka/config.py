@@ -79,6 +79,22 @@ class KafkaSource(BaseModel):
     request_timeout_seconds: float = Field(
         30.0, gt=0, le=300, description="broker calls (connect, commit, metadata)"
     )
+    group_instance_id: str | bool = Field(
+        True,
+        description="static group membership (KIP-345): true (the default) derives an id "
+        "stable for this host, state_dir and mapping, so a restarted bridge takes its "
+        "partitions back at once; a string is used as it is (unique per bridge process!); "
+        "false: dynamic membership",
+        examples=[True, False, "orders-bridge-1"],
+    )
+    session_timeout_seconds: float = Field(
+        10.0,
+        ge=1,
+        le=1800,
+        description="seconds without a heartbeat before the group gives a member's "
+        "partitions to the others (the broker allows 6 to 1800 by default): how long a "
+        "crashed bridge's partitions wait for it (a graceful stop leaves the group at once)",
+    )
 
     @field_validator("bootstrap_servers", mode="before")
     @classmethod
@@ -108,6 +124,13 @@ class KafkaSource(BaseModel):
                 raise ValueError(f"{topic!r} is not a valid topic name")
         if len(set(v)) != len(v):
             raise ValueError("topics are listed twice")
+        return v
+
+    @field_validator("group_instance_id")
+    @classmethod
+    def _instance_id(cls, v: str | bool) -> str | bool:
+        if isinstance(v, str) and not re.match(r"^[A-Za-z0-9._\-]{1,249}$", v):
+            raise ValueError(f"{v!r}: letters, digits, '.', '_' and '-' only, 1 to 249")
         return v
 
     @model_validator(mode="after")

@@ -33,18 +33,34 @@ Guarantees:
   its share (after a minute of that, with all paused, so a poll takes nothing): a slow
   or failing function never makes the member leave its group (``max_poll_interval_ms``).
 
+- Static membership (KIP-345, ``group_instance_id``): the member has an id stable for
+  this host, state_dir, mapping, group and topics, so a bridge restarted after a crash
+  (``kill -9``) is the same member and gets its partitions back at once, where a new
+  member would wait for the dead one's session to expire (``session_timeout_seconds``)
+  before the group could rebalance. A graceful stop still leaves the group, so the other
+  members take over at once, as before. A crashed member that does not come back holds
+  its partitions for the session timeout, with or without static membership.
+
 Errors: an unreachable cluster, a failed SASL/TLS handshake or a topic that does not
 exist (yet) raise ``SourceUnavailable`` naming the bootstrap servers; the supervisor
 retries with backoff, so the mapping starts once the broker or topic is there. Unreadable
-TLS files raise ``ConfigError``.
+TLS files raise ``ConfigError``. A cluster lost while running raises nothing (aiokafka
+retries on its own and delivery resumes where it stopped): the source logs one
+``source.unavailable`` line when it is lost and one ``source.recovered`` line when it is
+back (``connectors.kafka.health``), and aiokafka's own repeated lines are thinned out to
+one per template every 30 s (``bridge.log_throttle``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
+import hashlib
 import logging
+import socket
 import time
+import uuid
 from collections.abc import AsyncIterator, Collection, Hashable, Sequence
 from typing import Any, ClassVar, Literal
 
@@ -54,9 +70,11 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from bridge.connector import BaseConnector, ConnectorContext, FailureContext, Record
 from bridge.errors import CheckpointError, SourceUnavailable
 from bridge.events import iso_timestamp, stream_failure_base
+from bridge.log_throttle import throttle_repeats
 from connectors.kafka.client import client_options, translate_errors
 from connectors.kafka.config import KafkaSource
 from connectors.kafka.destination import FailedRecord, KafkaFailureDocument
+from connectors.kafka.health import BrokerWatch
 from connectors.kafka.normalize import (
     RecordEncoder,
     envelope,
@@ -73,6 +91,7 @@ MAX_POLL_RECORDS = 500
 MAX_POLL_INTERVAL_MS = 600_000
 KEEPALIVE_AFTER = 60.0  # seconds without room anywhere before polling with all paused
 HELD_BACK_POLL_MS = 10  # how often to look again while partitions are held back
+INSTANCE_KEY = "kafka.instance"  # checkpoint holding this state_dir's random member token
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -151,6 +170,8 @@ class KafkaConnector(BaseConnector):
         self._rotation = 0  # which partition a fetch round starts with
         self._all_paused: list[TopicPartition] = []  # paused while none had room
         self._stalled_since: float | None = None  # since when no partition had room
+        self._watch = BrokerWatch(context.mapping)
+        self._watcher: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------ lifecycle
 
@@ -158,9 +179,14 @@ class KafkaConnector(BaseConnector):
         """Connect, check the topics exist and join the consumer group."""
         options = client_options(self.config)
         reset = "earliest" if self.config.starting_position == "TRIM_HORIZON" else "latest"
+        session_ms = int(self.config.session_timeout_seconds * 1000)
+        throttle_repeats("aiokafka")
         consumer = AIOKafkaConsumer(
             **options,
             group_id=self.group_id,
+            group_instance_id=await self.instance_id(),
+            session_timeout_ms=session_ms,
+            heartbeat_interval_ms=min(3000, session_ms // 3),
             enable_auto_commit=False,
             auto_offset_reset=reset,
             max_poll_interval_ms=MAX_POLL_INTERVAL_MS,
@@ -177,6 +203,29 @@ class KafkaConnector(BaseConnector):
                 f"{self.bootstrap_servers} (retrying until they do)"
             )
         consumer.subscribe(list(self.config.topics), listener=_Rebalance(self))
+        self._watcher = asyncio.create_task(self._watch.run(consumer, self.bootstrap_servers))
+
+    async def instance_id(self) -> str | None:
+        """The consumer's ``group_instance_id``: None for dynamic membership, the configured
+        string, or (by default) ``trigger-bridge-<hash>`` of this host's name, a random
+        token kept in the mapping's checkpoints (so: this state_dir), the mapping, the
+        group and the topics. A bridge restarted on the same host and state_dir is the same
+        member; two bridges never share an id (one state_dir serves one bridge at a time,
+        and a state_dir copied to another host gets another id there). Another group or
+        other topics get another id too: a static member that rejoins with other topics
+        would keep its old assignment, without a rebalance for the new topics."""
+        setting = self.config.group_instance_id
+        if isinstance(setting, str):
+            return setting
+        if not setting:
+            return None
+        token = await self.context.checkpoints.get(INSTANCE_KEY)
+        if token is None:
+            token = uuid.uuid4().hex
+            await self.context.checkpoints.write({INSTANCE_KEY: token})
+        seed = [socket.gethostname(), token, self.context.mapping, self.group_id]
+        digest = hashlib.sha256("\n".join(seed + sorted(self.config.topics)).encode())
+        return f"trigger-bridge-{digest.hexdigest()[:16]}"
 
     async def read(self) -> AsyncIterator[Sequence[Record]]:
         consumer = self._consumer
@@ -269,8 +318,17 @@ class KafkaConnector(BaseConnector):
         if committer is not None:  # the engine waited for its commits: nothing is lost
             committer.cancel()
             await asyncio.gather(committer, return_exceptions=True)
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
+            # a graceful stop leaves the group, static member or not, so the other members
+            # take its partitions over at once (aiokafka sends LeaveGroup only for dynamic
+            # members; a static one would hold them for the session timeout)
+            with contextlib.suppress(AttributeError):
+                consumer._coordinator._group_instance_id = None
             try:
                 await asyncio.wait_for(consumer.stop(), self._timeout)
             except (KafkaError, OSError, TimeoutError) as exc:

@@ -8,6 +8,7 @@ import base64
 import contextlib
 import itertools
 import json
+import re
 import signal
 import socket
 import subprocess
@@ -941,6 +942,112 @@ async def test_a_spare_member_stays_in_its_group_and_takes_over(
         await bridges[owner].supervisor.aclose()
         await _produce(kafka_bootstrap, topic, [{"n": i} for i in range(5, 10)])
         await wait_for(lambda: {v["n"] for v in _values(_calls(tmp_path))} >= set(range(10)))
+
+
+# ---------------------------------------------------------------- static membership
+
+
+def _source_at(state: Path, mapping: str, **options: Any) -> tuple[KafkaConnector, Any]:
+    state.mkdir(parents=True, exist_ok=True)
+    config = KafkaSource.model_validate(
+        {"type": "kafka", "bootstrap_servers": "h:1", "topics": ["t"], **options}
+    )
+    store = SqliteCheckpointStore(state / "checkpoints.sqlite3")
+    context = ConnectorContext(mapping=mapping, checkpoints=store.namespace(mapping))
+    return KafkaConnector(config, context), store
+
+
+async def test_the_member_id_is_stable_per_state_dir_and_mapping(tmp_path: Path) -> None:
+    ids = []
+    for state, mapping, options in [
+        ("a", "m", {}),
+        ("a", "m", {}),  # restarted: the same member
+        ("b", "m", {}),  # another bridge (another state_dir)
+        ("a", "n", {}),  # another mapping
+        ("a", "m", {"topics": ["t", "u"]}),  # other topics: a new member
+        ("a", "m", {"consumer_group_id": "g"}),  # another group
+    ]:
+        connector, store = _source_at(tmp_path / state, mapping, **options)
+        try:
+            ids.append(await connector.instance_id())
+        finally:
+            store.close()
+    assert all(i and re.fullmatch(r"trigger-bridge-[0-9a-f]{16}", i) for i in ids), ids
+    assert ids[0] == ids[1]
+    assert len({ids[0], *ids[2:]}) == 5
+    for setting, expected in [(False, None), ("o-1", "o-1")]:
+        connector, store = _source_at(tmp_path / "a", "m", group_instance_id=setting)
+        try:
+            assert await connector.instance_id() == expected
+        finally:
+            store.close()
+    with pytest.raises(ValueError, match="letters, digits"):
+        _source_at(tmp_path / "c", "m", group_instance_id="a b")
+
+
+async def test_a_bridge_restarted_after_kill_9_delivers_long_before_the_session_ends(
+    tmp_path: Path, kafka_bootstrap: str, kafka_topic_factory: Any
+) -> None:
+    """The killed bridge's member stays in the group until its session (10 s, the
+    default) expires, and a new member would wait for that before the group rebalances.
+    The restarted bridge is the same static member: it is given its partitions at once."""
+    session = 10.0
+    topic = await kafka_topic_factory(partitions=3)
+    config = _config(tmp_path, kafka_bootstrap, [topic], source={"consumer_group_id": topic})
+    first = _start(tmp_path, config, "first")
+    second: subprocess.Popen[bytes] | None = None
+    try:
+        await _produce(kafka_bootstrap, topic, [{"n": i} for i in range(3)])
+        await wait_for(lambda: len(_values(_calls(tmp_path))) >= 3, timeout=60)
+        await asyncio.sleep(1)  # its commits are in
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+        seen = len(_values(_calls(tmp_path)))
+        restarted = time.monotonic()
+        second = _start(tmp_path, config, "second")
+        await _produce(kafka_bootstrap, topic, [{"n": i} for i in range(3, 6)])
+        await wait_for(lambda: len(_values(_calls(tmp_path))) > seen, timeout=60)
+        first_delivery = time.monotonic() - restarted
+        await wait_for(
+            lambda: {v["n"] for v in _values(_calls(tmp_path))} >= set(range(6)), timeout=60
+        )
+    finally:
+        if first.poll() is None:
+            first.kill()
+        if second is not None:
+            assert _stop(second) == 0
+    # the process and its function runtimes start, the member joins: a second or two
+    assert first_delivery < session / 2, first_delivery
+
+
+async def test_a_stopped_static_member_hands_its_partitions_over_at_once(
+    tmp_path: Path, kafka_bootstrap: str, kafka_topic_factory: Any
+) -> None:
+    """A static member that stops leaves the group, as a dynamic one does: the other
+    member takes its partition over without waiting out its session."""
+    session = 10.0
+    topic = await kafka_topic_factory(partitions=1)
+    source = {"consumer_group_id": f"handover-{topic}"}
+    bridges = {
+        name: RunningBridge(_config(tmp_path, kafka_bootstrap, [topic], name=name, source=source))
+        for name in ("a", "b")
+    }
+
+    def owns(name: str) -> bool:
+        pipeline = bridges[name].supervisor._runners["k"]._pipeline
+        consumer = pipeline.connector._consumer if pipeline is not None else None
+        return consumer is not None and bool(consumer.assignment())
+
+    async with bridges["a"], bridges["b"]:
+        await wait_for(lambda: owns("a") or owns("b"), timeout=60)
+        owner, other = ("a", "b") if owns("a") else ("b", "a")
+        await bridges[owner].supervisor.aclose()
+        stopped = time.monotonic()
+        await _produce(kafka_bootstrap, topic, [{"n": 1}])
+        await wait_for(lambda: bool(_values(_calls(tmp_path))), timeout=60)
+        taken_over = time.monotonic() - stopped
+    assert {c["who"] for c in _calls(tmp_path)} == {other}
+    assert taken_over < session / 2, taken_over
 
 
 def test_encode_event_groups_encoded_records_by_partition_without_reencoding(
