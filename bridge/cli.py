@@ -1,8 +1,9 @@
 """The ``trigger-bridge`` command line.
 
-``run``             run the mappings of a config file until SIGTERM/SIGINT; edits apply live
+``run``             run the mappings and APIs of a config file until SIGTERM/SIGINT; edits
+                    apply live
 ``validate``        check a config file; exit 0 if valid, 2 with the errors otherwise, 1 if
-                    it is valid but has no mappings (nothing to run)
+                    it is valid but has neither mappings nor APIs (nothing to run)
 ``generate-event``  print a sample AWS-shaped event (s3, dynamodb, sqs, kafka)
 ``status``          per mapping: its checkpoints and dead letters, read from the state dir
 """
@@ -41,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
         help="log verbosity (default INFO)",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run the mappings of a config file")
+    run = sub.add_parser("run", help="run the mappings and APIs of a config file")
     run.add_argument("--config", default=DEFAULT_CONFIG, help=f"default {DEFAULT_CONFIG}")
     run.add_argument("--no-reload", action="store_true", help="do not watch the config file")
     validate = sub.add_parser("validate", help="check a config file")
@@ -75,14 +76,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(asyncio.run(_status(config)))
         return 0
     if args.command == "validate":
-        if not config.mappings:
+        if not config.mappings and not config.apis:
             print(
-                f"{args.config}: valid, but it has nothing to run: no mappings",
+                f"{args.config}: valid, but it has nothing to run: no mappings, no apis",
                 file=sys.stderr,
             )
             return 1
-        names = ", ".join(m.name for m in config.mappings)
-        print(f"{args.config}: OK ({len(config.functions)} functions; mappings: {names})")
+        names = ", ".join(m.name for m in config.mappings) or "none"
+        apis = ", ".join(a.name for a in config.apis) or "none"
+        print(
+            f"{args.config}: OK ({len(config.functions)} functions; mappings: {names}; "
+            f"apis: {apis})"
+        )
         return 0
     return asyncio.run(_run(Path(args.config), config, reload=not args.no_reload))
 
@@ -133,8 +138,10 @@ async def _run(path: Path, config: object, *, reload: bool) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     supervisor = Supervisor()
-    telemetry.emit(telemetry.STARTED, config=str(path), mappings=len(config.mappings))
-    if not config.mappings:
+    telemetry.emit(
+        telemetry.STARTED, config=str(path), mappings=len(config.mappings), apis=len(config.apis)
+    )
+    if not config.mappings and not config.apis:
         telemetry.emit(
             telemetry.NOTHING_TO_RUN, config=str(path), level=logging.WARNING
         )  # it runs on: an edit of the file may add mappings

@@ -29,6 +29,7 @@ from pydantic import (
 from bridge._yaml import load_yaml
 from bridge.errors import ConfigError
 from bridge.filtering import FilterPatternError, FilterSet
+from bridge.front.config import ApiConfig, HttpApi, WebSocketApi
 
 __all__ = [
     "BridgeConfig",
@@ -245,6 +246,7 @@ class BridgeConfig(_Model):
     shutdown_timeout_seconds: float = Field(30.0, ge=0)
     functions: dict[str, FunctionConfig] = Field(default_factory=dict)
     mappings: list[MappingConfig] = Field(default_factory=list)
+    apis: list[ApiConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _references(self) -> BridgeConfig:
@@ -259,7 +261,38 @@ class BridgeConfig(_Model):
             if m.name in seen:
                 raise _KeyedError(("mappings", i, "name"), f"duplicate mapping name {m.name!r}")
             seen.add(m.name)
+        self._check_apis()
         return self
+
+    def _check_apis(self) -> None:
+        from bridge.front.routing import RouteTable
+
+        names: set[str] = set()
+        ports: set[tuple[str, int]] = set()
+        for i, api in enumerate(self.apis):
+            if api.name in names:
+                raise _KeyedError(("apis", i, "name"), f"duplicate API name {api.name!r}")
+            names.add(api.name)
+            if api.port and (api.host, api.port) in ports:
+                raise _KeyedError(("apis", i, "port"), f"{api.host}:{api.port} is taken")
+            ports.add((api.host, api.port))
+            for key, function in api.routes.items():
+                if function not in self.functions:
+                    known = ", ".join(sorted(self.functions)) or "none defined"
+                    raise _KeyedError(
+                        ("apis", i, "routes", key),
+                        f"unknown function {function!r} (functions: {known})",
+                    )
+                if api.type == "http":
+                    try:
+                        RouteTable({key: function})
+                    except ValueError as exc:
+                        raise _KeyedError(("apis", i, "routes", key), str(exc)) from None
+            if api.type == "http":
+                try:
+                    RouteTable(api.routes)  # together: ambiguous keys
+                except ValueError as exc:
+                    raise _KeyedError(("apis", i, "routes"), str(exc)) from None
 
     def source_config(self, mapping: MappingConfig) -> BaseModel:
         """The mapping's validated source options (its connector's model)."""
@@ -294,7 +327,9 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Bridg
 def parse_config(text: str, filename: str, env: Mapping[str, str] | None = None) -> BridgeConfig:
     data, lines = load_yaml(text, filename, env)
     if not isinstance(data, dict):
-        raise ConfigError("expected a mapping with 'functions:' and 'mappings:'", where=filename)
+        raise ConfigError(
+            "expected a mapping with 'functions:' and 'mappings:' or 'apis:'", where=filename
+        )
     problems: list[str] = []
     try:
         config = BridgeConfig.model_validate(data)
@@ -400,6 +435,12 @@ def _allowed_keys(
         model = {"lambda": LambdaFunction, "runtime": RuntimeFunction, "http": HttpFunction}.get(
             str(kind)
         )
+    elif len(parent) == 2 and parent[0] == "apis":
+        apis, index = data.get("apis"), parent[1]
+        found = isinstance(apis, list) and isinstance(index, int) and index < len(apis)
+        node = apis[index] if found else {}
+        kind = node.get("type") if isinstance(node, dict) else None
+        model = {"http": HttpApi, "websocket": WebSocketApi}.get(str(kind))
     elif parent == ():
         model = BridgeConfig
     if model is None:

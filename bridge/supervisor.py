@@ -8,6 +8,11 @@ keep running untouched; changed ones are drained and restarted; removed ones dra
 built before anything running is touched; if that fails it raises ``ConfigError`` and
 the old configuration keeps running as it was.
 
+APIs (``apis:``, :mod:`bridge.front`) run beside the mappings: each listens on its port
+(retried with the same backoff when it cannot bind) and invokes functions through the
+targets of the running configuration, so an edited function needs no API restart; an
+edited API is stopped and started again.
+
 A mapping whose source fails (``SourceError``, unreachable target at start) or that
 crashed on a bug (logged with its traceback) is restarted from its checkpoint with
 exponential backoff (1 s doubling to 60 s, reset after a minute of health). A
@@ -30,8 +35,9 @@ from bridge.checkpoints import SqliteCheckpointStore, StateLock
 from bridge.config import BridgeConfig, MappingConfig
 from bridge.connector import ConnectorContext, PartitionControl
 from bridge.destinations import build_destination
-from bridge.errors import BridgeError, CheckpointError, ConfigError
+from bridge.errors import BridgeError, CheckpointError, ConfigError, TargetUnavailable
 from bridge.events import function_arn
+from bridge.front.config import ApiConfig
 from bridge.pipeline import CLOSE_TIMEOUT, Pipeline, PipelineOptions
 from bridge.registry import connector_class
 from bridge.retry import RetryPolicy
@@ -193,12 +199,82 @@ class _MappingRunner:
         telemetry.emit(telemetry.MAPPING_STOPPED, mapping=self.mapping.name)
 
 
+class _ApiRunner:
+    """One API: served until stopped, started again with backoff when it cannot bind."""
+
+    def __init__(self, api: ApiConfig, config: BridgeConfig, call: Any) -> None:
+        self.api = api
+        self.config = config
+        self.address: str | None = None
+        self._call = call
+        self._stopped = asyncio.Event()
+        self.task: asyncio.Task[None] = asyncio.create_task(self._run(), name=f"api:{api.name}")
+
+    def _build(self) -> Any:
+        if self.api.type == "http":
+            from bridge.front.http_api import HttpApiServer
+
+            return HttpApiServer(self.api, self._call, account_id=self.config.account_id)
+        from bridge.front.tls import LocalCA
+        from bridge.front.websocket_api import WebSocketApiServer
+
+        return WebSocketApiServer(
+            self.api,
+            self._call,
+            account_id=self.config.account_id,
+            ca=LocalCA.in_state_dir(self.config.state_dir),
+        )
+
+    async def _run(self) -> None:
+        delay = 1.0
+        while not self._stopped.is_set():
+            server = self._build()
+            try:
+                self.address = await server.start()
+                telemetry.emit(
+                    telemetry.API_STARTED,
+                    api=self.api.name,
+                    type=self.api.type,
+                    address=self.address,
+                    routes=",".join(self.api.routes),
+                )
+                await self._stopped.wait()
+                return
+            except OSError as exc:
+                telemetry.emit(
+                    telemetry.API_FAILED,
+                    api=self.api.name,
+                    error=f"cannot listen on {self.api.host}:{self.api.port}: "
+                    f"{exc.strerror or exc}",
+                    retry_in=delay,
+                    level=logging.ERROR,
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopped.wait(), delay)
+                delay = min(MAX_RESTART_DELAY, delay * 2)
+            finally:
+                await server.aclose()
+                self.address = None
+
+    async def stop(self) -> None:
+        self._stopped.set()
+        await asyncio.gather(self.task, return_exceptions=True)
+        telemetry.emit(telemetry.API_STOPPED, api=self.api.name)
+
+
+def _wants_trust(config: BridgeConfig | None) -> bool:
+    """Whether functions must trust the bridge's certificate authority: a WebSocket API's
+    handlers call back ``https://{domainName}/{stage}``."""
+    return config is not None and any(api.type == "websocket" for api in config.apis)
+
+
 class Supervisor:
     def __init__(self) -> None:
         self._config: BridgeConfig | None = None
         self._store: SqliteCheckpointStore | None = None
         self._targets: dict[str, _TargetHandle] = {}
         self._runners: dict[str, _MappingRunner] = {}
+        self._apis: dict[str, _ApiRunner] = {}
         self._applying = asyncio.Lock()
         self._lock: StateLock | None = None  # on the state directory in use
         self._new_lock: StateLock | None = None
@@ -206,6 +282,20 @@ class Supervisor:
     @property
     def running(self) -> list[str]:
         return sorted(self._runners)
+
+    @property
+    def apis(self) -> dict[str, str | None]:
+        """Each running API's address (``host:port``; None while it cannot listen)."""
+        return {name: runner.address for name, runner in sorted(self._apis.items())}
+
+    async def call(self, function: str, payload: bytes, *, request_id: str) -> bytes:
+        """Invoke ``function`` of the running configuration once, synchronously (the front
+        door's :data:`~bridge.front.invoke.Call`); raises as ``Target.invoke`` does."""
+        handle = self._targets.get(function)
+        if handle is None:
+            raise TargetUnavailable(f"function {function!r} is not configured")
+        await handle.ensure_started()
+        return await handle.target.invoke(payload, request_id=request_id, timeout=None)
 
     async def apply(self, config: BridgeConfig) -> None:
         """Start, stop and restart mappings and targets so that ``config`` runs.
@@ -225,6 +315,8 @@ class Supervisor:
                 for name in set(old_functions) | set(config.functions)
                 if old_functions.get(name) != config.functions.get(name)
             }
+            if old is not None and _wants_trust(old) != _wants_trust(config):
+                changed_functions |= set(config.functions)  # their environment changes
             store, targets = self._prepare(config, restart_all, changed_functions)
             # nothing below raises: swap
             if restart_all:
@@ -237,6 +329,13 @@ class Supervisor:
                 or runner.mapping.function in changed_functions
             ]
             await asyncio.gather(*(self._runners.pop(name).stop() for name in to_stop))
+            wanted_apis = {api.name: api for api in config.apis}
+            apis_to_stop = [
+                name
+                for name, runner in self._apis.items()
+                if wanted_apis.get(name) != runner.api or restart_all
+            ]
+            await asyncio.gather(*(self._apis.pop(name).stop() for name in apis_to_stop))
             for name in [n for n in self._targets if n in changed_functions]:
                 await self._targets.pop(name).aclose()
             if store is not None:
@@ -253,11 +352,15 @@ class Supervisor:
                     self._runners[name] = _MappingRunner(
                         mapping, config, self._targets[mapping.function], self._store
                     )
+            for name, api in wanted_apis.items():
+                if name not in self._apis:
+                    self._apis[name] = _ApiRunner(api, config, self.call)
             telemetry.emit(
                 telemetry.CONFIG_APPLIED,
                 mappings=len(wanted),
                 restarted=len([n for n in to_stop if n in wanted]),
                 stopped=len([n for n in to_stop if n not in wanted]),
+                apis=len(wanted_apis),
             )
 
     def _prepare(
@@ -281,6 +384,20 @@ class Supervisor:
                 if lock is not None:
                     lock.release()
                 raise ConfigError(str(exc)) from exc
+        if _wants_trust(config):
+            from bridge.front.tls import LocalCA
+
+            ca = LocalCA.in_state_dir(config.state_dir)
+            try:
+                ca.ensure()
+            except OSError as exc:
+                if store is not None:
+                    store.close()
+                if lock is not None:
+                    lock.release()
+                raise ConfigError(
+                    f"cannot make the certificate authority in {ca.folder}: {exc}"
+                ) from exc
         targets: dict[str, _TargetHandle] = {}
         try:
             for name, function in config.functions.items():
@@ -301,7 +418,8 @@ class Supervisor:
 
     async def _stop_all(self) -> None:
         runners, self._runners = list(self._runners.values()), {}
-        await asyncio.gather(*(r.stop() for r in runners))
+        apis, self._apis = list(self._apis.values()), {}
+        await asyncio.gather(*(r.stop() for r in runners), *(a.stop() for a in apis))
         targets, self._targets = list(self._targets.values()), {}
         for handle in targets:
             await handle.aclose()

@@ -40,14 +40,27 @@ DEAD_LETTERED = "records.dead_lettered"
 DESTINATION_FAILED = "destination.failed"
 COMMITTED = "records.committed"
 COMMIT_FAILED = "commit.failed"
+API_STARTED = "api.started"
+API_STOPPED = "api.stopped"
+API_FAILED = "api.failed"
+API_REQUEST = "api.request"
+API_FUNCTION_ERROR = "api.function_error"
+API_INVALID_RESPONSE = "api.invalid_response"
+API_TIMEOUT = "api.timeout"
+API_UNAVAILABLE = "api.unavailable"
+API_THROTTLED = "api.throttled"
+WS_CONNECTED = "ws.connected"
+WS_DISCONNECTED = "ws.disconnected"
+WS_MESSAGE = "ws.message"
 
 _counts: Counter[tuple[str, str]] = Counter()
-_QUIET = {COMMITTED, BATCH_DELIVERED, RECORD_FILTERED}
+_QUIET = {COMMITTED, BATCH_DELIVERED, RECORD_FILTERED, API_REQUEST, WS_MESSAGE}
 
 
 def emit(event: str, *, level: int | None = None, **fields: Any) -> None:
     """Count ``event`` and log it with its fields (``key=value``)."""
-    _counts[(event, str(fields.get("mapping", "")))] += int(fields.get("records", 1) or 1)
+    owner = fields.get("mapping", fields.get("api", ""))
+    _counts[(event, str(owner))] += int(fields.get("records", 1) or 1)
     if level is None:
         level = logging.DEBUG if event in _QUIET else logging.INFO
     if log.isEnabledFor(level):
@@ -56,5 +69,6 @@ def emit(event: str, *, level: int | None = None, **fields: Any) -> None:
 
 
 def counters() -> dict[tuple[str, str], int]:
-    """Counts so far, keyed by (event, mapping); records-weighted where a count was given."""
+    """Counts so far, keyed by (event, mapping or API); records-weighted where a count was
+    given."""
     return dict(_counts)

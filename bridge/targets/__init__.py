@@ -61,11 +61,18 @@ def build_target(name: str, function: FunctionConfig, config: BridgeConfig) -> T
     command = function.command
     if command and command[0] in ("python", "python3"):
         command = [sys.executable, *command[1:]]  # the bridge's own interpreter
+    env = dict(function.env)
+    if command and any(api.type == "websocket" for api in config.apis):
+        from bridge.front.tls import LocalCA, trust_environment
+
+        # handlers call back https://{domainName}/{stage}: trust the bridge's authority
+        trust = trust_environment(LocalCA.in_state_dir(config.state_dir))
+        env = {**trust, **env}
     return RuntimeApiTarget(
         name,
         command=command,
         cwd=function.cwd,
-        env=function.env,
+        env=env,
         inherit_env=function.inherit_env,
         concurrency=function.concurrency,
         timeout=function.timeout,
