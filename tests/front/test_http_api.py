@@ -330,4 +330,4 @@ def test_a_bad_api_is_a_config_error_naming_it(apis: str, message: str) -> None:
     text = f"functions:\n  fn: {{type: http, url: 'http://127.0.0.1:9/'}}\napis: {apis}\n"
     with pytest.raises(ConfigError) as error:
         parse_config(text, "bridge.yaml", {})
-    assert message in str(error.value) and "bridge.yaml" in str(error.value)
+    assert message in str(error.value) and str(error.value).startswith("bridge.yaml:3: apis[")
