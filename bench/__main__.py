@@ -1,5 +1,8 @@
 """``python -m bench <scenario> [--quick] [--label L] [--profile] [--targets T,..]
-[--sources S,..] [--processes N]``."""
+[--sources S,..] [--processes N] [--concurrency N] [--seconds S]``.
+
+Scenarios: kafka-throughput, kafka-restart, latency, invocations, memory, http-api (the
+HTTP API front door against the same handler called directly)."""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ SCENARIOS = {
     "latency": "bench.latency",
     "invocations": "bench.invocations",
     "memory": "bench.memory",
+    "http-api": "bench.http_api",
 }
 
 
@@ -43,6 +47,18 @@ def main() -> int:
         default="kafka,s3,dynamodb",
         help="latency: comma-separated sources (default kafka,s3,dynamodb)",
     )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=16,
+        help="http-api: closed-loop clients (default 16)",
+    )
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=None,
+        help="http-api: measured seconds per path, after a warm-up (default 10, --quick 5)",
+    )
     args = parser.parse_args()
     module = importlib.import_module(SCENARIOS[args.scenario])
     kwargs = {"quick": args.quick, "label": args.label}
@@ -54,6 +70,9 @@ def main() -> int:
         kwargs["processes"] = args.processes
     if args.scenario == "latency":
         kwargs["sources"] = [s for s in args.sources.split(",") if s]
+    if args.scenario == "http-api":
+        kwargs["concurrency"] = args.concurrency
+        kwargs["seconds"] = args.seconds
     report = asyncio.run(module.run(**kwargs))
     print(report.path.with_suffix(".md").read_text())
     print(f"written: {report.path}.*")
