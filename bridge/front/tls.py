@@ -62,7 +62,9 @@ class LocalCA:
 
     @classmethod
     def in_state_dir(cls, state_dir: str | Path) -> LocalCA:
-        return cls(Path(state_dir) / "front")
+        """The authority of ``state_dir``, by absolute paths: they go into the environment
+        of functions that run in folders of their own."""
+        return cls(Path(state_dir).absolute() / "front")
 
     def ensure(self) -> None:
         """Make the authority and the bundle unless they exist (raises ``OSError``)."""
