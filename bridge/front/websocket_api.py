@@ -44,6 +44,7 @@ from bridge.front.listener import Listener
 from bridge.front.tls import LocalCA, default_names
 from bridge.front.ws_events import (
     DELETED,
+    ENDPOINT_TIMED_OUT,
     FORBIDDEN,
     GOING_AWAY,
     INTERNAL_SERVER_ERROR,
@@ -176,8 +177,8 @@ class WebSocketApiServer:
         protocols: tuple[str, ...] = ()
         if "$connect" in self.config.routes:
             event = connect_event(info, self._context, request_id=new_request_id(), now=now)
-            answer, error = await self._invoke("$connect", event, info.connection_id)
-            accepted, status = connect_accepted(answer, error)
+            answer, failure = await self._invoke("$connect", event, info.connection_id)
+            accepted, status = connect_accepted(answer, failure is not None)
             if not accepted:
                 telemetry.emit(
                     telemetry.WS_CONNECTED,
@@ -260,9 +261,10 @@ class WebSocketApiServer:
         if route not in self.config.routes:  # no $default: API Gateway says so
             await _send(client, error_frame(FORBIDDEN, connection, request_id))
             return
-        answer, error = await self._invoke(route, event, connection)
-        if error or answer is None:
-            await _send(client, error_frame(INTERNAL_SERVER_ERROR, connection, request_id))
+        answer, failure = await self._invoke(route, event, connection)
+        if failure is not None or answer is None:
+            message = failure or INTERNAL_SERVER_ERROR
+            await _send(client, error_frame(message, connection, request_id))
             return
         if not self.config.is_two_way(route):
             return
@@ -309,8 +311,9 @@ class WebSocketApiServer:
 
     async def _invoke(
         self, route: str, event: dict[str, object], connection: str
-    ) -> tuple[bytes | None, bool]:
-        """Invoke ``route``'s function; (its answer, whether it failed)."""
+    ) -> tuple[bytes | None, str | None]:
+        """Invoke ``route``'s function: (its answer, None), or (None, the message API
+        Gateway sends the client for what went wrong)."""
         function = self.config.routes[route]
         try:
             answer = await call_within(
@@ -321,17 +324,20 @@ class WebSocketApiServer:
                 timeout=self.config.timeout_in_millis / 1000,
             )
         except (DeliveryError, TimeoutError) as exc:
+            timeout = isinstance(exc, TimeoutError)
             telemetry.emit(
-                telemetry.API_FUNCTION_ERROR,
+                telemetry.API_TIMEOUT if timeout else telemetry.API_FUNCTION_ERROR,
                 api=self.config.name,
                 route=route,
                 connection=connection,
-                reason=f"{type(exc).__name__}: {exc}",
+                reason=f"no answer in {self.config.timeout_in_millis} ms"
+                if timeout
+                else f"{type(exc).__name__}: {exc}",
                 level=logging.WARNING,
             )
-            return None, True
+            return None, ENDPOINT_TIMED_OUT if timeout else INTERNAL_SERVER_ERROR
         telemetry.emit(telemetry.WS_MESSAGE, api=self.config.name, route=route)
-        return answer, False
+        return answer, None
 
     async def _close(self, client: _Client, code: int, reason: str) -> None:
         if client.closing is None:

@@ -29,8 +29,9 @@ from urllib.parse import unquote_plus
 from bridge.events import iso_timestamp
 
 __all__ = [
-    "DELETED", "FORBIDDEN", "GOING_AWAY", "INTERNAL_SERVER_ERROR", "MESSAGE_TOO_BIG", "NO_STATUS",
-    "UNSUPPORTED_DATA", "Connection", "InvalidResponse", "WsApiContext", "client_closed",
+    "DELETED", "ENDPOINT_TIMED_OUT", "FORBIDDEN", "GOING_AWAY", "INTERNAL_SERVER_ERROR",
+    "MESSAGE_TOO_BIG", "NO_STATUS", "UNSUPPORTED_DATA", "Connection", "InvalidResponse",
+    "WsApiContext", "client_closed",
     "connect_accepted", "connect_event", "connection_info", "disconnect_event", "error_frame",
     "forbidden_error", "gone_error", "limit_exceeded_error", "message_event", "new_connection_id",
     "new_message_id", "new_request_id", "payload_too_large_error", "route_response",
@@ -48,6 +49,8 @@ MESSAGE_TOO_BIG = 1009
 #: the ``message`` of API Gateway's error frames (see :func:`error_frame`)
 FORBIDDEN = "Forbidden"  # no route matched and there is no $default
 INTERNAL_SERVER_ERROR = "Internal server error"  # the function failed
+#: the integration timeout passed (Kludex/mangum#128, aws/chalice#1406: seen by clients)
+ENDPOINT_TIMED_OUT = "Endpoint request timed out"
 
 
 @dataclass(frozen=True, slots=True)

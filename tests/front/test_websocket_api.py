@@ -220,6 +220,17 @@ async def test_a_failing_handler_and_a_missing_route_answer_as_api_gateway(
     assert json.loads(failed)["requestId"]
 
 
+async def test_the_integration_timeout_answers_endpoint_request_timed_out(
+    echo: EchoApi,
+) -> None:
+    address, _ = await echo(timeout_in_millis=300)
+    async with connect(f"ws://{address}/dev") as client:
+        await client.send('{"do": "sleep", "seconds": 2}')
+        [answer] = await receive_all(client, 1)
+    assert answer.startswith('{"message": "Endpoint request timed out", "connectionId":"')
+    assert json.loads(answer)["requestId"]
+
+
 async def test_no_default_route_is_forbidden(tmp_path: Path, start_bridge: Start) -> None:
     function = {"type": "runtime", "command": RIC, "cwd": str(FUNCTIONS / "wsecho")}
     api = {"name": "ws", "type": "websocket", "routes": {"sendmessage": "echo"}}
