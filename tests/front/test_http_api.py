@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -331,3 +332,24 @@ def test_a_bad_api_is_a_config_error_naming_it(apis: str, message: str) -> None:
     with pytest.raises(ConfigError) as error:
         parse_config(text, "bridge.yaml", {})
     assert message in str(error.value) and str(error.value).startswith("bridge.yaml:3: apis[")
+
+
+async def test_a_port_in_use_is_said_and_tried_again_until_it_is_free(
+    start_bridge: Start, caplog: pytest.LogCaptureFixture
+) -> None:
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = holder.getsockname()[1]
+    api = {"name": "web", "type": "http", "port": port, "routes": {"GET /ok": "fn"}}
+    supervisor = await start_bridge({"functions": {"fn": runtime("httpecho")}, "apis": [api]})
+    async with asyncio.timeout(5):
+        while "api.failed" not in caplog.text:  # noqa: ASYNC110 - a log line, no event
+            await asyncio.sleep(0.02)
+    assert f"cannot listen on 127.0.0.1:{port}" in caplog.text
+    assert supervisor.apis == {"web": None}
+    holder.close()
+    address = await api_address(supervisor, "web", timeout=10)
+    assert address == f"127.0.0.1:{port}"
+    async with httpx.AsyncClient() as client:
+        assert (await client.get(f"http://{address}/ok")).status_code == 200

@@ -356,3 +356,28 @@ async def test_messages_wait_for_the_slow_one_only_up_to_the_limit(echo: EchoApi
         await client.send('{"quick": 1}')
         first = json.loads((await receive_all(client, 1, timeout=1.5))[0])
     assert json.loads(first["body"]) == {"quick": 1}
+
+
+async def test_a_stopping_bridge_says_going_away_and_invokes_disconnect(
+    tmp_path: Path, start_bridge: Start
+) -> None:
+    log = tmp_path / "disconnects.jsonl"
+    function = {
+        "type": "runtime",
+        "command": RIC,
+        "cwd": str(FUNCTIONS / "wsecho"),
+        "env": {"WS_LOG": str(log)},
+    }
+    routes = {"$connect": "echo", "$disconnect": "echo", "$default": "echo"}
+    api = {"name": "ws", "type": "websocket", "routes": routes}
+    supervisor = await start_bridge({"functions": {"echo": function}, "apis": [api]})
+    address = await api_address(supervisor, "ws")
+    async with connect(f"ws://{address}/dev") as client:
+        await client.send("{}")
+        await receive_all(client, 1)
+        await supervisor.aclose()
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await client.recv()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+    [gone] = [json.loads(line) for line in log.read_text().splitlines()]
+    assert gone["requestContext"]["disconnectStatusCode"] == 1001
