@@ -7,11 +7,13 @@ fixtures of tests/services/fixtures.py, and fail (never skip) when a server is m
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -22,6 +24,7 @@ from tests.services.fixtures import (
     DynamoTable,
     LambdaFunction,
     SqsQueue,
+    Websocketd,
 )
 
 ECHO = Path(__file__).parent / "functions" / "echo"
@@ -287,3 +290,41 @@ async def test_rie_reports_function_error_as_200_without_error_header(
     body = response.json()
     assert body["errorType"] == "ValueError"
     assert "asked to fail" in body["errorMessage"]
+
+
+# --- websocketd ------------------------------------------------------------------------------
+
+THREE_LINES = (
+    "import sys, time\n"
+    "for n in (1, 2, 3):\n"
+    "    print(f'line {n}')\n"
+    "sys.stdout.flush()\n"
+    "time.sleep(60)\n"
+)
+
+
+async def _three_messages(url: str) -> list[str]:
+    async with aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
+        got: list[str] = []
+        async with asyncio.timeout(10):
+            while len(got) < 3:
+                message = await ws.receive()
+                assert message.type is aiohttp.WSMsgType.TEXT, message
+                got.append(message.data)
+    return got
+
+
+@pytest.mark.websocketd
+async def test_websocketd_sends_each_line_as_a_text_message_and_restarts(
+    websocketd_factory: Callable[..., Websocketd],
+) -> None:
+    feed = websocketd_factory([sys.executable, "-c", THREE_LINES])
+    assert feed.url == f"ws://127.0.0.1:{feed.port}/"
+    assert await _three_messages(feed.url) == ["line 1", "line 2", "line 3"], feed.log_tail()
+
+    # Killed and started again on the same port: a new client gets a new run of the program.
+    feed.stop()
+    with pytest.raises(aiohttp.ClientConnectionError):
+        await _three_messages(feed.url)
+    feed.restart()
+    assert await _three_messages(feed.url) == ["line 1", "line 2", "line 3"], feed.log_tail()

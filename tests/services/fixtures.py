@@ -1,4 +1,5 @@
-"""pytest plugin: real Kafka, MinIO, DynamoDB Local, moto, ElasticMQ and the Lambda emulator.
+"""pytest plugin: real Kafka, MinIO, DynamoDB Local, moto, ElasticMQ, the Lambda emulator and
+websocketd.
 
 Servers (session scope, sync):
     kafka_bootstrap      "127.0.0.1:PORT"
@@ -9,6 +10,7 @@ Servers (session scope, sync):
     sqs_endpoint         AwsEndpoint for SQS, parametrized over SQS_SERVERS: a test using it
                          runs once per server, ids ``[moto]`` and ``[elasticmq]``
     rie_bin              Path of aws-lambda-rie
+    websocketd_bin       Path of websocketd
 
 Factories (function scope; everything they make is removed after the test):
     kafka_topic_factory      await make(partitions=1) -> topic name
@@ -16,6 +18,7 @@ Factories (function scope; everything they make is removed after the test):
     dynamodb_table_factory   await make(stream_view_type="NEW_AND_OLD_IMAGES") -> DynamoTable
     sqs_queue_factory        await make(fifo=False, max_receive_count=None) -> SqsQueue
     lambda_function_factory  make(folder, handler="app.handler") -> LambdaFunction (sync)
+    websocketd_factory       make(command, port=None, args=()) -> Websocketd (sync)
 
 Where a server comes from: the ``TB_*`` variables of ``scripts/test-services env`` when they
 are set (CI exports them), else ``scripts/test-services install NAME`` + ``up NAME``. Servers
@@ -23,7 +26,7 @@ that this plugin started are stopped when the session ends unless ``TB_KEEP_SERV
 If a server cannot be had the tests that need it FAIL with the reason; they never skip.
 
 A test that uses one of these fixtures gets the matching marker (``kafka``, ``minio``,
-``dynamodb``, ``moto``, ``elasticmq``, ``rie``) automatically, so ``-m "not kafka"``
+``dynamodb``, ``moto``, ``elasticmq``, ``rie``, ``websocketd``) automatically, so ``-m "not kafka"``
 deselects it. A test using ``sqs_endpoint`` is marked ``sqs``, and each of its runs is also
 marked by its server: ``-m "sqs and not moto"`` runs the SQS tests on ElasticMQ only.
 
@@ -52,7 +55,7 @@ import sys
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,6 +78,7 @@ MARKERS: dict[str, tuple[str, str, str]] = {
     "moto": ("moto", "moto_endpoint", "uses the loopback moto server (the [moto] SQS runs)"),
     "elasticmq": ("elasticmq", "elasticmq_endpoint", "uses the loopback ElasticMQ server (SQS)"),
     "rie": ("rie", "rie_bin", "starts functions behind aws-lambda-rie"),
+    "websocketd": ("websocketd", "websocketd_bin", "starts websocket feeds behind websocketd"),
 }
 
 #: the servers a test using ``sqs_endpoint`` runs against, once each (its ``sqs_server``)
@@ -99,7 +103,12 @@ ENV_KEYS: dict[str, tuple[str, ...]] = {
     "moto": ("TB_MOTO_ENDPOINT",),
     "elasticmq": ("TB_ELASTICMQ_ENDPOINT",),
     "rie": ("TB_RIE_BIN",),
+    "websocketd": ("TB_WEBSOCKETD_BIN",),
 }
+
+#: services that are binaries the fixtures start per need (`up` only checks they are installed)
+#: -> the variable with the binary's path
+TOOL_BINS: dict[str, str] = {"rie": "TB_RIE_BIN", "websocketd": "TB_WEBSOCKETD_BIN"}
 
 DEFAULT_REGION = "us-east-1"
 DEFAULT_KEY = "tbtest"  # DynamoDB Local accepts only letters and digits in the key id
@@ -122,7 +131,7 @@ def pytest_configure(config: pytest.Config) -> None:
         )
 
 
-SERVICE_ORDER = ("kafka", "minio", "dynamodb", "moto", "elasticmq", "rie")
+SERVICE_ORDER = ("kafka", "minio", "dynamodb", "moto", "elasticmq", "rie", "websocketd")
 NEEDED_SERVICES = pytest.StashKey[set[str]]()
 
 
@@ -250,7 +259,7 @@ class TestServices:
         try:
             if not_up:
                 output = self._script("install", *not_up, check=False).stdout
-                self.started.extend(s for s in not_up if s != "rie")
+                self.started.extend(s for s in not_up if s not in TOOL_BINS)
             # For servers that were up already this is a health check, never a restart.
             output += "\n" + self._script("up", *services, check=False, live=bool(not_up)).stdout
         except OSError as exc:
@@ -271,10 +280,11 @@ class TestServices:
 
     @staticmethod
     def _check_given(service: str, given: Mapping[str, str]) -> None:
-        if service == "rie":
-            path = Path(given["TB_RIE_BIN"])
+        if service in TOOL_BINS:
+            key = TOOL_BINS[service]
+            path = Path(given[key])
             if not os.access(path, os.X_OK):
-                raise _ServiceError(f"TB_RIE_BIN={path} from the environment is not executable")
+                raise _ServiceError(f"{key}={path} from the environment is not executable")
             return
         name = ENV_KEYS[service][0]
         host, port = _host_port(given[name])
@@ -439,6 +449,12 @@ def sqs_endpoint(sqs_server: str, request: pytest.FixtureRequest) -> AwsEndpoint
 def rie_bin(test_services: TestServices) -> Path:
     """Path of the aws-lambda-rie binary."""
     return Path(test_services.env("rie")["TB_RIE_BIN"])
+
+
+@pytest.fixture(scope="session")
+def websocketd_bin(test_services: TestServices) -> Path:
+    """Path of the websocketd binary."""
+    return Path(test_services.env("websocketd")["TB_WEBSOCKETD_BIN"])
 
 
 # --- factories ---------------------------------------------------------------------------------
@@ -797,3 +813,148 @@ def _wait_for_function(function: LambdaFunction, probe_event: Any, timeout: floa
                     pytrace=False,
                 )
             time.sleep(0.1)
+
+
+# --- a program's stdin/stdout as a websocket feed, behind websocketd ---------------------------
+
+
+@dataclass
+class Websocketd:
+    """A websocketd serving ``command`` at ``url``: each client connection starts the command
+    once, every line it prints is one text message, and every message received is one line
+    of its stdin. ``stop()`` and ``restart()`` (same port) let a test kill the feed server.
+    """
+
+    port: int
+    command: list[str]
+    args: list[str]
+    binary: Path = field(repr=False)
+    log: Path = field(repr=False)
+    process: subprocess.Popen[bytes] = field(repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/"
+
+    @property
+    def argv(self) -> list[str]:
+        return _websocketd_argv(self.binary, self.port, self.args, self.command)
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return f"(no log at {self.log})"
+
+    def stop(self) -> None:
+        """TERM websocketd and the commands it runs (one process group), KILL after 5 s.
+
+        websocketd itself does not forward a TERM to its commands, so the whole group is
+        signalled; clients see their connections drop.
+        """
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=5)
+        with contextlib.suppress(ProcessLookupError):  # commands that outlived websocketd
+            os.killpg(self.process.pid, signal.SIGKILL)
+
+    def restart(self, ready_timeout: float = 10.0) -> None:
+        """Stop it if it runs, then start it again on the same port and wait until it listens."""
+        self.stop()
+        self.process = _spawn_websocketd(self.argv, self.log)
+        _wait_for_websocketd(self, ready_timeout)
+
+
+def _websocketd_argv(
+    binary: Path, port: int, args: Sequence[str], command: Sequence[str]
+) -> list[str]:
+    return [str(binary), f"--port={port}", "--address=127.0.0.1", *args, "--", *command]
+
+
+def _spawn_websocketd(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "ab") as out:
+        out.write(f"\n=== {time.strftime('%H:%M:%S')} $ {shlex.join(argv)}\n".encode())
+        out.flush()
+        return subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # own process group: stop() reaches the commands too
+        )
+
+
+def _wait_for_websocketd(server: Websocketd, timeout: float) -> None:
+    """Until 127.0.0.1:port accepts a TCP connection; fails the test if it exits or times out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if server.process.poll() is not None:
+            pytest.fail(
+                f"websocketd on port {server.port} exited with {server.process.returncode}:\n"
+                f"{server.log_tail()}",
+                pytrace=False,
+            )
+        if _reachable("127.0.0.1", server.port):
+            return
+        if time.monotonic() > deadline:
+            server.stop()
+            pytest.fail(
+                f"websocketd did not listen on 127.0.0.1:{server.port} in {timeout:.0f}s:\n"
+                f"{server.log_tail()}",
+                pytrace=False,
+            )
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def websocketd_factory(
+    websocketd_bin: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., Websocketd]]:
+    """``make(command, *, port=None, args=(), ready_timeout=10)`` -> Websocketd.
+
+    Starts ``websocketd --port=P --address=127.0.0.1 [args] -- command...`` on ``port`` (a
+    free one by default) and waits until the port accepts TCP connections. Every websocketd
+    started is stopped after the test (TERM to its process group, KILL after 5 s).
+
+    websocketd hands its commands only PATH and LD_LIBRARY_PATH of the environment; pass
+    ``args=["--passenv=PATH,HOME,..."]`` for more. Its log (with the commands' stderr) is
+    ``server.log``.
+    """
+    started: list[Websocketd] = []
+    logs = tmp_path_factory.mktemp("websocketd")
+
+    def make(
+        command: Sequence[str],
+        *,
+        port: int | None = None,
+        args: Sequence[str] = (),
+        ready_timeout: float = 10.0,
+    ) -> Websocketd:
+        if not command:
+            raise ValueError("websocketd_factory: command is empty")
+        port = _free_ports(1)[0] if port is None else port
+        log = logs / f"websocketd-{port}.log"
+        argv = _websocketd_argv(websocketd_bin, port, args, command)
+        server = Websocketd(
+            port=port,
+            command=list(command),
+            args=list(args),
+            binary=websocketd_bin,
+            log=log,
+            process=_spawn_websocketd(argv, log),
+        )
+        started.append(server)
+        _wait_for_websocketd(server, ready_timeout)
+        return server
+
+    try:
+        yield make
+    finally:
+        for server in started:
+            server.stop()
