@@ -4,7 +4,7 @@
                     apply live
 ``validate``        check a config file; exit 0 if valid, 2 with the errors otherwise, 1 if
                     it is valid but has neither mappings nor APIs (nothing to run)
-``generate-event``  print a sample AWS-shaped event (s3, dynamodb, sqs, kafka)
+``generate-event``  print a sample event (s3, dynamodb, sqs, kafka: AWS's shapes; websocket)
 ``status``          per mapping: its checkpoints and dead letters, read from the state dir
 """
 
@@ -50,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="checkpoints and dead letters of each mapping")
     status.add_argument("--config", default=DEFAULT_CONFIG, help=f"default {DEFAULT_CONFIG}")
     gen = sub.add_parser("generate-event", help="print a sample AWS-shaped event")
-    gen.add_argument("source", choices=["s3", "dynamodb", "sqs", "kafka"])
+    gen.add_argument("source", choices=["s3", "dynamodb", "sqs", "kafka", "websocket"])
     return parser
 
 

@@ -130,6 +130,7 @@ class ConnectorContext:
     region: str = "us-east-1"
     account_id: str = "000000000000"
     partitions: PartitionControl = field(default_factory=PartitionControl)
+    state_dir: str | None = None  # the bridge's; sources keep files there (a spool...)
 
 
 @dataclass(slots=True, frozen=True)

@@ -20,7 +20,8 @@ ACCOUNT = "123456789012"
 
 
 def sample_event(source: str) -> dict[str, Any]:
-    """The sample event for ``source`` (s3, dynamodb, sqs, kafka); KeyError otherwise."""
+    """The sample event for ``source`` (s3, dynamodb, sqs, kafka, websocket); KeyError
+    otherwise."""
     return _SAMPLES[source]()
 
 
@@ -114,4 +115,29 @@ def _kafka() -> dict[str, Any]:
     }
 
 
-_SAMPLES = {"s3": _s3, "dynamodb": _dynamodb, "sqs": _sqs, "kafka": _kafka}
+def _websocket() -> dict[str, Any]:
+    from connectors.websocket.normalize import EVENT_SOURCE, websocket_record
+
+    now = time.time()
+    message = dumps({"symbol": "AAPL", "price": 187.5})
+    return {
+        "eventSource": EVENT_SOURCE,
+        "eventSourceUrl": "wss://feed.example.com/v1",
+        "records": [
+            websocket_record(
+                seq=42, payload=message, binary=False, received=now, connection=3, key="AAPL"
+            ),
+            websocket_record(
+                seq=43, payload=b"\x00\x01", binary=True, received=now, connection=3, key=None
+            ),
+        ],
+    }
+
+
+_SAMPLES = {
+    "s3": _s3,
+    "dynamodb": _dynamodb,
+    "sqs": _sqs,
+    "kafka": _kafka,
+    "websocket": _websocket,
+}

@@ -99,6 +99,7 @@ class _MappingRunner:
             checkpoints=self.store.namespace(mapping.name),
             region=config.region,
             account_id=config.account_id,
+            state_dir=str(config.state_dir),
         )
         connector = cls(source, context)
         defaults = cls.defaults

@@ -77,6 +77,16 @@ def test_generate_kafka_event(capsys: pytest.CaptureFixture[str]) -> None:
     assert record["partition"] == 0 and isinstance(record["timestamp"], int)
 
 
+def test_generate_websocket_event(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["generate-event", "websocket"]) == 0
+    event = json.loads(capsys.readouterr().out)
+    assert event["eventSource"] == "trigger-bridge:websocket"
+    text, binary = event["records"]
+    assert json.loads(text["data"])["symbol"] == text["partitionKey"] == "AAPL"
+    assert text["isBase64Encoded"] is False and binary["isBase64Encoded"] is True
+    assert text["sequenceNumber"] == "42" and binary["frameType"] == "binary"
+
+
 def test_readme_first_command_runs_the_example_handler(tmp_path: Path) -> None:
     """`trigger-bridge run` on config/local.yaml: a dropped file runs the handler."""
     inbox = tmp_path / "inbox"
