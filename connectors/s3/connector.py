@@ -41,9 +41,10 @@ import contextlib
 import fnmatch
 import logging
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Hashable, Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, ClassVar
 
 import aiobotocore.session
@@ -51,13 +52,14 @@ from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
 from bridge.connector import BaseConnector, ConnectorContext, FailureContext, Feed, Record
-from bridge.errors import NormalizeError, SourceUnavailable
+from bridge.errors import CheckpointError, ConfigError, NormalizeError, SourceUnavailable
+from bridge.spool import Spool, SpoolCursor, SpoolError
 from connectors.aws import create_client, translate_errors
 from connectors.s3.config import S3Source
 from connectors.s3.listen import ListenStream, PushUnsupported
 from connectors.s3.normalize import AWS_EVENT_NAMES, Change, ObjectState
 from connectors.s3.reconcile import created_change, list_objects, removed_change
-from connectors.s3.webhook import WebhookReceiver
+from connectors.s3.webhook import WebhookReceiver, changes_of
 from connectors.s3_events import ASYNC_INVOCATION_DEFAULTS, s3_async_failure_record, s3_record
 
 __all__ = ["S3Connector"]
@@ -100,6 +102,13 @@ class S3Connector(BaseConnector):
         self._last_sequencer = 0
         self.webhook: WebhookReceiver | None = None
         self.listen: ListenStream | None = None
+        # webhook notifications go through a spool before MinIO hears 200; an entry is
+        # acknowledged once every record made of it is settled
+        self.spool: Spool | None = None
+        self._spool_cursor: SpoolCursor | None = None
+        self._spool_done = 0  # entries up to this seq were handed to _pushed
+        self._pending: dict[int, int] = {}  # spool seq -> its records not settled yet
+        self._spooled: dict[str, deque[tuple[Record, int]]] = {}  # key -> (record, seq)
 
     @property
     def _what(self) -> str:
@@ -118,11 +127,56 @@ class S3Connector(BaseConnector):
                 Bucket=self.bucket, Prefix=self.config.prefix, MaxKeys=1
             )
         if self.config.webhook is not None:
+            await self._open_spool()
             self.webhook = WebhookReceiver(
-                self.config.webhook, bucket=self.bucket, on_changes=self._pushed
+                self.config.webhook, bucket=self.bucket, accept=self._store_notification
             )
             await self.webhook.start()
             self._stack.push_async_callback(self.webhook.aclose)
+
+    async def _open_spool(self) -> None:
+        if self.context.state_dir is None:
+            raise ConfigError("the s3 webhook keeps a spool in state_dir; none was given")
+        name = "".join(c if c.isalnum() or c in "-_." else "_" for c in self.context.mapping)
+        spool = Spool(Path(self.context.state_dir) / "spool" / name, max_bytes=64 << 20)
+        try:
+            await spool.open()
+        except SpoolError as exc:
+            raise ConfigError(str(exc)) from exc
+        self.spool = spool
+        self._stack.push_async_callback(spool.aclose)
+        self._spool_cursor = spool.cursor(spool.acked)
+        self._spool_done = spool.acked
+        self._stack.callback(self._spool_cursor.close)
+
+    async def _store_notification(self, body: bytes) -> None:
+        """The webhook's ``accept``: on disk when this returns (raises SpoolError)."""
+        assert self.spool is not None
+        await self.spool.durable(await self.spool.append(body))
+
+    async def _from_spool(self) -> None:
+        """Hand the stored notifications to ``_pushed``, oldest first."""
+        spool, cursor = self.spool, self._spool_cursor
+        assert spool is not None and cursor is not None
+        while True:
+            entries = cursor.take(100)
+            if not entries:
+                await spool.wait_written(cursor.position, 5.0)
+                continue
+            for entry in entries:
+                await self._pushed(self.bucket, changes_of(entry.payload, self.bucket), entry.seq)
+                self._spool_done = entry.seq
+            await self._ack_spool()
+
+    async def _ack_spool(self) -> None:
+        if self.spool is None:
+            return
+        low = min([*self._pending, self._spool_done + 1]) - 1
+        if low > self.spool.acked:
+            try:
+                await self.spool.ack(low)
+            except SpoolError as exc:
+                raise CheckpointError(str(exc)) from exc
 
     async def read(self) -> AsyncIterator[Sequence[Record]]:
         if self.config.push and self.config.endpoint_url:
@@ -143,6 +197,8 @@ class S3Connector(BaseConnector):
             log.warning("%s: push needs endpoint_url (a MinIO server); push is off", self._what)
         if self.config.reconcile:
             self._tasks.append(asyncio.create_task(self._reconcile_loop()))
+        if self.spool is not None:
+            self._tasks.append(asyncio.create_task(self._from_spool()))
         async for chunk in self._queue.items(self._tasks):
             yield chunk
 
@@ -174,9 +230,10 @@ class S3Connector(BaseConnector):
                 raise
             log.warning("%s: push is off: %s", self._what, exc)
 
-    async def _pushed(self, bucket: str, changes: list[Change]) -> None:
-        """Changes told by the store (push stream or webhook); returns once queued. Each
-        one is an event, as S3 sends one per request: an identical overwrite too."""
+    async def _pushed(self, bucket: str, changes: list[Change], origin: int = 0) -> None:
+        """Changes told by the store (push stream, or webhook from the spool entry
+        ``origin``); returns once queued. Each one is an event, as S3 sends one per
+        request: an identical overwrite too."""
         records = []
         for change in changes:
             if change.event not in AWS_EVENT_NAMES:
@@ -199,6 +256,9 @@ class S3Connector(BaseConnector):
             record = await self._emit(change, arrived=change.time, state=state)
             if record is not None:
                 records.append(record)
+                if origin:
+                    self._pending[origin] = self._pending.get(origin, 0) + 1
+                    self._spooled.setdefault(record.partition, deque()).append((record, origin))
         if records:
             await self._queue.put(records)
 
@@ -419,6 +479,18 @@ class S3Connector(BaseConnector):
             await self.context.checkpoints.write({key: state.dumps()})
         if self._in_flight.get(key) is last:  # nothing newer of it in flight
             del self._in_flight[key]
+        spooled = self._spooled.get(key)
+        if spooled:
+            # records of the key read before ``last`` (or it) are settled with it; one
+            # the engine has not read yet (seq 0) is not
+            while spooled and 0 < spooled[0][0].seq <= last.seq:
+                _, origin = spooled.popleft()
+                self._pending[origin] -= 1
+                if not self._pending[origin]:
+                    del self._pending[origin]
+            if not spooled:
+                del self._spooled[key]
+            await self._ack_spool()
 
 
 async def _merged(

@@ -3,9 +3,11 @@
 MinIO's ``notify_webhook`` target (Ceph's HTTP endpoint alike) POSTs
 ``{"EventName": ..., "Key": ..., "Records": [...]}`` with
 ``Authorization: Bearer <auth_token>``. A request without the configured token is
-answered 401, a body that is not a notification 400. Otherwise the records are handed
-to the connector, and 200 is answered only once it has accepted them: a store that
-retries failed posts (MinIO with a ``queue_dir``) never loses one to the receiver.
+answered 401, a body that is not a notification 400. Otherwise the body is handed to the
+connector, which stores it in its spool (:mod:`bridge.spool`), and 200 is answered only
+once it is stored: a notification MinIO was told "received" survives a ``kill -9`` of
+the bridge, and one that was not is posted again by a store that retries (MinIO with a
+``queue_dir``). :func:`changes_of` reads a stored body back.
 """
 
 from __future__ import annotations
@@ -18,29 +20,51 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from bridge.errors import ConfigError, SourceUnavailable
+from bridge.spool import SpoolError
 from connectors.s3.config import WebhookOptions
 from connectors.s3.normalize import Change, from_minio
 
-__all__ = ["WebhookReceiver"]
+__all__ = ["WebhookReceiver", "changes_of"]
 
 log = logging.getLogger(__name__)
 
 
+def changes_of(body: bytes, bucket: str) -> list[Change]:
+    """The changes of ``bucket`` a notification body tells (records of other buckets and
+    records that are not S3 notifications are left out, the latter with a warning)."""
+    try:
+        records = json.loads(body).get("Records") or []
+    except (ValueError, AttributeError):
+        return []
+    changes = []
+    for record in records if isinstance(records, list) else []:
+        try:
+            record_bucket, change = from_minio(record, key_escaped=True)
+        except ValueError as exc:
+            log.warning("webhook: skipping notification record: %s", exc)
+            continue
+        if record_bucket == bucket:
+            changes.append(change)
+    return changes
+
+
 class WebhookReceiver:
     """``await start()`` listens on ``options.host:port``; ``await aclose()`` stops.
-    ``port`` is the bound port once started (useful with port 0)."""
+    ``port`` is the bound port once started (useful with port 0). ``accept(body)`` gets
+    each authorized notification body and returns once it is stored; the 200 waits
+    for it."""
 
     def __init__(
         self,
         options: WebhookOptions,
         *,
         bucket: str,
-        on_changes: Callable[[str, list[Change]], Awaitable[None]],
+        accept: Callable[[bytes], Awaitable[None]],
     ) -> None:
         self.options = options
         self.bucket = bucket
         self.port = options.port
-        self._on_changes = on_changes
+        self._accept = accept
         self._expected = f"Bearer {options.auth_token}".encode()
         self._runner: web.AppRunner | None = None
 
@@ -74,22 +98,17 @@ class WebhookReceiver:
         given = request.headers.get("Authorization", "").encode()
         if not hmac.compare_digest(given, self._expected):
             return web.Response(status=401, text="missing or wrong bearer token")
+        body = await request.read()
         try:
-            body = json.loads(await request.read())
-            records = body.get("Records") or []
+            records = json.loads(body).get("Records") or []
             if not isinstance(records, list):
                 raise ValueError("Records is not a list")
         except (ValueError, AttributeError) as exc:
             return web.Response(status=400, text=f"not a notification: {exc}")
-        changes = []
-        for record in records:
+        if records:
             try:
-                bucket, change = from_minio(record, key_escaped=True)
-            except ValueError as exc:
-                log.warning("webhook: skipping notification record: %s", exc)
-                continue
-            if bucket == self.bucket:
-                changes.append(change)
-        if changes:
-            await self._on_changes(self.bucket, changes)
+                await self._accept(body)
+            except SpoolError as exc:
+                log.error("webhook: cannot store a notification: %s", exc)
+                return web.Response(status=503, text="cannot store the notification now")
         return web.Response(status=200)

@@ -18,6 +18,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -125,9 +126,8 @@ def _connector(tmp: Path, endpoint: AwsEndpoint, **options: Any) -> tuple[S3Conn
         }
     )
     store = SqliteCheckpointStore(tmp / "c.sqlite3")
-    return S3Connector(
-        config, ConnectorContext(mapping="m", checkpoints=store.namespace("m"))
-    ), store
+    context = ConnectorContext(mapping="m", checkpoints=store.namespace("m"), state_dir=str(tmp))
+    return S3Connector(config, context), store
 
 
 # --- a MinIO process of the test's own -----------------------------------------------------------
@@ -544,6 +544,51 @@ async def test_a_change_seen_by_webhook_then_by_a_listing_is_delivered_once(
         finally:
             await connector.aclose()
             store.close()
+
+
+async def test_a_webhook_notification_answered_200_survives_kill_9(
+    tmp_path: Path, minio_binary: Path
+) -> None:
+    """MinIO hears 200 only once the notification is in the spool: a bridge killed with
+    SIGKILL before it could deliver (its function unreachable) delivers it after a restart,
+    with no listing to find it again and no retry by MinIO (no queue_dir)."""
+    port, token = _free_port(), "hook-token-3"
+    home = tmp_path / "minio"
+    with _own_minio(minio_binary, home, _webhook_env(home, port, token)) as server:
+        endpoint = server.endpoint
+        async with endpoint.client("s3") as s3:
+            await s3.create_bucket(Bucket="spooled")
+        await _notify_webhook(endpoint, "spooled")
+        webhook = {"port": port, "path": "/minio", "auth_token": token}
+        source = {"push": False, "reconcile": False, "webhook": webhook}
+        config = tmp_path / "bridge.yaml"
+        unreachable = "  recorder: {type: http, url: 'http://127.0.0.1:9/', timeout: 1}"
+        text = _config(tmp_path, endpoint, "spooled", source)
+        functions = text[text.index("functions:\n") + 11 : text.index("mappings:")]
+        config.write_text(text.replace(functions, unreachable + "\n"))
+        launch = [sys.executable, "-m", "bridge", "run", "--config", str(config), "--no-reload"]
+        log = (tmp_path / "bridge.log").open("ab")
+        first = subprocess.Popen(launch, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            spool = tmp_path / "state" / "spool" / "objects"
+            await wait_for(
+                lambda: (tmp_path / "bridge.log").read_text().count("mapping.started") > 0
+            )
+            await asyncio.sleep(1)
+            await _put(endpoint, "spooled", "kept.txt", b"k")
+            await wait_for(lambda: sum(p.stat().st_size for p in spool.glob("*.log")) > 0)
+        finally:
+            first.kill()
+            first.wait(timeout=30)
+        config.write_text(text)
+        second = subprocess.Popen(launch, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            await wait_for(lambda: len(_events(tmp_path)) >= 1, 60)
+        finally:
+            second.terminate()
+            second.wait(timeout=30)
+            log.close()
+    assert _seen(tmp_path) == [("ObjectCreated:Put", "kept.txt")]
 
 
 # --- the push stream --------------------------------------------------------------------------
