@@ -141,6 +141,8 @@ class Spool:
         self._timer: asyncio.Task[None] | None = None
         self._closed = False
         self._full_said = False
+        self._appending = asyncio.Lock()
+        self._fsyncing = asyncio.Lock()
 
     # ------------------------------------------------------------ lifecycle
 
@@ -203,6 +205,15 @@ class Spool:
     ) -> int:
         """Write one entry (waiting for room first); its seq. With ``sync="frame"`` it
         is on disk when this returns; otherwise see :meth:`durable`."""
+        async with self._appending:  # one at a time: rotation awaits an fsync
+            seq = await self._append_one(payload, flags, tag, at)
+        if self.sync == "frame":
+            await self.durable(seq)
+        elif self.sync == "batch":
+            self._kick_sync()
+        return seq
+
+    async def _append_one(self, payload: bytes, flags: int, tag: int, at: float | None) -> int:
         await self.wait_room()
         if self._closed or self._fd is None:
             raise SpoolError(f"spool {self.folder} is closed")
@@ -232,10 +243,6 @@ class Spool:
                     self.folder,
                     self.size,
                 )
-        if self.sync == "frame":
-            await self.durable(seq)
-        elif self.sync == "batch":
-            self._kick_sync()
         return seq
 
     async def durable(self, seq: int) -> None:
@@ -265,19 +272,20 @@ class Spool:
                 return
 
     async def _sync_once(self) -> bool:
-        fd, upto = self._fd, self.last_seq
-        if fd is None:
-            return False
-        try:
-            await asyncio.to_thread(os.fsync, fd)
-        except OSError as exc:
-            _log.error("spool %s: fsync failed: %s", self.folder, exc)
-            self._sync_error = SpoolError(f"spool {self.folder}: fsync failed: {exc}")
-            return False
-        finally:
-            self._sync_done.set()
-        self._synced = max(self._synced, upto)
-        return True
+        async with self._fsyncing:  # the file stays the tail (and open) meanwhile
+            fd, upto = self._fd, self.last_seq
+            if fd is None:
+                return False
+            try:
+                await asyncio.to_thread(os.fsync, fd)
+            except OSError as exc:
+                _log.error("spool %s: fsync failed: %s", self.folder, exc)
+                self._sync_error = SpoolError(f"spool {self.folder}: fsync failed: {exc}")
+                return False
+            finally:
+                self._sync_done.set()
+            self._synced = max(self._synced, upto)
+            return True
 
     async def _sync_every(self) -> None:
         while True:
@@ -286,14 +294,16 @@ class Spool:
                 await self._sync_once()
 
     async def _rotate(self) -> None:
-        assert self._fd is not None
-        if self.sync != "never":
-            await asyncio.to_thread(os.fsync, self._fd)
-            self._synced = self.last_seq
-        os.close(self._fd)
-        self._fd = None
-        self._segments.append(_Segment(self._next, self._path(self._next), self._next - 1, 0))
-        self._open_tail()
+        async with self._fsyncing:
+            assert self._fd is not None
+            if self.sync != "never":
+                await asyncio.to_thread(os.fsync, self._fd)
+                self._synced = self.last_seq
+                self._sync_done.set()
+            os.close(self._fd)
+            self._fd = None
+            self._segments.append(_Segment(self._next, self._path(self._next), self._next - 1, 0))
+            self._open_tail()
 
     # ------------------------------------------------------------ reading
 

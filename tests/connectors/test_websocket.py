@@ -9,6 +9,7 @@ import base64
 import json
 import logging
 import signal
+import ssl
 import subprocess
 import sys
 import textwrap
@@ -19,6 +20,7 @@ from typing import Any
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
+from bridge.front.tls import LocalCA
 from bridge.spool import Spool
 from tests.e2e.harness import RunningBridge, wait_for
 
@@ -189,9 +191,11 @@ async def test_a_close_is_said_and_the_feed_reconnects_with_resume(
     }
     async with RunningBridge(bridge_config(tmp_path, source, batch_size=10)):
         await wait_for(lambda: len(delivered(tmp_path)) >= 35, 30)
+    async with RunningBridge(bridge_config(tmp_path, source, batch_size=10)):
+        await wait_for(lambda: len(asked) == 6, 30)  # a restart resumes where it was
     records = delivered(tmp_path)
     assert [b["seq"] for b in bodies(records)] == list(range(1, 36))
-    assert asked == ["0", "7", "14", "21", "28"]
+    assert asked == ["0", "7", "14", "21", "28", "35"]
     assert [r["connection"] for r in records] == [1 + (n - 1) // 7 for n in range(1, 36)]
     assert "closed by the feed: code 1011 (rotating)" in caplog.text
     assert "source.unavailable" in caplog.text and "source.recovered" in caplog.text
@@ -376,3 +380,137 @@ async def test_kill_9_loses_no_message_that_was_read(tmp_path: Path, feed: Any) 
             if body["sym"] == sym:
                 first_seen.setdefault(body["n"], None)
         assert list(first_seen) == [b["n"] for b in spooled if b["sym"] == sym]
+
+
+async def test_wss_with_a_private_authority_and_a_client_certificate(
+    tmp_path: Path, feed: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """TLS as the Kafka source has it: the server's certificate checked against ca_file
+    (and its name), the bridge's own certificate checked by the server."""
+    ca = LocalCA(tmp_path / "ca")
+    ca.ensure()
+    server_tls = ca.server_context(["localhost"])
+    server_tls.verify_mode = ssl.CERT_REQUIRED
+    server_tls.load_verify_locations(ca.cert_path)
+    client_key, client_cert = _client_certificate(ca, tmp_path)
+    peers: list[Any] = []
+
+    async def handler(ws: ServerConnection) -> None:
+        peers.append(ws.transport.get_extra_info("peercert"))
+        await ws.send('{"secure": true}')
+        await ws.wait_closed()
+
+    port = (await feed(handler, ssl=server_tls)).rsplit(":", 1)[1]
+    tls = {"ca_file": str(ca.cert_path), "cert_file": client_cert, "key_file": client_key}
+    source = {"type": "websocket", "url": f"wss://localhost:{port}/", "tls": tls}
+    async with RunningBridge(bridge_config(tmp_path / "ok", source)):
+        await wait_for(lambda: len(delivered(tmp_path / "ok")) == 1, 20)
+    assert peers and peers[0] is not None  # the server saw the client's certificate
+    # the certificate names localhost only
+    wrong_name = {**source, "url": f"wss://127.0.0.1:{port}/", "reconnect_initial_seconds": 5}
+    async with RunningBridge(bridge_config(tmp_path / "name", wrong_name)):
+        await wait_for(lambda: "source.unavailable" in caplog.text, 10)
+    assert delivered(tmp_path / "name") == []
+    assert "certificate" in caplog.text.lower()
+    unchecked = {**wrong_name, "tls": {**tls, "check_hostname": False}}
+    async with RunningBridge(bridge_config(tmp_path / "unchecked", unchecked)):
+        await wait_for(lambda: len(delivered(tmp_path / "unchecked")) == 1, 20)
+
+
+def _client_certificate(ca: LocalCA, tmp: Path) -> tuple[str, str]:
+    """A client certificate signed by ``ca`` (PEM files: key, certificate)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    ca_key = serialization.load_pem_private_key(ca.key_path.read_bytes(), None)
+    ca_cert = x509.load_pem_x509_certificate(ca.cert_path.read_bytes())
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bridge")]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    key_path, cert_path = tmp / "client.key", tmp / "client.pem"
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return str(key_path), str(cert_path)
+
+
+async def test_a_feed_that_stops_answering_pings_is_reconnected(
+    tmp_path: Path, feed: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The first connection goes silent (its server stops reading: no pong); the
+    heartbeat finds it and the bridge connects again."""
+    connections: list[ServerConnection] = []
+
+    async def handler(ws: ServerConnection) -> None:
+        connections.append(ws)
+        await ws.send(json.dumps({"connection": len(connections)}))
+        if len(connections) == 1:
+            ws.transport.pause_reading()  # no pong will ever come back
+        await ws.wait_closed()
+
+    url = await feed(handler)
+    source = {
+        "type": "websocket",
+        "url": url,
+        "heartbeat_seconds": 0.5,
+        "reconnect_initial_seconds": 0.05,
+    }
+    async with RunningBridge(bridge_config(tmp_path, source)):
+        await wait_for(lambda: len(delivered(tmp_path)) == 2, 20)
+    assert [r["connection"] for r in delivered(tmp_path)] == [1, 2]
+    assert "source.unavailable" in caplog.text
+
+
+async def test_a_message_older_than_the_age_limit_is_dead_lettered_and_settled(
+    tmp_path: Path, feed: Any
+) -> None:
+    """The spool's age bound: messages whose function could not take them within
+    maximum_record_age_seconds go to the on-failure destination, and the spool moves on."""
+    stop = tmp_path / "fails"
+    stop.touch()
+
+    async def handler(ws: ServerConnection) -> None:
+        for n in range(5):
+            await ws.send(json.dumps({"n": n, "fail_while": str(stop)}))
+        await ws.wait_closed()
+
+    url = await feed(handler)
+    source = {"type": "websocket", "url": url}
+    failures = tmp_path / "failures.jsonl"
+    config = bridge_config(
+        tmp_path,
+        source,
+        maximum_record_age_seconds=2,
+        on_failure=f"file://{failures}",
+    )
+    async with RunningBridge(config):
+        await wait_for(lambda: failures.exists() and failures.read_text().strip() != "", 30)
+        await asyncio.sleep(0.5)
+    [failure] = [json.loads(line) for line in failures.read_text().splitlines()]
+    assert failure["requestContext"]["condition"] == "RecordAgeExceeded"
+    info = failure["WebSocketBatchInfo"]
+    assert (info["startSequenceNumber"], info["endSequenceNumber"]) == ("1", "5")
+    assert info["url"] == url and info["batchSize"] == 5
+    spool = Spool(tmp_path / "state" / "spool" / "feed")
+    await spool.open()
+    assert spool.acked == 5
+    await spool.aclose()
