@@ -112,7 +112,10 @@ class WebSocketConnector(BaseConnector):
         except SpoolError as exc:
             raise ConfigError(str(exc)) from exc
         note = self.spool.note
-        self._committed = {str(p): int(s) for p, s in (note.get("committed") or {}).items()}
+        if note.get("partition_key") == self.config.partition_key:
+            self._committed = {str(p): int(s) for p, s in (note.get("committed") or {}).items()}
+        # else the partitions were other ones: what they settled past the acknowledged
+        # position is delivered again rather than skipped by a partition of the same name
         self.connection = int(note.get("connection") or 0)
         self.resume_value = note.get("resume")
         for entry in self.spool.last_entries():  # newer than the note, maybe
@@ -374,7 +377,11 @@ class WebSocketConnector(BaseConnector):
                 del self._outstanding[partition]
         low = self._low_water()
         self._committed = {p: s for p, s in self._committed.items() if s > low}
-        note = {"committed": self._committed, "connection": self.connection}
+        note: dict[str, Any] = {
+            "committed": self._committed,
+            "connection": self.connection,
+            "partition_key": self.config.partition_key,
+        }
         if self.resume_value is not None:
             note["resume"] = self.resume_value
         try:

@@ -514,3 +514,38 @@ async def test_a_message_older_than_the_age_limit_is_dead_lettered_and_settled(
     await spool.open()
     assert spool.acked == 5
     await spool.aclose()
+
+
+async def test_a_new_partition_key_does_not_skip_what_the_old_partitions_had_not_settled(
+    tmp_path: Path, feed: Any
+) -> None:
+    """Run 1 partitions by ``sym``: A fails, B settles far past the spool's acknowledged
+    position. Run 2 partitions by ``desk``, whose values are named like run 1's: A's
+    messages must not be taken for settled by the new partition "B"."""
+    stop = tmp_path / "a-fails"
+    stop.touch()
+    sent = asyncio.Event()
+
+    async def handler(ws: ServerConnection) -> None:
+        if not sent.is_set():
+            for n in range(50):
+                await ws.send(
+                    json.dumps({"sym": "A", "desk": "B", "n": n, "fail_while": str(stop)})
+                )
+                await ws.send(json.dumps({"sym": "B", "desk": "A", "n": n}))
+            sent.set()
+        await ws.wait_closed()
+
+    url = await feed(handler)
+    source = {"type": "websocket", "url": url, "partition_key": "sym"}
+    async with RunningBridge(bridge_config(tmp_path, source, batch_size=10)):
+        await wait_for(lambda: sum(r["partitionKey"] == "B" for r in delivered(tmp_path)) >= 50)
+    stop.unlink()
+    (tmp_path / "calls.jsonl").unlink()
+    source["partition_key"] = "desk"
+    async with RunningBridge(bridge_config(tmp_path, source, batch_size=10)):
+        await wait_for(
+            lambda: (
+                {b["n"] for b in bodies(delivered(tmp_path)) if b["sym"] == "A"} == set(range(50))
+            )
+        )
