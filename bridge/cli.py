@@ -93,14 +93,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def _status(config: object) -> str:
-    """A table: mapping, source, function, checkpoint entries, dead letters (file ones)."""
+    """A table: mapping, source, function, checkpoint entries, messages waiting in its
+    spool (websocket and webhook sources), dead letters (file ones)."""
     from bridge.checkpoints import SqliteCheckpointStore
     from bridge.config import BridgeConfig
 
     assert isinstance(config, BridgeConfig)
     store_path = Path(config.state_dir) / "checkpoints.sqlite3"
     store = SqliteCheckpointStore(store_path) if store_path.exists() else None
-    rows = [("mapping", "source", "function", "enabled", "checkpoints", "dead letters")]
+    from bridge.spool import folder_of, peek
+
+    rows = [("mapping", "source", "function", "enabled", "checkpoints", "spooled", "dead letters")]
     try:
         for m in config.mappings:
             entries = len(await store.namespace(m.name).items()) if store else 0
@@ -111,7 +114,10 @@ async def _status(config: object) -> str:
                 dead = str(_count_lines(Path(uri.removeprefix("file://"))))
             else:
                 dead = f"see {uri}"
-            rows.append((m.name, m.source["type"], m.function, str(m.enabled), str(entries), dead))
+            spool = peek(folder_of(config.state_dir, m.name))
+            spooled = f"{spool[0]} ({spool[1]} bytes)" if spool else "-"
+            row = (m.name, m.source["type"], m.function, str(m.enabled), str(entries))
+            rows.append((*row, spooled, dead))
     finally:
         if store:
             store.close()

@@ -46,7 +46,7 @@ from typing import Any, BinaryIO, Literal
 
 from bridge.errors import BridgeError
 
-__all__ = ["BINARY", "Entry", "Spool", "SpoolCursor", "SpoolError", "Sync"]
+__all__ = ["BINARY", "Entry", "Spool", "SpoolCursor", "SpoolError", "Sync", "folder_of", "peek"]
 
 _log = logging.getLogger(__name__)
 
@@ -498,3 +498,29 @@ class SpoolCursor:
             self._file.close()
             self._file = None
         self._segment = None
+
+
+def peek(folder: str | Path) -> tuple[int, int] | None:
+    """(entries not acknowledged, bytes on disk) of the spool in ``folder``, read without
+    changing anything (a running bridge may be writing it); None if there is none."""
+    folder = Path(folder)
+    segments = sorted(folder.glob(f"*{_SUFFIX}")) if folder.is_dir() else []
+    if not segments:
+        return None
+    try:
+        acked = int(json.loads((folder / "position.json").read_bytes())["acked"])
+    except (OSError, ValueError, KeyError, TypeError):
+        acked = 0
+    last = int(segments[-1].name[: -len(_SUFFIX)]) - 1
+    with open(segments[-1], "rb") as f:
+        while (entry := _read_entry(f)) is not None:
+            last = entry.seq
+    size = sum(p.stat().st_size for p in segments)
+    return max(0, last - acked), size
+
+
+def folder_of(state_dir: str | Path, mapping: str) -> Path:
+    """Where the spool of ``mapping`` lives: ``<state_dir>/spool/<mapping>``, the name
+    made safe for a file name."""
+    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in mapping)
+    return Path(state_dir) / "spool" / (name if name.strip(".") else "_")

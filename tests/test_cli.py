@@ -142,7 +142,41 @@ def test_status_shows_checkpoints_and_dead_letters(
         "function",
         "enabled",
         "checkpoints",
+        "spooled",
         "dead",
         "letters",
     ]
-    assert lines[1].split() == ["inbox", "local_dir", "f", "True", "2", "3"]
+    assert lines[1].split() == ["inbox", "local_dir", "f", "True", "2", "-", "3"]
+
+
+def test_status_counts_what_waits_in_a_spool(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import asyncio
+
+    from bridge.spool import Spool, folder_of
+
+    state = tmp_path / "state"
+    config = tmp_path / "b.yaml"
+    config.write_text(
+        f"state_dir: {state}\n"
+        "functions: {f: {type: http, url: 'http://127.0.0.1:1'}}\n"
+        "mappings:\n"
+        "  - {name: 'feed.1', function: f, source: {type: websocket, url: 'ws://x/'}}\n"
+    )
+
+    async def fill() -> int:
+        spool = Spool(folder_of(state, "feed.1"), sync="never")
+        await spool.open()
+        for _ in range(5):
+            await spool.append(b"m")
+        await spool.ack(2)
+        size = spool.size
+        await spool.aclose()
+        return size
+
+    size = asyncio.run(fill())
+    assert main(["status", "--config", str(config)]) == 0
+    row = capsys.readouterr().out.splitlines()[1].split()
+    assert row[:6] == ["feed.1", "websocket", "f", "True", "0", "3"]
+    assert row[6] == f"({size}"

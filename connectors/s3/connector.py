@@ -44,7 +44,6 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Hashable, Sequence
 from dataclasses import replace
-from pathlib import Path
 from typing import Any, ClassVar
 
 import aiobotocore.session
@@ -53,7 +52,7 @@ from botocore.exceptions import ClientError
 
 from bridge.connector import BaseConnector, ConnectorContext, FailureContext, Feed, Record
 from bridge.errors import CheckpointError, ConfigError, NormalizeError, SourceUnavailable
-from bridge.spool import Spool, SpoolCursor, SpoolError
+from bridge.spool import Spool, SpoolCursor, SpoolError, folder_of
 from connectors.aws import create_client, translate_errors
 from connectors.s3.config import S3Source
 from connectors.s3.listen import ListenStream, PushUnsupported
@@ -137,8 +136,7 @@ class S3Connector(BaseConnector):
     async def _open_spool(self) -> None:
         if self.context.state_dir is None:
             raise ConfigError("the s3 webhook keeps a spool in state_dir; none was given")
-        name = "".join(c if c.isalnum() or c in "-_." else "_" for c in self.context.mapping)
-        spool = Spool(Path(self.context.state_dir) / "spool" / name, max_bytes=64 << 20)
+        spool = Spool(folder_of(self.context.state_dir, self.context.mapping), max_bytes=64 << 20)
         try:
             await spool.open()
         except SpoolError as exc:

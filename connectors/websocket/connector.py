@@ -33,7 +33,6 @@ import ssl
 import time
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Hashable, Sequence
-from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import aiohttp
@@ -42,7 +41,7 @@ from bridge import telemetry
 from bridge.connector import BaseConnector, ConnectorContext, FailureContext, Record
 from bridge.errors import CheckpointError, ConfigError
 from bridge.events import iso_timestamp, stream_failure_base
-from bridge.spool import BINARY, Entry, Spool, SpoolCursor, SpoolError
+from bridge.spool import BINARY, Entry, Spool, SpoolCursor, SpoolError, folder_of
 from connectors.websocket.config import RESUME_TOKEN, WebSocketSource
 from connectors.websocket.normalize import (
     NO_KEY,
@@ -84,7 +83,7 @@ class WebSocketConnector(BaseConnector):
         self.context = context
         if context.state_dir is None:
             raise ConfigError("the websocket source keeps a spool in state_dir; none was given")
-        folder = Path(context.state_dir) / "spool" / _file_name(context.mapping)
+        folder = folder_of(context.state_dir, context.mapping)
         options = config.spool
         self.spool = Spool(
             folder,
@@ -396,11 +395,6 @@ class WebSocketConnector(BaseConnector):
         candidates += [q[0] for q in self._outstanding.values() if q]
         candidates += self._deferred.values()
         return min(candidates) - 1
-
-
-def _file_name(mapping: str) -> str:
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in mapping)
-    return safe or "_"
 
 
 def _ssl_context(config: WebSocketSource) -> ssl.SSLContext | bool:
