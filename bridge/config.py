@@ -29,7 +29,7 @@ from pydantic import (
 from bridge._yaml import load_yaml
 from bridge.errors import ConfigError
 from bridge.filtering import FilterPatternError, FilterSet
-from bridge.front.config import ApiConfig, HttpApi, WebSocketApi
+from bridge.front.config import ApiConfig, EventBusConfig, HttpApi, WebSocketApi
 
 __all__ = [
     "BridgeConfig",
@@ -247,6 +247,7 @@ class BridgeConfig(_Model):
     functions: dict[str, FunctionConfig] = Field(default_factory=dict)
     mappings: list[MappingConfig] = Field(default_factory=list)
     apis: list[ApiConfig] = Field(default_factory=list)
+    event_buses: list[EventBusConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _references(self) -> BridgeConfig:
@@ -262,7 +263,29 @@ class BridgeConfig(_Model):
                 raise _KeyedError(("mappings", i, "name"), f"duplicate mapping name {m.name!r}")
             seen.add(m.name)
         self._check_apis()
+        self._check_buses()
         return self
+
+    def _check_buses(self) -> None:
+        names: set[str] = set()
+        taken = {(api.host, api.port) for api in self.apis if api.port}
+        for i, bus in enumerate(self.event_buses):
+            if bus.name in names:
+                raise _KeyedError(("event_buses", i, "name"), f"duplicate bus name {bus.name!r}")
+            names.add(bus.name)
+            if bus.port and (bus.host, bus.port) in taken:
+                raise _KeyedError(("event_buses", i, "port"), f"{bus.host}:{bus.port} is taken")
+            taken.add((bus.host, bus.port))
+        for i, m in enumerate(self.mappings):
+            if m.source.get("type") != "eventbridge":
+                continue
+            bus = m.source.get("event_bus_name", "default")
+            if bus not in names:
+                known = ", ".join(sorted(names)) or "none defined"
+                raise _KeyedError(
+                    ("mappings", i, "source", "event_bus_name"),
+                    f"unknown event bus {bus!r} (event_buses: {known})",
+                )
 
     def _check_apis(self) -> None:
         from bridge.front.routing import RouteTable
@@ -441,6 +464,8 @@ def _allowed_keys(
         node = apis[index] if found else {}
         kind = node.get("type") if isinstance(node, dict) else None
         model = {"http": HttpApi, "websocket": WebSocketApi}.get(str(kind))
+    elif len(parent) == 2 and parent[0] == "event_buses":
+        model = EventBusConfig
     elif parent == ():
         model = BridgeConfig
     if model is None:

@@ -46,7 +46,17 @@ from typing import Any, BinaryIO, Literal
 
 from bridge.errors import BridgeError
 
-__all__ = ["BINARY", "Entry", "Spool", "SpoolCursor", "SpoolError", "Sync", "folder_of", "peek"]
+__all__ = [
+    "BINARY",
+    "Entry",
+    "Spool",
+    "SpoolCursor",
+    "SpoolError",
+    "Sync",
+    "folder_of",
+    "peek",
+    "shared",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -524,3 +534,45 @@ def folder_of(state_dir: str | Path, mapping: str) -> Path:
     made safe for a file name."""
     name = "".join(c if c.isalnum() or c in "-_." else "_" for c in mapping)
     return Path(state_dir) / "spool" / (name if name.strip(".") else "_")
+
+
+def _absolute(folder: str | Path) -> Path:
+    return Path(os.path.abspath(folder))
+
+
+class SharedSpools:
+    """Spools opened once per folder in this process, so a writer (an event bus) and a
+    reader (its rule's mapping) use the same one, whichever starts first; closed when the
+    last user lets go."""
+
+    def __init__(self) -> None:
+        self._open: dict[Path, tuple[Spool, int]] = {}
+        self._lock = asyncio.Lock()
+
+    async def acquire(self, folder: str | Path, **options: Any) -> Spool:
+        """The spool in ``folder``, opened with ``options`` by its first user (raises
+        :class:`SpoolError`)."""
+        key = _absolute(folder)
+        async with self._lock:
+            spool, users = self._open.get(key, (None, 0))
+            if spool is None:
+                spool = Spool(key, **options)
+                await spool.open()
+            self._open[key] = (spool, users + 1)
+            return spool
+
+    async def release(self, spool: Spool) -> None:
+        key = _absolute(spool.folder)
+        async with self._lock:
+            found, users = self._open.get(key, (None, 0))
+            if found is not spool:
+                return
+            if users > 1:
+                self._open[key] = (spool, users - 1)
+                return
+            del self._open[key]
+        await spool.aclose()
+
+
+#: the process's shared spools
+shared = SharedSpools()

@@ -37,7 +37,7 @@ from bridge.connector import ConnectorContext, PartitionControl
 from bridge.destinations import build_destination
 from bridge.errors import BridgeError, CheckpointError, ConfigError, TargetUnavailable
 from bridge.events import function_arn
-from bridge.front.config import ApiConfig
+from bridge.front.config import EventBusConfig
 from bridge.pipeline import CLOSE_TIMEOUT, Pipeline, PipelineOptions
 from bridge.registry import connector_class
 from bridge.retry import RetryPolicy
@@ -203,13 +203,18 @@ class _MappingRunner:
 class _ApiRunner:
     """One API: served until stopped, started again with backoff when it cannot bind."""
 
-    def __init__(self, api: ApiConfig, config: BridgeConfig, call: Any) -> None:
+    started, failed, stopped = telemetry.API_STARTED, telemetry.API_FAILED, telemetry.API_STOPPED
+
+    def __init__(self, api: Any, config: BridgeConfig, call: Any) -> None:
         self.api = api
         self.config = config
         self.address: str | None = None
         self._call = call
         self._stopped = asyncio.Event()
         self.task: asyncio.Task[None] = asyncio.create_task(self._run(), name=f"api:{api.name}")
+
+    def _details(self) -> dict[str, Any]:
+        return {"api": self.api.name, "type": self.api.type, "routes": ",".join(self.api.routes)}
 
     def _build(self) -> Any:
         if self.api.type == "http":
@@ -232,19 +237,13 @@ class _ApiRunner:
             server = self._build()
             try:
                 self.address = await server.start()
-                telemetry.emit(
-                    telemetry.API_STARTED,
-                    api=self.api.name,
-                    type=self.api.type,
-                    address=self.address,
-                    routes=",".join(self.api.routes),
-                )
+                telemetry.emit(self.started, address=self.address, **self._details())
                 await self._stopped.wait()
                 return
             except OSError as exc:
                 telemetry.emit(
-                    telemetry.API_FAILED,
-                    api=self.api.name,
+                    self.failed,
+                    **{k: v for k, v in self._details().items() if k in ("api", "bus")},
                     error=f"cannot listen on {self.api.host}:{self.api.port}: "
                     f"{exc.strerror or exc}",
                     retry_in=delay,
@@ -260,7 +259,62 @@ class _ApiRunner:
     async def stop(self) -> None:
         self._stopped.set()
         await asyncio.gather(self.task, return_exceptions=True)
-        telemetry.emit(telemetry.API_STOPPED, api=self.api.name)
+        key = "bus" if isinstance(self, _BusRunner) else "api"
+        telemetry.emit(self.stopped, **{key: self.api.name})
+
+
+class _BusRunner(_ApiRunner):
+    """One event bus and its rules (the enabled ``eventbridge`` mappings naming it)."""
+
+    started, failed, stopped = telemetry.BUS_STARTED, telemetry.BUS_FAILED, telemetry.BUS_STOPPED
+
+    def __init__(self, bus: EventBusConfig, config: BridgeConfig, call: Any) -> None:
+        self.rules = bus_rules(bus, config)
+        super().__init__(bus, config, call)
+
+    def _details(self) -> dict[str, Any]:
+        return {"bus": self.api.name, "rules": ",".join(r.name for r in self.rules) or "-"}
+
+    def _build(self) -> Any:
+        from bridge.front.event_bus import EventBusServer
+
+        return EventBusServer(
+            self.api,
+            self.rules,
+            state_dir=self.config.state_dir,
+            region=self.config.region,
+            account_id=self.config.account_id,
+        )
+
+
+def bus_rules(bus: EventBusConfig, config: BridgeConfig) -> list[Any]:
+    """The rules of ``bus``: its ``eventbridge`` mappings, patterns compiled."""
+    from bridge.filtering import compile_pattern
+    from bridge.front.event_bus import Rule
+    from connectors.eventbridge.config import pattern_text
+
+    rules = []
+    for m in config.mappings:
+        source = m.source
+        if (
+            source.get("type") != "eventbridge"
+            or source.get("event_bus_name", "default") != bus.name
+        ):
+            continue
+        pattern = source["event_pattern"]
+        rules.append(
+            Rule(
+                name=m.name,
+                pattern=compile_pattern(pattern, dialect="eventbridge"),
+                text=pattern_text(pattern),
+                enabled=m.enabled,
+            )
+        )
+    return rules
+
+
+def _rule_identity(rules: list[Any]) -> list[tuple[str, str, bool]]:
+    return [(r.name, r.text, r.enabled) for r in rules]
 
 
 def _wants_trust(config: BridgeConfig | None) -> bool:
@@ -276,6 +330,7 @@ class Supervisor:
         self._targets: dict[str, _TargetHandle] = {}
         self._runners: dict[str, _MappingRunner] = {}
         self._apis: dict[str, _ApiRunner] = {}
+        self._buses: dict[str, _BusRunner] = {}
         self._applying = asyncio.Lock()
         self._lock: StateLock | None = None  # on the state directory in use
         self._new_lock: StateLock | None = None
@@ -283,6 +338,11 @@ class Supervisor:
     @property
     def running(self) -> list[str]:
         return sorted(self._runners)
+
+    @property
+    def buses(self) -> dict[str, str | None]:
+        """Each running event bus's address (``host:port``; None while it cannot listen)."""
+        return {name: runner.address for name, runner in sorted(self._buses.items())}
 
     @property
     def apis(self) -> dict[str, str | None]:
@@ -337,6 +397,15 @@ class Supervisor:
                 if wanted_apis.get(name) != runner.api or restart_all
             ]
             await asyncio.gather(*(self._apis.pop(name).stop() for name in apis_to_stop))
+            wanted_buses = {bus.name: bus for bus in config.event_buses}
+            buses_to_stop = [
+                name
+                for name, runner in self._buses.items()
+                if wanted_buses.get(name) != runner.api
+                or _rule_identity(runner.rules) != _rule_identity(bus_rules(runner.api, config))
+                or restart_all
+            ]
+            await asyncio.gather(*(self._buses.pop(name).stop() for name in buses_to_stop))
             for name in [n for n in self._targets if n in changed_functions]:
                 await self._targets.pop(name).aclose()
             if store is not None:
@@ -356,6 +425,9 @@ class Supervisor:
             for name, api in wanted_apis.items():
                 if name not in self._apis:
                     self._apis[name] = _ApiRunner(api, config, self.call)
+            for name, bus in wanted_buses.items():
+                if name not in self._buses:
+                    self._buses[name] = _BusRunner(bus, config, self.call)
             telemetry.emit(
                 telemetry.CONFIG_APPLIED,
                 mappings=len(wanted),
@@ -419,7 +491,8 @@ class Supervisor:
 
     async def _stop_all(self) -> None:
         runners, self._runners = list(self._runners.values()), {}
-        apis, self._apis = list(self._apis.values()), {}
+        apis, self._apis = [*self._apis.values(), *self._buses.values()], {}
+        self._buses = {}
         await asyncio.gather(*(r.stop() for r in runners), *(a.stop() for a in apis))
         targets, self._targets = list(self._targets.values()), {}
         for handle in targets:

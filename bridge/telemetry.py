@@ -49,12 +49,16 @@ API_INVALID_RESPONSE = "api.invalid_response"
 API_TIMEOUT = "api.timeout"
 API_UNAVAILABLE = "api.unavailable"
 API_THROTTLED = "api.throttled"
+BUS_STARTED = "bus.started"
+BUS_STOPPED = "bus.stopped"
+BUS_FAILED = "bus.failed"
+BUS_PUT = "bus.put"
 WS_CONNECTED = "ws.connected"
 WS_DISCONNECTED = "ws.disconnected"
 WS_MESSAGE = "ws.message"
 
 _counts: Counter[tuple[str, str]] = Counter()
-_QUIET = {COMMITTED, BATCH_DELIVERED, RECORD_FILTERED, API_REQUEST, WS_MESSAGE}
+_QUIET = {COMMITTED, BATCH_DELIVERED, RECORD_FILTERED, API_REQUEST, WS_MESSAGE, BUS_PUT}
 
 
 def emit(event: str, *, level: int | None = None, **fields: Any) -> None:

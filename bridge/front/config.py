@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["ApiConfig", "Cors", "HttpApi", "WebSocketApi", "api_id"]
+__all__ = ["ApiConfig", "Cors", "EventBusConfig", "HttpApi", "WebSocketApi", "api_id"]
 
 
 class _Model(BaseModel):
@@ -131,3 +131,19 @@ class WebSocketApi(_Api):
 
 
 ApiConfig = Annotated[HttpApi | WebSocketApi, Field(discriminator="type")]
+
+
+class EventBusConfig(_Model):
+    """An EventBridge-compatible event bus: the bridge serves ``PutEvents`` (and
+    ``ListRules``, ``DescribeRule``) on ``host:port``; ``eventbridge`` mappings naming it
+    are its rules."""
+
+    name: str = Field(pattern=r"^[\.\-_A-Za-z0-9]{1,256}$", description='e.g. "default"')
+    host: str = Field("127.0.0.1", description="address to listen on")
+    port: int = Field(0, ge=0, le=65535, description="0 picks a free port (logged)")
+    spool_max_bytes: int = Field(
+        256 * 1024 * 1024,
+        ge=64 * 1024,
+        description="per rule: events stored and not yet delivered; while a rule's spool "
+        "holds this much, PutEvents entries for it fail with ThrottlingException",
+    )
