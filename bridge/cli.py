@@ -76,17 +76,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(asyncio.run(_status(config)))
         return 0
     if args.command == "validate":
-        if not config.mappings and not config.apis:
+        if not config.mappings and not config.apis and not config.event_buses:
             print(
-                f"{args.config}: valid, but it has nothing to run: no mappings, no apis",
+                f"{args.config}: valid, but it has nothing to run: no mappings, apis or buses",
                 file=sys.stderr,
             )
             return 1
         names = ", ".join(m.name for m in config.mappings) or "none"
         apis = ", ".join(a.name for a in config.apis) or "none"
+        buses = ", ".join(b.name for b in config.event_buses) or "none"
         print(
             f"{args.config}: OK ({len(config.functions)} functions; mappings: {names}; "
-            f"apis: {apis})"
+            f"apis: {apis}; event buses: {buses})"
         )
         return 0
     return asyncio.run(_run(Path(args.config), config, reload=not args.no_reload))
@@ -147,7 +148,7 @@ async def _run(path: Path, config: object, *, reload: bool) -> int:
     telemetry.emit(
         telemetry.STARTED, config=str(path), mappings=len(config.mappings), apis=len(config.apis)
     )
-    if not config.mappings and not config.apis:
+    if not config.mappings and not config.apis and not config.event_buses:
         telemetry.emit(
             telemetry.NOTHING_TO_RUN, config=str(path), level=logging.WARNING
         )  # it runs on: an edit of the file may add mappings

@@ -558,6 +558,8 @@ class SharedSpools:
             if spool is None:
                 spool = Spool(key, **options)
                 await spool.open()
+            elif "max_bytes" in options:  # the writer's bound holds, whoever opened it
+                spool.max_bytes = int(options["max_bytes"])
             self._open[key] = (spool, users + 1)
             return spool
 
