@@ -79,6 +79,8 @@ class Entry:
     payload: bytes
     flags: int = 0
     tag: int = 0
+    #: where it was read: (its segment's first seq, its byte offset there); see ``scan``
+    where: tuple[int, int] = (0, 0)
 
     @property
     def binary(self) -> bool:
@@ -91,8 +93,10 @@ def _encode(entry: Entry) -> bytes:
     return struct.pack("<II", len(entry.payload), crc) + body
 
 
-def _read_entry(f: BinaryIO) -> Entry | None:
-    """The next whole, intact entry of ``f``, or None (end of file, or a torn tail)."""
+def _read_entry(f: BinaryIO, segment: int = 0) -> Entry | None:
+    """The next whole, intact entry of ``f`` (of the segment whose first seq is
+    ``segment``), or None (end of file, or a torn tail)."""
+    start = f.tell()
     head = f.read(_HEAD.size)
     if len(head) < _HEAD.size:
         return None
@@ -102,7 +106,7 @@ def _read_entry(f: BinaryIO) -> Entry | None:
     payload = f.read(length)
     if len(payload) < length or zlib.crc32(head[8:] + payload) != crc:
         return None
-    return Entry(seq, at, payload, flags, tag)
+    return Entry(seq, at, payload, flags, tag, (segment, start))
 
 
 @dataclass(slots=True)
@@ -328,9 +332,12 @@ class Spool:
         """The entries with ``after < seq <= upto``, read from disk now."""
         return list(self.scan(after, upto))
 
-    def scan(self, after: int, upto: int) -> Iterator[Entry]:
+    def scan(
+        self, after: int, upto: int, *, start: tuple[int, int] | None = None
+    ) -> Iterator[Entry]:
         """The entries with ``after < seq <= upto`` in order, read from disk as the
-        iteration goes (constant memory)."""
+        iteration goes (constant memory). ``start``, an entry's ``where``, seeks straight
+        to that entry instead of reading its segment from the beginning."""
         for segment in list(self._segments):
             if segment.last <= after or segment.first > upto:
                 continue
@@ -339,7 +346,9 @@ class Spool:
             except FileNotFoundError:
                 continue  # acknowledged and deleted meanwhile
             with f:
-                while (entry := _read_entry(f)) is not None and entry.seq <= upto:
+                if start is not None and start[0] == segment.first:
+                    f.seek(start[1])
+                while (entry := _read_entry(f, segment.first)) is not None and entry.seq <= upto:
                     if entry.seq > after:
                         yield entry
 
@@ -493,7 +502,7 @@ class SpoolCursor:
                 if segment is None:
                     raise SpoolError(f"spool {spool.folder}: entry {self.position + 1} is missing")
                 self._file = open(segment.path, "rb")  # noqa: SIM115 - kept for the next take
-            entry = _read_entry(self._file)
+            entry = _read_entry(self._file, segment.first)
             if entry is None:
                 raise SpoolError(
                     f"spool {spool.folder}: {segment.path.name} ends before entry {segment.last}"

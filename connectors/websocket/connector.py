@@ -96,7 +96,8 @@ class WebSocketConnector(BaseConnector):
         self.resume_value: str | None = None
         self._committed: dict[str, int] = {}  # partition -> seq settled up to (above acked)
         self._outstanding: dict[str, deque[int]] = {}  # handed to the engine, not settled
-        self._deferred: dict[str, int] = {}  # partition -> seq to read it again from
+        # partition -> (seq, where) to read it again from, once it has room
+        self._deferred: dict[str, tuple[int, tuple[int, int]]] = {}
         self._cursor: SpoolCursor | None = None
         self._pump: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -253,6 +254,9 @@ class WebSocketConnector(BaseConnector):
                 error = pump.exception()
                 if error is not None:
                     raise error
+            if self.config.partition_key is None and self.spool.last_seq > self._cursor.position:
+                await self.context.partitions.wait_room(NO_KEY)  # the one partition is full
+                continue
             # new messages, or (with partitions waiting for room) a look at their room
             await self.spool.wait_written(
                 self._cursor.position, timeout=0.05 if self._deferred else 1.0
@@ -271,42 +275,47 @@ class WebSocketConnector(BaseConnector):
     def _ahead(self, n: int) -> list[Record]:
         """Up to ``n`` new messages from the spool, skipping partitions without room."""
         assert self._cursor is not None
-        room, out, taken = self.context.partitions.room, [], Counter[str]()
-        for entry in self._cursor.take(n):
+        room = self.context.partitions.room
+        if self.config.partition_key is None:  # one partition: read what it has room for
+            n = min(n, room(NO_KEY))
+        out: list[Record] = []
+        taken = Counter[str]()
+        for entry in self._cursor.take(n) if n > 0 else ():
             partition, key = self._partition(entry)
             if entry.seq <= self._committed.get(partition, 0) or partition in self._deferred:
                 continue  # settled before a restart / read again later from the spool
             if taken[partition] >= room(partition):
-                self._deferred[partition] = entry.seq
+                self._deferred[partition] = (entry.seq, entry.where)
                 continue
             taken[partition] += 1
             out.append(self._record(entry, partition, key))
         return out
 
     def _again(self, n: int) -> list[Record]:
-        """Messages of skipped partitions that have room now, read again from the spool."""
+        """Messages of skipped partitions that have room now, read again from the spool
+        from the oldest of them (seeking straight to it)."""
         room = self.context.partitions.room
         ready = {p for p in self._deferred if room(p) > 0}
         if not ready or n <= 0:
             return []
         assert self._cursor is not None
-        start = min(self._deferred[p] for p in ready) - 1
+        start_seq, start_at = min(self._deferred[p] for p in ready)
         out: list[Record] = []
         taken = Counter[str]()
-        for entry in self.spool.scan(start, self._cursor.position):
+        scan = self.spool.scan(start_seq - 1, self._cursor.position, start=start_at)
+        for entry in scan:
             partition, key = self._partition(entry)
-            if partition not in ready or entry.seq < self._deferred[partition]:
+            if partition not in ready or entry.seq < self._deferred[partition][0]:
                 continue
             if entry.seq <= self._committed.get(partition, 0):
                 continue
             if taken[partition] >= room(partition) or len(out) >= n:
-                self._deferred[partition] = entry.seq  # the rest waits again
+                self._deferred[partition] = (entry.seq, entry.where)  # the rest waits again
                 ready.discard(partition)
                 if not ready:
                     break
                 continue
             taken[partition] += 1
-            self._deferred[partition] = entry.seq + 1
             out.append(self._record(entry, partition, key))
         for partition in ready:  # caught up with the cursor: read with the others again
             del self._deferred[partition]
@@ -393,7 +402,7 @@ class WebSocketConnector(BaseConnector):
         assert self._cursor is not None
         candidates = [self._cursor.position + 1]
         candidates += [q[0] for q in self._outstanding.values() if q]
-        candidates += self._deferred.values()
+        candidates += [seq for seq, _ in self._deferred.values()]
         return min(candidates) - 1
 
 

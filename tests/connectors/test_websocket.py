@@ -13,6 +13,7 @@ import ssl
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -287,8 +288,10 @@ async def test_a_full_spool_pushes_back_on_the_feed_and_loses_nothing(
     async with RunningBridge(bridge_config(tmp_path, source, batch_size=50)):
         await asyncio.sleep(3)
         stalled = len(sent)
+        cpu = time.process_time()
         await asyncio.sleep(1)
         assert len(sent) == stalled < total  # the feed is held back
+        assert time.process_time() - cpu < 0.3  # and the bridge waits, it does not spin
         spool_size = sum(
             p.stat().st_size for p in (tmp_path / "state" / "spool" / "feed").glob("*.log")
         )
@@ -549,3 +552,27 @@ async def test_a_new_partition_key_does_not_skip_what_the_old_partitions_had_not
                 {b["n"] for b in bodies(delivered(tmp_path)) if b["sym"] == "A"} == set(range(50))
             )
         )
+
+
+async def test_a_full_partition_waits_for_room_without_spinning(tmp_path: Path, feed: Any) -> None:
+    """One partition, a function that does not answer: the engine's read-ahead fills long
+    before the spool does; the reader then waits for room, burning no CPU."""
+    (tmp_path / "block").touch()
+
+    async def handler(ws: ServerConnection) -> None:
+        for n in range(20000):
+            await ws.send(json.dumps({"n": n}))
+        await ws.wait_closed()
+
+    url = await feed(handler)
+    source = {"type": "websocket", "url": url}
+    async with RunningBridge(bridge_config(tmp_path, source, batch_size=10)):
+        spool = tmp_path / "state" / "spool" / "feed"
+        await wait_for(lambda: sum(p.stat().st_size for p in spool.glob("*.log")) > 500_000)
+        await asyncio.sleep(1)
+        cpu = time.process_time()
+        await asyncio.sleep(1)
+        assert time.process_time() - cpu < 0.3
+        (tmp_path / "block").unlink()
+        await wait_for(lambda: len(delivered(tmp_path)) >= 20000, 60)
+    assert [b["n"] for b in bodies(delivered(tmp_path))] == list(range(20000))
