@@ -2,7 +2,9 @@
 [--sources S,..] [--processes N] [--concurrency N] [--seconds S]``.
 
 Scenarios: kafka-throughput, kafka-restart, latency, invocations, memory, http-api (the
-HTTP API front door against the same handler called directly)."""
+HTTP API front door against the same handler called directly), websocket (a local
+websocket feed through the bridge's spool, per ``spool.fsync`` mode, against a bare
+client)."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ SCENARIOS = {
     "invocations": "bench.invocations",
     "memory": "bench.memory",
     "http-api": "bench.http_api",
+    "websocket": "bench.websocket",
 }
 
 
@@ -29,7 +32,7 @@ def main() -> int:
     parser.add_argument(
         "--profile",
         action="store_true",
-        help="kafka-throughput, invocations: py-spy on the bridge (http)",
+        help="kafka-throughput, invocations, websocket: py-spy on the bridge (http)",
     )
     parser.add_argument(
         "--processes",
@@ -64,7 +67,7 @@ def main() -> int:
     kwargs = {"quick": args.quick, "label": args.label}
     if args.scenario in ("kafka-throughput", "latency"):
         kwargs["targets"] = args.targets.split(",")
-    if args.scenario in ("kafka-throughput", "invocations"):
+    if args.scenario in ("kafka-throughput", "invocations", "websocket"):
         kwargs["profile"] = args.profile
     if args.scenario == "kafka-throughput":
         kwargs["processes"] = args.processes

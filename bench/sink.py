@@ -2,8 +2,11 @@
 
 Run as its own process (``python -m bench.sink --port P``) so that it never shares the
 bridge's event loop. Every POST is a function invocation: the server counts the records in
-it (occurrences of ``"offset":``, one per Kafka record, and of ``"eventSource":"aws:``, one
-per S3 or DynamoDB record, counted in C) into per-100 ms buckets, and in ``--stamp`` mode
+it (occurrences of ``"offset":``, one per Kafka record, of ``"eventSource":"aws:``, one
+per S3 or DynamoDB record, and in websocket events of ``"sequenceNumber":``, counted in C)
+into per-100 ms buckets; of websocket events it also keeps the ``n`` field of each message
+of the bench's feed (:mod:`bench.ws_feed`), to check order, gaps and duplicates; in
+``--stamp`` mode
 also reads each record's send time (:func:`produced_times`) to keep ``(produced_at,
 received_at)`` pairs for the latency scenario. ``GET /stats`` returns what was seen as JSON
 (``GET /count`` only the record and pair counts); ``POST /reset`` clears it.
@@ -16,6 +19,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import re
 import time
 from collections import Counter
 from typing import Any
@@ -24,6 +28,9 @@ from urllib.parse import unquote_plus
 _OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
 _MARK = b'"offset":'
 _AWS_MARK = b'"eventSource":"aws:'
+_WS_EVENT = b'{"eventSource":"trigger-bridge:websocket"'
+_WS_MARK = b'"sequenceNumber":'
+_FEED_N = re.compile(rb'"data":"\{\\"n\\":(\d+),')  # {"n":<i>, of a bench.ws_feed message
 
 
 def produced_times(event: Any) -> list[float]:
@@ -62,10 +69,14 @@ class _State:
         self.last = 0.0
         self.buckets: Counter[int] = Counter()  # int(t * 10) -> records
         self.pairs: list[tuple[float, float]] = []
+        self.feed_n: list[int] = []  # websocket events: the feed's message numbers, in order
 
     def seen(self, body: bytes) -> None:
         now = time.time()
         count = body.count(_MARK) + body.count(_AWS_MARK)
+        if body.startswith(_WS_EVENT):
+            count += body.count(_WS_MARK)
+            self.feed_n.extend(map(int, _FEED_N.findall(body)))
         self.requests += 1
         self.records += count
         if not self.first:
@@ -84,8 +95,23 @@ class _State:
             "last": self.last,
             "buckets": sorted(self.buckets.items()),
             "pairs": self.pairs,
+            "feed": self.feed_check(),
         }
         return json.dumps(doc).encode()
+
+    def feed_check(self) -> dict[str, Any]:
+        """The feed's message numbers seen in websocket events: how many, how many distinct,
+        the highest, and whether they came exactly as 0, 1, 2, ... (no gap, no duplicate,
+        in order)."""
+        seen = self.feed_n
+        distinct = len(set(seen))
+        return {
+            "messages": len(seen),
+            "distinct": distinct,
+            "duplicates": len(seen) - distinct,
+            "max": max(seen, default=-1),
+            "in_order": all(n == i for i, n in enumerate(seen)),
+        }
 
 
 class _Http(asyncio.Protocol):

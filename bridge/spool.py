@@ -170,6 +170,8 @@ class Spool:
             if self._segments:
                 tail = self._segments[-1]
                 self._next = tail.last + 1
+                # a position older than the oldest segment kept: start at that segment
+                self.acked = max(self.acked, self._segments[0].first - 1)
             else:
                 self._next = self.acked + 1
             self._synced = self._next - 1
@@ -407,6 +409,10 @@ class Spool:
         return self.folder / f"{first:020d}{_SUFFIX}"
 
     def _load_position(self) -> None:
+        """The acknowledged position and note. The file is replaced by rename but not
+        synced (a sync per acknowledgement would cost more than it saves), so after a
+        power cut it may be empty or old: then everything still in the spool is
+        delivered again (at least once), which a warning says."""
         path = self.folder / "position.json"
         if not path.exists():
             return
@@ -415,10 +421,13 @@ class Spool:
             self.acked = int(document["acked"])
             self.note = dict(document.get("note") or {})
         except (ValueError, KeyError, TypeError) as exc:
-            raise SpoolError(
-                f"spool {self.folder}: position.json is damaged ({exc}): move it away to "
-                "deliver everything still in the spool again"
-            ) from exc
+            _log.warning(
+                "spool %s: position.json is unreadable (%s; a power cut?): everything still "
+                "in the spool is delivered again",
+                self.folder,
+                exc,
+            )
+            self.acked, self.note = 0, {}
 
     def _load_segments(self) -> None:
         names = sorted(p for p in self.folder.iterdir() if p.name.endswith(_SUFFIX))

@@ -117,10 +117,26 @@ async def test_each_sync_mode_makes_an_entry_durable(tmp_path: Path, sync: str) 
     await spool.aclose()
 
 
-async def test_a_damaged_position_file_says_what_to_do(tmp_path: Path) -> None:
-    (tmp_path / "position.json").write_text("{not json")
-    with pytest.raises(SpoolError, match="move it away"):
-        await opened(tmp_path)
+async def test_a_lost_position_file_delivers_the_spool_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """position.json is renamed into place unsynced: a power cut may leave it empty. The
+    entries still in the spool then come again (at least once), not an error."""
+    spool = await opened(tmp_path, segment_bytes=200, sync="never")
+    for i in range(1, 21):
+        await spool.append(f"frame {i}".encode())
+    await spool.ack(12)
+    await spool.aclose()
+    first_kept = min(int(p.name[:-4]) for p in tmp_path.glob("*.log"))
+    assert first_kept > 1  # acknowledged segments were deleted
+    (tmp_path / "position.json").write_text("")
+    again = await opened(tmp_path, segment_bytes=200, sync="never")
+    assert again.acked == first_kept - 1 and again.last_seq == 20
+    assert [seq for seq, _ in await take(again, again.acked, 20 - again.acked)] == list(
+        range(first_kept, 21)
+    )
+    assert "position.json is unreadable" in caplog.text
+    await again.aclose()
 
 
 async def test_a_folder_that_cannot_be_made_is_a_spool_error(tmp_path: Path) -> None:

@@ -58,6 +58,7 @@ __all__ = ["WebSocketConnector"]
 log = logging.getLogger(__name__)
 
 _CHUNK = 500  # records handed to the engine at most at once
+_YIELD_EVERY = 64  # messages the pump spools before it lets the event loop run others
 _STEADY_SECONDS = 10.0  # a connection that lived this long resets the reconnect delay
 
 
@@ -205,7 +206,12 @@ class WebSocketConnector(BaseConnector):
                     await ws.send_str(self._with_resume(text))
             except (aiohttp.ClientError, ConnectionError) as exc:
                 return f"sending the open messages failed: {exc}"
+            received = 0
             while True:
+                received += 1
+                if received % _YIELD_EVERY == 0:
+                    # a fast feed keeps receive() ready: let delivery have the loop too
+                    await asyncio.sleep(0)
                 message = await ws.receive()
                 if message.type == aiohttp.WSMsgType.TEXT:
                     await self._spooled(message.data.encode(), 0)
