@@ -46,14 +46,13 @@ from collections.abc import AsyncIterator, Hashable, Sequence
 from dataclasses import replace
 from typing import Any, ClassVar
 
-import aiobotocore.session
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
 from bridge.connector import BaseConnector, ConnectorContext, FailureContext, Feed, Record
 from bridge.errors import CheckpointError, ConfigError, NormalizeError, SourceUnavailable
 from bridge.spool import Spool, SpoolCursor, SpoolError, folder_of
-from connectors.aws import create_client, translate_errors
+from connectors.aws import create_client, shared_session, translate_errors
 from connectors.s3.config import S3Source
 from connectors.s3.listen import ListenStream, PushUnsupported
 from connectors.s3.normalize import AWS_EVENT_NAMES, Change, ObjectState
@@ -94,7 +93,6 @@ class S3Connector(BaseConnector):
         self._queue: Feed[list[Record]] = Feed(maxsize=64)
         self._tasks: list[asyncio.Task[None]] = []
         self._stack = contextlib.AsyncExitStack()
-        self._session = aiobotocore.session.get_session()
         self._client: Any = None
         self._reconcile_now = asyncio.Event()
         self._reconcile_lock = asyncio.Lock()
@@ -213,7 +211,7 @@ class S3Connector(BaseConnector):
         c = self.config
         if c.aws_access_key_id and c.aws_secret_access_key:
             return Credentials(c.aws_access_key_id, c.aws_secret_access_key, c.aws_session_token)
-        found = await self._session.get_credentials()
+        found = await shared_session().get_credentials()
         if found is None:
             raise SourceUnavailable(f"{self._what}: no AWS credentials found")
         return await found.get_frozen_credentials()
