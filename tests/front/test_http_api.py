@@ -196,11 +196,11 @@ async def test_the_integration_timeout_is_a_503(serve: Serve) -> None:
 async def test_more_requests_than_the_functions_concurrency_wait_or_are_a_503(
     serve: Serve,
 ) -> None:
-    """Concurrency 1, each request takes 0.6 s, the integration timeout is 1.5 s: of three
-    requests at once the first is answered, the second waits and is answered, the third
-    would need 1.8 s and is a 503."""
+    """Concurrency 1, each request takes 0.8 s, the integration timeout is 2 s: of three
+    requests at once the first is answered (0.8 s), the second waits and is answered
+    (1.6 s), the third would need 2.4 s and is a 503."""
     function = runtime("httpecho", concurrency=1)
-    base = await serve(["GET /sleep"], function=function, timeout_in_millis=1500)
+    base = await serve(["GET /sleep"], function=function, timeout_in_millis=2000)
     async with httpx.AsyncClient(timeout=10) as client:
         await client.get(f"{base}/sleep?seconds=0")  # started
         answers = await asyncio.gather(*(client.get(f"{base}/sleep?seconds=0.6") for _ in range(3)))
