@@ -203,7 +203,7 @@ async def test_more_requests_than_the_functions_concurrency_wait_or_are_a_503(
     base = await serve(["GET /sleep"], function=function, timeout_in_millis=2000)
     async with httpx.AsyncClient(timeout=10) as client:
         await client.get(f"{base}/sleep?seconds=0")  # started
-        answers = await asyncio.gather(*(client.get(f"{base}/sleep?seconds=0.6") for _ in range(3)))
+        answers = await asyncio.gather(*(client.get(f"{base}/sleep?seconds=0.8") for _ in range(3)))
     assert sorted(a.status_code for a in answers) == [200, 200, 503]
 
 
