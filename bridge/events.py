@@ -48,6 +48,11 @@ def iso_timestamp(epoch_seconds: float) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 
 
+def eventbridge_time(epoch_seconds: float) -> str:
+    """EventBridge's event ``time``: ``2015-10-08T16:53:06Z`` (whole seconds, UTC)."""
+    return datetime.fromtimestamp(epoch_seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def function_arn(name: str, region: str, account_id: str) -> str:
     return f"arn:aws:lambda:{region}:{account_id}:function:{name}"
 

@@ -204,6 +204,7 @@ class _ApiRunner:
     """One API: served until stopped, started again with backoff when it cannot bind."""
 
     started, failed, stopped = telemetry.API_STARTED, telemetry.API_FAILED, telemetry.API_STOPPED
+    kind = "api"  # the key naming it in those lines
 
     def __init__(self, api: Any, config: BridgeConfig, call: Any) -> None:
         self.api = api
@@ -214,7 +215,11 @@ class _ApiRunner:
         self.task: asyncio.Task[None] = asyncio.create_task(self._run(), name=f"api:{api.name}")
 
     def _details(self) -> dict[str, Any]:
-        return {"api": self.api.name, "type": self.api.type, "routes": ",".join(self.api.routes)}
+        return {
+            self.kind: self.api.name,
+            "type": self.api.type,
+            "routes": ",".join(self.api.routes),
+        }
 
     def _build(self) -> Any:
         if self.api.type == "http":
@@ -243,7 +248,7 @@ class _ApiRunner:
             except OSError as exc:
                 telemetry.emit(
                     self.failed,
-                    **{k: v for k, v in self._details().items() if k in ("api", "bus")},
+                    **{self.kind: self.api.name},
                     error=f"cannot listen on {self.api.host}:{self.api.port}: "
                     f"{exc.strerror or exc}",
                     retry_in=delay,
@@ -259,21 +264,21 @@ class _ApiRunner:
     async def stop(self) -> None:
         self._stopped.set()
         await asyncio.gather(self.task, return_exceptions=True)
-        key = "bus" if isinstance(self, _BusRunner) else "api"
-        telemetry.emit(self.stopped, **{key: self.api.name})
+        telemetry.emit(self.stopped, **{self.kind: self.api.name})
 
 
 class _BusRunner(_ApiRunner):
     """One event bus and its rules (the enabled ``eventbridge`` mappings naming it)."""
 
     started, failed, stopped = telemetry.BUS_STARTED, telemetry.BUS_FAILED, telemetry.BUS_STOPPED
+    kind = "bus"
 
     def __init__(self, bus: EventBusConfig, config: BridgeConfig, call: Any) -> None:
         self.rules = bus_rules(bus, config)
         super().__init__(bus, config, call)
 
     def _details(self) -> dict[str, Any]:
-        return {"bus": self.api.name, "rules": ",".join(r.name for r in self.rules) or "-"}
+        return {self.kind: self.api.name, "rules": ",".join(r.name for r in self.rules) or "-"}
 
     def _build(self) -> Any:
         from bridge.front.event_bus import EventBusServer

@@ -30,13 +30,12 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
 from bridge import telemetry
-from bridge.events import dumps
+from bridge.events import dumps, eventbridge_time
 from bridge.filtering import Pattern
 from bridge.front.config import EventBusConfig
 from bridge.front.listener import Listener
@@ -72,10 +71,6 @@ def entry_size(entry: dict[str, Any]) -> int:
         if isinstance(resource, str):
             size += len(resource.encode("utf-8"))
     return size
-
-
-def event_time(moment: float) -> str:
-    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class _Invalid(Exception):
@@ -115,10 +110,8 @@ class EventBusServer:
                 folder, max_bytes=self.config.spool_max_bytes
             )
         listener = Listener(self._server, self.config.host, self.config.port)
-        host, port = await listener.start()
+        self.address = await listener.start()
         self._listener = listener
-        reachable = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-        self.address = f"[{reachable}]:{port}" if ":" in reachable else f"{reachable}:{port}"
         return self.address
 
     async def aclose(self, grace: float = 5.0) -> None:
@@ -251,7 +244,7 @@ class EventBusServer:
             "detail-type": entry["DetailType"],
             "source": entry["Source"],
             "account": self._account,
-            "time": event_time(moment),
+            "time": eventbridge_time(moment),
             "region": self._region,
             "resources": [r for r in resources if isinstance(r, str)],
             "detail": json.loads(entry["Detail"]),

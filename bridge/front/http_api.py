@@ -110,10 +110,8 @@ class HttpApiServer:
 
     async def start(self) -> str:
         listener = Listener(self._server, self.config.host, self.config.port)
-        host, port = await listener.start()
+        self.address = await listener.start()
         self._listener = listener
-        reachable = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-        self.address = f"[{reachable}]:{port}" if ":" in reachable else f"{reachable}:{port}"
         self._context = ApiContext(
             api_id=self.config.id(),
             stage=self.config.stage,

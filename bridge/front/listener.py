@@ -30,7 +30,8 @@ class Listener:
     """Accepts connections on ``host:port`` and gives each to ``protocol_factory`` (an
     aiohttp ``web.Server``), through TLS with ``tls`` when the client starts a TLS
     handshake (``tls`` may be set after ``start()``, when the port is known). ``start()``
-    binds (raises ``OSError``: a port in use...) and returns the ``(host, port)`` bound;
+    binds (raises ``OSError``: a port in use...) and returns the ``host:port`` clients
+    reach it at (127.0.0.1 for a wildcard host; IPv6 in brackets);
     ``aclose()`` stops accepting (connections already handed over belong to the
     server); ``abort()``, once the server has shut down, drops any connection it left
     open (a TLS peer that never answered close_notify, a keep-alive client)."""
@@ -52,7 +53,7 @@ class Listener:
         self._acceptors: list[asyncio.Task[None]] = []
         self._transports: weakref.WeakSet[asyncio.Transport] = weakref.WeakSet()
 
-    async def start(self) -> tuple[str, int]:
+    async def start(self) -> str:
         infos = await asyncio.get_running_loop().getaddrinfo(
             self._host, self._port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
         )
@@ -70,8 +71,9 @@ class Listener:
             raise
         self._sockets.append(sock)
         self._acceptors.append(asyncio.create_task(self._accept(sock)))
-        bound = sock.getsockname()
-        return str(bound[0]), int(bound[1])
+        host, port = str(sock.getsockname()[0]), int(sock.getsockname()[1])
+        reachable = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        return f"[{reachable}]:{port}" if ":" in reachable else f"{reachable}:{port}"
 
     async def aclose(self) -> None:
         for task in [*self._acceptors, *self._tasks]:

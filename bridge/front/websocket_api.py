@@ -128,10 +128,8 @@ class WebSocketApiServer:
         self._ca.ensure()
         # the certificate names the domain name, known once the port is
         listener = Listener(runner.server, self.config.host, self.config.port)  # type: ignore[arg-type]
-        host, port = await listener.start()
+        self.address = await listener.start()
         self._listener = listener
-        reachable = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-        self.address = f"[{reachable}]:{port}" if ":" in reachable else f"{reachable}:{port}"
         domain = self.config.domain_name or self.address
         listener.tls = await asyncio.to_thread(self._ca.server_context, default_names(domain))
         self._context = WsApiContext(

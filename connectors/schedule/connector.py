@@ -33,7 +33,7 @@ from typing import Any, ClassVar, Literal, Protocol
 from zoneinfo import ZoneInfo
 
 from bridge.connector import BaseConnector, ConnectorContext, FailureContext, Record
-from bridge.events import dumps
+from bridge.events import dumps, eventbridge_time
 from connectors.s3_events import ASYNC_INVOCATION_DEFAULTS, s3_async_failure_record
 from connectors.schedule.config import ScheduleSource
 from connectors.schedule.expressions import Schedule, parse
@@ -63,11 +63,6 @@ class WallClock:
             await asyncio.sleep(min(left, 30.0))  # a clock that jumps is noticed
 
 
-def event_time(moment: float) -> str:
-    """EventBridge's ``time``: ``2015-10-08T16:53:06Z`` (seconds, UTC)."""
-    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def scheduled_event(rule_arn: str, moment: float, *, account: str, region: str) -> dict[str, Any]:
     """EventBridge's Scheduled Event for the due time ``moment``; its ``id`` is the same
     every time this due time is delivered (a redelivery can be recognised)."""
@@ -77,7 +72,7 @@ def scheduled_event(rule_arn: str, moment: float, *, account: str, region: str) 
         "detail-type": "Scheduled Event",
         "source": "aws.events",
         "account": account,
-        "time": event_time(moment),
+        "time": eventbridge_time(moment),
         "region": region,
         "resources": [rule_arn],
         "detail": {},
