@@ -3,15 +3,17 @@
 Mapping options carry AWS's event-source-mapping names in snake_case
 (``BatchSize`` -> ``batch_size``) and AWS's per-source defaults, which each
 connector declares in ``defaults``. Unknown keys are errors. Every error names the
-file, the line and the key path, and says what was expected.
+file, the line and the key path, and says what was expected, and for a misspelt key
+or name the close match (:mod:`bridge.config_errors`).
 
-``load_config(path)`` is the one entry point; it raises ``ConfigError`` (its
-message may list several problems, one per line).
+``load_config(path)`` is the one entry point; it raises one ``ConfigError`` listing
+every independent problem of the file, one per line, ordered by line. Checks across
+sections (unknown functions, duplicate names) are in :mod:`bridge.config_references`;
+what the file names on this machine, in :mod:`bridge.config_checks` (``validate --deep``).
 """
 
 from __future__ import annotations
 
-import json
 import shlex
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,14 +24,17 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from bridge._yaml import load_yaml
+from bridge.config_errors import Loc, Problem, describe, did_you_mean, dotted, report
+from bridge.config_references import reference_problems
 from bridge.errors import ConfigError
 from bridge.filtering import FilterPatternError, FilterSet
-from bridge.front.config import ApiConfig, EventBusConfig, HttpApi, WebSocketApi
+from bridge.front.config import ApiConfig, EventBusConfig
 
 __all__ = [
     "BridgeConfig",
@@ -178,12 +183,15 @@ class OnFailure(_Model):
     @field_validator("destination")
     @classmethod
     def _known_scheme(cls, v: str) -> str:
-        from bridge.destinations import destination_factory
+        from bridge.destinations import SCHEMES, destination_factory
 
         try:
             destination_factory(v)
         except ConfigError as exc:
-            raise ValueError(exc.message) from None
+            scheme, sep, _ = v.partition("://")
+            known = [f"{s}://" for s in SCHEMES]
+            hint = did_you_mean(f"{scheme}://", known, cutoff=0.75) if sep else ""
+            raise ValueError(exc.message + hint) from None
         return v
 
 
@@ -219,8 +227,10 @@ class MappingConfig(_Model):
     @field_validator("source")
     @classmethod
     def _source_type(cls, v: dict[str, Any]) -> dict[str, Any]:
+        from bridge.registry import connector_types
+
         if not isinstance(v.get("type"), str):
-            raise ValueError("needs a 'type' (local_dir, s3, kafka, sqs, dynamodb_streams ...)")
+            raise ValueError(f"needs a 'type' (one of: {', '.join(connector_types())})")
         return v
 
     @property
@@ -236,6 +246,18 @@ class RetryBackoff(_Model):
     max_seconds: float = Field(30.0, gt=0, le=3600)
 
 
+class AdminConfig(_Model):
+    """The admin HTTP server (``/healthz``, ``/readyz``, ``/metrics``, ``/status``, pause,
+    resume, reload). ``port: 0`` takes any free port; the address in use is written to
+    ``<state_dir>/admin.json`` for the command line. ``auth_token``, when set, is required
+    (``Authorization: Bearer ...``) by the endpoints that change something."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(9470, ge=0, le=65535)
+    auth_token: str | None = None
+
+
 class BridgeConfig(_Model):
     """The whole file."""
 
@@ -244,78 +266,22 @@ class BridgeConfig(_Model):
     region: str = "us-east-1"
     account_id: str = Field("000000000000", pattern=r"^\d{12}$")
     shutdown_timeout_seconds: float = Field(30.0, ge=0)
+    admin: AdminConfig = Field(default_factory=AdminConfig)
+    # a mapping with a backlog logs a mapping.progress line at most this often; 0: never
+    progress_log_seconds: float = Field(30.0, ge=0)
     functions: dict[str, FunctionConfig] = Field(default_factory=dict)
     mappings: list[MappingConfig] = Field(default_factory=list)
     apis: list[ApiConfig] = Field(default_factory=list)
     event_buses: list[EventBusConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
-    def _references(self) -> BridgeConfig:
-        seen: set[str] = set()
-        for i, m in enumerate(self.mappings):
-            if m.function not in self.functions:
-                known = ", ".join(sorted(self.functions)) or "none defined"
-                raise _KeyedError(
-                    ("mappings", i, "function"),
-                    f"unknown function {m.function!r} (functions: {known})",
-                )
-            if m.name in seen:
-                raise _KeyedError(("mappings", i, "name"), f"duplicate mapping name {m.name!r}")
-            seen.add(m.name)
-        self._check_apis()
-        self._check_buses()
+    def _references(self, info: ValidationInfo) -> BridgeConfig:
+        if (info.context or {}).get("references") == "deferred":
+            return self  # parse_config checks them itself, to report every problem
+        problems = reference_problems(self.model_dump())
+        if problems:
+            raise ValueError(f"{dotted(problems[0].loc)}: {problems[0].message}")
         return self
-
-    def _check_buses(self) -> None:
-        names: set[str] = set()
-        taken = {(api.host, api.port) for api in self.apis if api.port}
-        for i, bus in enumerate(self.event_buses):
-            if bus.name in names:
-                raise _KeyedError(("event_buses", i, "name"), f"duplicate bus name {bus.name!r}")
-            names.add(bus.name)
-            if bus.port and (bus.host, bus.port) in taken:
-                raise _KeyedError(("event_buses", i, "port"), f"{bus.host}:{bus.port} is taken")
-            taken.add((bus.host, bus.port))
-        for i, m in enumerate(self.mappings):
-            if m.source.get("type") != "eventbridge":
-                continue
-            bus = m.source.get("event_bus_name", "default")
-            if bus not in names:
-                known = ", ".join(sorted(names)) or "none defined"
-                raise _KeyedError(
-                    ("mappings", i, "source", "event_bus_name"),
-                    f"unknown event bus {bus!r} (event_buses: {known})",
-                )
-
-    def _check_apis(self) -> None:
-        from bridge.front.routing import RouteTable
-
-        names: set[str] = set()
-        ports: set[tuple[str, int]] = set()
-        for i, api in enumerate(self.apis):
-            if api.name in names:
-                raise _KeyedError(("apis", i, "name"), f"duplicate API name {api.name!r}")
-            names.add(api.name)
-            if api.port and (api.host, api.port) in ports:
-                raise _KeyedError(("apis", i, "port"), f"{api.host}:{api.port} is taken")
-            ports.add((api.host, api.port))
-            for key, function in api.routes.items():
-                if function not in self.functions:
-                    known = ", ".join(sorted(self.functions)) or "none defined"
-                    raise _KeyedError(
-                        ("apis", i, "routes", key),
-                        f"unknown function {function!r} (functions: {known})",
-                    )
-                if api.type == "http":
-                    try:
-                        RouteTable({key: function})
-                    except ValueError as exc:
-                        raise _KeyedError(("apis", i, "routes", key), str(exc)) from None
-            if api.type == "http":
-                try:
-                    RouteTable(api.routes)  # together: ambiguous keys
-                except ValueError as exc:
-                    raise _KeyedError(("apis", i, "routes"), str(exc)) from None
 
     def source_config(self, mapping: MappingConfig) -> BaseModel:
         """The mapping's validated source options (its connector's model)."""
@@ -323,15 +289,6 @@ class BridgeConfig(_Model):
 
         model: type[BaseModel] = connector_class(mapping.source["type"]).config_model
         return model.model_validate(mapping.source)
-
-
-class _KeyedError(ValueError):
-    """A cross-field error that knows which key it is about."""
-
-    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
-        super().__init__(message)
-        self.loc = loc
-        self.message = message
 
 
 # ---------------------------------------------------------------- loading
@@ -348,140 +305,53 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Bridg
 
 
 def parse_config(text: str, filename: str, env: Mapping[str, str] | None = None) -> BridgeConfig:
+    """Validate a config file's text; raise one ConfigError listing every problem, each
+    as ``file:line: path: message``, ordered by line. A problem that follows from another
+    (the options of a source whose type is unknown) is not reported."""
     data, lines = load_yaml(text, filename, env)
     if not isinstance(data, dict):
         raise ConfigError(
             "expected a mapping with 'functions:' and 'mappings:' or 'apis:'", where=filename
         )
-    problems: list[str] = []
+    problems: list[Problem] = []
+    config: BridgeConfig | None = None
     try:
-        config = BridgeConfig.model_validate(data)
+        config = BridgeConfig.model_validate(data, context={"references": "deferred"})
     except ValidationError as exc:
-        problems.extend(_describe(err, data, lines, filename) for err in exc.errors())
-        raise ConfigError("\n".join(problems)) from None
-    # the source options are validated by their connector's own model
-    from bridge.registry import UnknownConnector, connector_class
-
-    for i, mapping in enumerate(config.mappings):
-        base: tuple[str | int, ...] = ("mappings", i, "source")
-        try:
-            model = connector_class(mapping.source["type"]).config_model
-        except UnknownConnector as exc:
-            problems.append(_at(filename, lines, (*base, "type"), str(exc)))
-            continue
-        try:
-            model.model_validate(mapping.source)
-        except ValidationError as exc:
-            for err in exc.errors():
-                located = {**err, "loc": (*base, *err["loc"])}
-                problems.append(_describe(located, data, lines, filename, model))
-        check = getattr(connector_class(mapping.source["type"]), "check_mapping", None)
-        for key, problem in check(data["mappings"][i]) if check else ():
-            problems.append(_at(filename, lines, ("mappings", i, key), problem))
-    if problems:
-        raise ConfigError("\n".join(problems))
+        problems += [describe(err, data, BridgeConfig) for err in exc.errors()]
+    problems += reference_problems(data)
+    problems += _source_problems(data, {p.loc for p in problems})
+    if problems or config is None:
+        raise report(problems, filename, lines)
     return config
 
 
-def _at(
-    filename: str, lines: dict[tuple[str | int, ...], int], loc: tuple[Any, ...], msg: str
-) -> str:
-    return f"{filename}:{_line(lines, loc)}: {_dotted(loc)}: {msg}"
+def _source_problems(data: dict[str, Any], taken: set[Loc]) -> list[Problem]:
+    """Each mapping's source options, by its connector's own model, and what the
+    connector's ``check_mapping`` says of the mapping (but not of a key already wrong)."""
+    from bridge.registry import UnknownConnector, connector_class, connector_types
 
-
-def _describe(
-    err: Mapping[str, Any],
-    data: Any,
-    lines: dict[tuple[str | int, ...], int],
-    filename: str,
-    source_model: type[BaseModel] | None = None,
-) -> str:
-    loc = _data_path(tuple(err["loc"]), data, missing=err["type"] == "missing")
-    if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
-        loc = (*loc, "type")
-    ctx_error = (err.get("ctx") or {}).get("error")
-    if isinstance(ctx_error, _KeyedError):
-        return _at(filename, lines, ctx_error.loc, ctx_error.message)
-    kind = err["type"]
-    msg = str(err["msg"]).removeprefix("Value error, ")
-    if kind == "extra_forbidden":
-        expected = _allowed_keys(loc[:-1], data, source_model)
-        msg = f"unknown key {loc[-1]!r}" + (f" (expected one of: {expected})" if expected else "")
-    elif kind == "missing":
-        msg = "required key is missing"
-    elif (
-        "input" in err
-        and not isinstance(err["input"], dict | list)
-        and not (loc and _is_secret(loc[-1]))  # never echo a password, token or key
-    ):
-        msg = f"{msg} (got {json.dumps(err['input'], default=str)})"
-    return _at(filename, lines, loc, msg)
-
-
-_SECRET_WORDS = ("password", "secret", "token", "authorization", "private", "credential")
-
-
-def _is_secret(key: str | int) -> bool:
-    """Whether a key names a secret (``sasl.password``, ``aws_secret_access_key``,
-    ``auth_token``, an ``Authorization`` header...), whose value an error must not show."""
-    name = str(key).lower()
-    return any(word in name for word in _SECRET_WORDS)
-
-
-def _data_path(loc: tuple[Any, ...], data: Any, *, missing: bool) -> tuple[str | int, ...]:
-    """The key path in the data of a pydantic error location: union tags and type
-    names are dropped; a missing key is kept as the last part."""
-    path: list[str | int] = []
-    node = data
-    for part in loc:
-        if (isinstance(node, dict) and part in node) or (
-            isinstance(node, list) and isinstance(part, int) and part < len(node)
-        ):
-            path.append(part)
-            node = node[part]
-    if missing and loc and loc[-1] not in path[-1:]:
-        path.append(loc[-1])
-    return tuple(path)
-
-
-def _allowed_keys(
-    parent: tuple[str | int, ...], data: Any, source_model: type[BaseModel] | None
-) -> str:
-    model: Any = None
-    if len(parent) >= 3 and parent[0] == "mappings" and parent[2] == "source":
-        model = source_model if len(parent) == 3 else None
-    elif len(parent) == 2 and parent[0] == "mappings":
-        model = MappingConfig
-    elif len(parent) == 2 and parent[0] == "functions":
-        node = data.get("functions", {}).get(parent[1], {})
-        kind = node.get("type") if isinstance(node, dict) else None
-        model = {"lambda": LambdaFunction, "runtime": RuntimeFunction, "http": HttpFunction}.get(
-            str(kind)
-        )
-    elif len(parent) == 2 and parent[0] == "apis":
-        apis, index = data.get("apis"), parent[1]
-        found = isinstance(apis, list) and isinstance(index, int) and index < len(apis)
-        node = apis[index] if found else {}
-        kind = node.get("type") if isinstance(node, dict) else None
-        model = {"http": HttpApi, "websocket": WebSocketApi}.get(str(kind))
-    elif len(parent) == 2 and parent[0] == "event_buses":
-        model = EventBusConfig
-    elif parent == ():
-        model = BridgeConfig
-    if model is None:
-        return ""
-    return ", ".join(model.model_fields)
-
-
-def _line(lines: dict[tuple[str | int, ...], int], loc: tuple[Any, ...]) -> int:
-    for n in range(len(loc), -1, -1):
-        if loc[:n] in lines:
-            return lines[loc[:n]]
-    return 1
-
-
-def _dotted(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
+    problems: list[Problem] = []
+    mappings = data.get("mappings")
+    for i, mapping in enumerate(mappings if isinstance(mappings, list) else []):
+        source = mapping.get("source") if isinstance(mapping, dict) else None
+        if not isinstance(source, dict) or not isinstance(source.get("type"), str):
+            continue  # MappingConfig reports it
+        base: Loc = ("mappings", i, "source")
+        kind = source["type"]
+        try:
+            connector = connector_class(kind)
+        except UnknownConnector as exc:
+            hint = "" if kind in connector_types() else did_you_mean(kind, connector_types())
+            problems.append(Problem((*base, "type"), f"{exc}{hint}"))
+            continue  # its options cannot be checked
+        model: type[BaseModel] = connector.config_model
+        try:
+            model.model_validate(source)
+        except ValidationError as exc:
+            problems += [describe(err, source, model, base=base) for err in exc.errors()]
+        check = getattr(connector, "check_mapping", None)
+        for key, problem in check(mapping) if check else ():
+            if ("mappings", i, key) not in taken:
+                problems.append(Problem(("mappings", i, key), problem))
+    return problems

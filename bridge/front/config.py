@@ -14,6 +14,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from bridge.config_errors import did_you_mean
+
 __all__ = ["ApiConfig", "Cors", "EventBusConfig", "HttpApi", "WebSocketApi", "api_id"]
 
 
@@ -112,17 +114,20 @@ class WebSocketApi(_Api):
         from bridge.front.ws_events import validate_selection_expression
 
         validate_selection_expression(self.route_selection_expression)
+        predefined = ("$connect", "$disconnect", "$default")
         for key in self.routes:
-            if key.startswith("$") and key not in ("$connect", "$disconnect", "$default"):
+            if key.startswith("$") and key not in predefined:
                 raise ValueError(
                     f"route {key!r}: the predefined routes are $connect, $disconnect, $default"
+                    + did_you_mean(key, predefined)
                 )
             if not key or len(key) > 128:
                 raise ValueError(f"route {key!r}: 1 to 128 characters")
         if isinstance(self.two_way, list):
             unknown = [key for key in self.two_way if key not in self.routes]
             if unknown:
-                raise ValueError(f"two_way: {', '.join(unknown)} not among the routes")
+                hint = did_you_mean(unknown[0], self.routes) if len(unknown) == 1 else ""
+                raise ValueError(f"two_way: {', '.join(unknown)} not among the routes{hint}")
         return self
 
     def is_two_way(self, route: str) -> bool:

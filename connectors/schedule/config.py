@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from typing import Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from bridge.config_errors import did_you_mean
 from connectors.schedule.expressions import ScheduleExpressionError, parse
 
 __all__ = ["ScheduleSource"]
@@ -50,7 +51,8 @@ class ScheduleSource(BaseModel):
         try:
             ZoneInfo(v)
         except (ZoneInfoNotFoundError, ValueError):
+            hint = did_you_mean(v, available_timezones())
             raise ValueError(
-                f"unknown time zone {v!r} (an IANA name, e.g. Europe/Berlin)"
+                f"unknown time zone {v!r} (an IANA name, e.g. Europe/Berlin){hint}"
             ) from None
         return v
