@@ -3,7 +3,8 @@
 Connectors are discovered through the entry-point group ``trigger_bridge.connectors``
 (built-ins are registered there too, in pyproject.toml), so a third-party package adds
 a source without touching the engine. The built-ins are also known by module path,
-so a source checkout that was never installed still runs.
+so a source checkout that was never installed still runs (tests/test_install.py checks
+that this table and pyproject's entry points name the same connectors).
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ _BUILTINS = {
     "kafka": "connectors.kafka:KafkaConnector",
     "dynamodb_streams": "connectors.dynamodb_streams:DynamoDBStreamsConnector",
     "s3": "connectors.s3:S3Connector",
+    "schedule": "connectors.schedule:ScheduleConnector",
+    "eventbridge": "connectors.eventbridge:EventBridgeConnector",
+    "websocket": "connectors.websocket:WebSocketConnector",
 }
 
 

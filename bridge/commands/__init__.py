@@ -8,31 +8,67 @@ commands share lives here.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from pathlib import Path
 
-from bridge.config import BridgeConfig, load_config
+from bridge import default
+from bridge.config import BridgeConfig, RuntimeFunction, load_config
 from bridge.errors import ConfigError
 
-__all__ = ["DEFAULT_CONFIG", "add_config_argument", "load_or_report"]
+__all__ = ["add_config_argument", "default_config_path", "load_or_report"]
 
-DEFAULT_CONFIG = "config/local.yaml"
+
+def default_config_path() -> Path:
+    """``./bridge.yaml`` when the working directory has one, else the packaged default
+    (:mod:`bridge.default`)."""
+    local = Path(default.CONFIG_NAME)
+    return local if local.is_file() else default.CONFIG
 
 
 def add_config_argument(parser: argparse.ArgumentParser) -> None:
+    """``--config``; its default is chosen when the parser is built (in the working
+    directory of that moment), so ``args.config`` is always a path."""
     parser.add_argument(
-        "--config", default=DEFAULT_CONFIG, help=f"the config file (default {DEFAULT_CONFIG})"
+        "--config",
+        default=str(default_config_path()),
+        help=f"the config file (default: ./{default.CONFIG_NAME}, else the packaged default)",
     )
 
 
 def load_or_report(args: argparse.Namespace) -> BridgeConfig | None:
     """The config named by ``args.config``; None after printing why it is invalid."""
     try:
-        return load_config(args.config)
+        config = load_config(args.config)
     except ConfigError as exc:
         print(f"trigger-bridge: invalid config\n{exc}", file=sys.stderr)
         return None
+    _warn_without_awslambdaric(config)
+    return config
 
 
 def config_path(args: argparse.Namespace) -> Path:
     return Path(args.config)
+
+
+def _warn_without_awslambdaric(config: BridgeConfig) -> None:
+    """Say how to get awslambdaric when a function runs ``python -m awslambdaric`` (the
+    bridge's own interpreter) and it is missing: it is a dependency only where it has wheels
+    (Linux on x86_64 and aarch64), elsewhere it is built from source on request."""
+    users = [
+        name
+        for name, function in config.functions.items()
+        if isinstance(function, RuntimeFunction)
+        and function.command
+        and function.command[0] in ("python", "python3")
+        and function.command[1:3] == ["-m", "awslambdaric"]
+    ]
+    if users and importlib.util.find_spec("awslambdaric") is None:
+        print(
+            f"trigger-bridge: warning: function {', '.join(users)} runs awslambdaric, which "
+            f"is not installed with trigger-bridge here ({sys.executable}); add it with "
+            "`pipx inject trigger-bridge awslambdaric` or `pip install awslambdaric` "
+            "(without a wheel for this platform it builds from source: it needs cmake, "
+            "autoconf, automake, libtool and a C++ compiler)",
+            file=sys.stderr,
+        )

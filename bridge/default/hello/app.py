@@ -5,10 +5,11 @@ returns a summary.
 """
 
 import json
+from typing import Any
 from urllib.parse import unquote_plus
 
 
-def handler(event, context):
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     seen = []
     for record in event.get("Records", []):
         s3 = record.get("s3", {})

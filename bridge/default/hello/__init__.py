@@ -1,0 +1,2 @@
+"""The example function of the embedded default (``app.handler``); ``trigger-bridge init``
+copies ``app.py`` out of here."""
