@@ -178,6 +178,14 @@ class Connector(Protocol):
       mapping has an ``on_failure`` destination (Kafka: 10, as AWS caps it).
       ``check_mapping(options)`` (optional classmethod): the mapping's options as given
       (a dict) -> a list of ``(key, problem)`` AWS would reject for this kind of source.
+      ``sample_event(**params)`` (optional static- or classmethod): a sample of what this
+      kind of source sends a function (one invocation's whole payload, in its envelope),
+      for ``trigger-bridge generate-event <type>``; built with the connector's own event
+      builders, so it is exactly what the connector sends. Its keyword-only parameters,
+      each with a default, are the command's options (``event_name``: ``--event-name``);
+      a value typed there is converted to the parameter's annotation (``str`` as is,
+      ``int``, ``float``, ``bool``, anything else parsed as JSON). Raises ``ValueError``
+      for a value it cannot use.
 
     Two ways of acknowledging:
       *frontier* (``ordered`` and ``redelivery = "bridge"``: a partition is a log):
@@ -215,6 +223,11 @@ class Connector(Protocol):
       ``abandon(records)``: (``redelivery = "source"``) the function failed on these;
       leave them to the source's own redelivery. The engine forgets them.
       ``aclose()``: idempotent; frees everything.
+      ``offset_lag()`` (optional): ``{partition: records}`` between the last commit and
+      the end of each partition read (AWS's ``OffsetLag``; Kafka); for ``/metrics``.
+      ``backlog()`` (optional): how many changes the source has found and not yet
+      handed to ``read()`` (buckets and folders); for ``/metrics``. Both are cheap,
+      synchronous and never fail.
     """
 
     type: ClassVar[str]
@@ -307,6 +320,10 @@ class Feed(Generic[T]):
 
     def __len__(self) -> int:
         return len(self._items)
+
+    def queued(self) -> list[T]:
+        """The items waiting, oldest first (a copy)."""
+        return [item for item, _ in self._items]
 
     async def put(self, item: T) -> None:
         await self._append(item, None)

@@ -53,6 +53,31 @@ def eventbridge_time(epoch_seconds: float) -> str:
     return datetime.fromtimestamp(epoch_seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def eventbridge_event(
+    *,
+    detail_type: str,
+    source: str,
+    detail: Any,
+    account: str,
+    region: str,
+    moment: float,
+    resources: Sequence[str] = (),
+) -> dict[str, Any]:
+    """An event in EventBridge's envelope, as a bus delivers it to a rule's target (a new
+    ``id`` each call; ``moment`` in epoch seconds)."""
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": detail_type,
+        "source": source,
+        "account": account,
+        "time": eventbridge_time(moment),
+        "region": region,
+        "resources": list(resources),
+        "detail": detail,
+    }
+
+
 def function_arn(name: str, region: str, account_id: str) -> str:
     return f"arn:aws:lambda:{region}:{account_id}:function:{name}"
 

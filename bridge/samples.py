@@ -1,143 +1,291 @@
 """Sample events in AWS's shapes, for ``trigger-bridge generate-event``.
 
-Each is what the corresponding AWS source sends to a Lambda function, with
-placeholder values, so a handler can be tried without a running source.
+A source type's sample is its connector's ``sample_event`` hook (see
+:class:`bridge.connector.Connector`), found through the registry, so a third-party
+connector that defines the hook has samples too; ``dynamodb`` is another name of
+``dynamodb_streams``. The API front door's requests are the bridge's own:
+``http-api`` (an HTTP API's event, payload format 2.0 or 1.0) and ``websocket-api`` (a
+WebSocket API's ``$connect``, message or ``$disconnect`` event), built here with
+:mod:`bridge.front`'s event builders. Either way a sample is exactly what the bridge would
+send, with placeholder values a caller may replace through the builder's parameters.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
+import difflib
+import inspect
+import json
 import time
-from typing import Any
+import types
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Union, get_args, get_origin
 
 from bridge.events import dumps
+from bridge.registry import UnknownConnector, connector_class, connector_types
 
-__all__ = ["sample_event"]
+__all__ = [
+    "ALIASES",
+    "Parameter",
+    "SampleError",
+    "describe",
+    "parameters",
+    "sample_event",
+    "sample_types",
+]
 
-REGION = "us-east-1"
-ACCOUNT = "123456789012"
+#: other names of source types, kept for the command lines that use them
+ALIASES = {"dynamodb": "dynamodb_streams"}
+
+Builder = Callable[..., dict[str, Any]]
 
 
-def sample_event(source: str) -> dict[str, Any]:
-    """The sample event for ``source`` (s3, dynamodb, sqs, kafka, websocket); KeyError
-    otherwise."""
-    return _SAMPLES[source]()
+class SampleError(ValueError):
+    """No sample for that name, or a parameter the sample does not take or cannot use;
+    the message says which and what would do."""
 
 
-def _s3() -> dict[str, Any]:
-    from connectors.s3_events import s3_record
+@dataclass(frozen=True, slots=True)
+class Parameter:
+    """One parameter of a sample: its name, the type a value typed as text becomes
+    (``str``, ``int``, ``float``, ``bool``, or ``"json"``), and its default."""
 
-    return {
-        "Records": [
-            s3_record(
-                event_name="ObjectCreated:Put",
-                bucket="example-bucket",
-                key="uploads/hello world.txt",
-                sequencer="0A1B2C3D4E5F678901",
-                event_time=time.time(),
-                region=REGION,
-                size=1024,
-                etag="0123456789abcdef0123456789abcdef",
+    name: str
+    kind: type | str
+    default: Any
+
+    @property
+    def option(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+def sample_types() -> list[str]:
+    """Every name a sample can be asked for."""
+    return sorted({*connector_types(), *ALIASES, *_FRONT})
+
+
+def parameters(kind: str) -> list[Parameter]:
+    """The parameters of the sample ``kind``, in the builder's order; ``SampleError`` for
+    a name without a sample."""
+    builder = _builder(kind)
+    try:
+        signature = inspect.signature(builder, eval_str=True)
+    except Exception:  # an annotation that does not evaluate: as written
+        signature = inspect.signature(builder)
+    return [
+        Parameter(p.name, _kind(p.annotation), p.default)
+        for p in signature.parameters.values()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY and p.default is not inspect.Parameter.empty
+    ]
+
+
+def describe(kind: str) -> str:
+    """What the sample ``kind`` is and what its parameters mean: its builder's docstring."""
+    return inspect.getdoc(_builder(kind)) or ""
+
+
+def sample_event(kind: str, **values: str) -> dict[str, Any]:
+    """The sample ``kind`` (a source type, an alias, ``http-api`` or ``websocket-api``),
+    with ``values`` (text, as typed, by parameter name) in place of the placeholders.
+
+    Raises ``SampleError`` for an unknown name, a parameter the sample does not take, a
+    value that is not of its type or that the builder rejects."""
+    known = {p.name: p for p in parameters(kind)}
+    arguments: dict[str, Any] = {}
+    for name, text in values.items():
+        parameter = known.get(name)
+        if parameter is None:
+            options = ", ".join(p.option for p in known.values()) or "none"
+            raise SampleError(
+                f"{kind} takes no --{name.replace('_', '-')} (its parameters: {options})"
             )
-        ]
-    }
+        arguments[name] = _convert(parameter, text)
+    try:
+        return _builder(kind)(**arguments)
+    except ValueError as exc:
+        raise SampleError(f"{kind}: {exc}") from exc
 
 
-def _dynamodb() -> dict[str, Any]:
-    table = "arn:aws:dynamodb:us-east-1:123456789012:table/ExampleTable"
-    return {
-        "Records": [
-            {
-                "eventID": "c4ca4238a0b923820dcc509a6f75849b",
-                "eventName": "INSERT",
-                "eventVersion": "1.1",
-                "eventSource": "aws:dynamodb",
-                "awsRegion": REGION,
-                "dynamodb": {
-                    "ApproximateCreationDateTime": int(time.time()),
-                    "Keys": {"Id": {"N": "101"}},
-                    "NewImage": {"Message": {"S": "New item!"}, "Id": {"N": "101"}},
-                    "SequenceNumber": "4421584500000000017450439091",
-                    "SizeBytes": 26,
-                    "StreamViewType": "NEW_AND_OLD_IMAGES",
-                },
-                "eventSourceARN": f"{table}/stream/2026-01-01T00:00:00.000",
-            }
-        ]
-    }
+def _builder(kind: str) -> Builder:
+    if kind in _FRONT:
+        return _FRONT[kind]
+    try:
+        cls = connector_class(ALIASES.get(kind, kind))
+    except UnknownConnector:
+        names = sample_types()
+        close = difflib.get_close_matches(kind, names, n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
+        raise SampleError(f"no sample {kind!r} ({hint}known: {', '.join(names)})") from None
+    hook: Builder | None = getattr(cls, "sample_event", None)
+    if hook is None:
+        raise SampleError(
+            f"source type {kind!r} has no sample: its connector "
+            f"{cls.__module__}.{cls.__qualname__} defines no sample_event"
+        )
+    return hook
 
 
-def _sqs() -> dict[str, Any]:
-    body = '{"hello": "world"}'
-    now = str(int(time.time() * 1000))
-    return {
-        "Records": [
-            {
-                "messageId": "059f36b4-87a3-44ab-83d2-661975830a7d",
-                "receiptHandle": "AQEBwJnKyrHigUMZj6rYigCgxlaS3SLy0a",
-                "body": body,
-                "attributes": {
-                    "ApproximateReceiveCount": "1",
-                    "SentTimestamp": now,
-                    "SenderId": "AIDAIENQZJOLO23YVJ4VO",
-                    "ApproximateFirstReceiveTimestamp": now,
-                },
-                "messageAttributes": {},
-                "md5OfBody": hashlib.md5(body.encode(), usedforsecurity=False).hexdigest(),
-                "eventSource": "aws:sqs",
-                "eventSourceARN": f"arn:aws:sqs:{REGION}:{ACCOUNT}:my-queue",
-                "awsRegion": REGION,
-            }
-        ]
-    }
+def _kind(annotation: Any) -> type | str:
+    """The type a text value becomes: ``X | None`` is ``X``; ``str`` when unannotated."""
+    if annotation is inspect.Parameter.empty:
+        return str
+    if get_origin(annotation) in (Union, types.UnionType):
+        rest = [a for a in get_args(annotation) if a is not type(None)]
+        annotation = rest[0] if len(rest) == 1 else annotation
+    if isinstance(annotation, str):  # an annotation that did not evaluate
+        annotation = annotation.removesuffix(" | None")
+        return {"str": str, "int": int, "float": float, "bool": bool}.get(annotation, "json")
+    return annotation if annotation in (str, int, float, bool) else "json"
 
 
-def _kafka() -> dict[str, Any]:
-    value = dumps({"hello": "world"})
-    return {
-        "eventSource": "SelfManagedKafka",
-        "bootstrapServers": "127.0.0.1:9092",
-        "records": {
-            "mytopic-0": [
-                {
-                    "topic": "mytopic",
-                    "partition": 0,
-                    "offset": 15,
-                    "timestamp": int(time.time() * 1000),
-                    "timestampType": "CREATE_TIME",
-                    "key": base64.b64encode(b"key-1").decode(),
-                    "value": base64.b64encode(value).decode(),
-                    "headers": [{"headerKey": list(b"headerValue")}],
-                }
-            ]
-        },
-    }
+def _boolean(text: str) -> bool:
+    if text.lower() not in ("true", "false"):
+        raise ValueError(text)
+    return text.lower() == "true"
 
 
-def _websocket() -> dict[str, Any]:
-    from connectors.websocket.normalize import EVENT_SOURCE, websocket_record
+#: how a value typed as text becomes a parameter's type, and what it must look like
+_CONVERSIONS: dict[type | str, tuple[Callable[[str], Any], str]] = {
+    str: (str, "text"),
+    int: (int, "an integer"),
+    float: (float, "a number"),
+    bool: (_boolean, "true or false"),
+    "json": (json.loads, "JSON"),
+}
+
+
+def _convert(parameter: Parameter, text: str) -> Any:
+    convert, what = _CONVERSIONS[parameter.kind]
+    try:
+        return convert(text)
+    except ValueError:
+        raise SampleError(f"{parameter.option}: {text!r} is not {what}") from None
+
+
+# ---------------------------------------------------------------- the API front door
+
+
+def _http_api(
+    *,
+    method: str = "GET",
+    path: str = "/items/42?color=blue",
+    body: str = "",
+    content_type: str = "application/json",
+    route: str = "$default",
+    payload_format_version: str = "2.0",
+    stage: str = "$default",
+    api: str = "my-api",
+    account: str = "000000000000",
+) -> dict[str, Any]:
+    """A request to an HTTP API, as the front door's event builders shape it: ``path``
+    with its query string as the client sent it, taking ``route`` (a route key such as
+    ``GET /items/{id}``, whose path parameters it fills in, or ``$default``)."""
+    from bridge.front.config import api_id
+    from bridge.front.http_events import (
+        ApiContext,
+        HttpRequest,
+        event_v1,
+        event_v2,
+        new_trace_id,
+        with_gateway_headers,
+    )
+    from bridge.front.invoke import new_request_id
+    from bridge.front.routing import RouteTable
+
+    builders = {"2.0": event_v2, "1.0": event_v1}
+    if payload_format_version not in builders:
+        raise ValueError(f"payload_format_version {payload_format_version!r}: 2.0 or 1.0")
+    raw_path, _, raw_query = path.partition("?")
+    match = RouteTable({route: "function"}).match(method.upper(), raw_path)
+    if match is None:
+        raise ValueError(f"{method.upper()} {raw_path} does not take the route {route!r}")
+    domain = "127.0.0.1:8080"
+    headers = [("Host", domain), ("User-Agent", "curl/8.5.0"), ("Accept", "*/*")]
+    if body:
+        headers.append(("Content-Type", content_type))
+    now = time.time()
+    request = HttpRequest(
+        method=method.upper(),
+        raw_path=raw_path,
+        raw_query=raw_query,
+        headers=headers,
+        body=body.encode(),
+        source_ip="127.0.0.1",
+        protocol="HTTP/1.1",
+    )
+    request = with_gateway_headers(request, port=8080, proto="http", trace_id=new_trace_id(now))
+    context = ApiContext(
+        api_id=api_id(api),
+        stage=stage,
+        domain_name=domain,
+        account_id=account,
+        stage_variables=None,
+    )
+    build = builders[payload_format_version]
+    event = build(request, match, context, request_id=new_request_id(), now=now)
+    return dict(json.loads(dumps(event)))
+
+
+def _websocket_api(
+    *,
+    route: str = "$default",
+    body: str = '{"action": "sendmessage", "data": "hello"}',
+    stage: str = "dev",
+    api: str = "my-ws-api",
+    account: str = "000000000000",
+) -> dict[str, Any]:
+    """An event of a WebSocket API's connection: ``route`` ``$connect`` (the upgrade
+    request), ``$disconnect`` (the client closed normally) or any other route key: a
+    message with ``body``."""
+    from bridge.front.config import api_id
+    from bridge.front.ws_events import (
+        Connection,
+        WsApiContext,
+        client_closed,
+        connect_event,
+        disconnect_event,
+        message_event,
+        new_connection_id,
+        new_message_id,
+        new_request_id,
+    )
 
     now = time.time()
-    message = dumps({"symbol": "AAPL", "price": 187.5})
-    return {
-        "eventSource": EVENT_SOURCE,
-        "eventSourceUrl": "wss://feed.example.com/v1",
-        "records": [
-            websocket_record(
-                seq=42, payload=message, binary=False, received=now, connection=3, key="AAPL"
-            ),
-            websocket_record(
-                seq=43, payload=b"\x00\x01", binary=True, received=now, connection=3, key=None
-            ),
+    domain = "127.0.0.1:8081"
+    connection = Connection(
+        connection_id=new_connection_id(),
+        connected_at=now - 5.0,
+        source_ip="127.0.0.1",
+        user_agent="Python/3.11 websockets/15.0",
+        headers=[
+            ("Host", domain),
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+            ("Sec-WebSocket-Version", "13"),
+            ("User-Agent", "Python/3.11 websockets/15.0"),
         ],
-    }
+        raw_query="",
+        last_active_at=now,
+        tls=True,
+    )
+    context = WsApiContext(api_id=api_id(api), stage=stage, domain_name=domain, account_id=account)
+    request_id = new_request_id()
+    if route == "$connect":
+        connection.connected_at = now
+        event = connect_event(connection, context, request_id=request_id, now=now)
+    elif route == "$disconnect":
+        code, reason = client_closed(1000, "bye")
+        event = disconnect_event(
+            connection, context, status_code=code, reason=reason, request_id=request_id, now=now
+        )
+    else:
+        message_id = new_message_id(connection.connection_id)
+        event = message_event(
+            connection, context, route_key=route, body=body,
+            request_id=request_id, message_id=message_id, now=now,
+        )  # fmt: skip
+    return dict(json.loads(dumps(event)))
 
 
-_SAMPLES = {
-    "s3": _s3,
-    "dynamodb": _dynamodb,
-    "sqs": _sqs,
-    "kafka": _kafka,
-    "websocket": _websocket,
-}
+_FRONT: dict[str, Builder] = {"http-api": _http_api, "websocket-api": _websocket_api}

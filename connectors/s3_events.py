@@ -9,6 +9,7 @@ ETag without quotes, ``size`` and ``eTag`` only for ObjectCreated events,
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -16,7 +17,7 @@ from typing import Any
 from urllib.parse import quote_plus
 
 from bridge.connector import FailureContext
-from bridge.events import async_failure_record, iso_timestamp
+from bridge.events import async_failure_record, dumps, envelope, iso_timestamp
 
 __all__ = [
     "ASYNC_INVOCATION_DEFAULTS",
@@ -24,6 +25,7 @@ __all__ = [
     "encode_key",
     "s3_async_failure_record",
     "s3_record",
+    "sample_event",
 ]
 
 # S3 invokes functions asynchronously, one record per event: AWS retries twice and
@@ -113,3 +115,35 @@ def s3_record(
             "object": obj,
         },
     }
+
+
+def sample_event(
+    *,
+    bucket: str = "example-bucket",
+    key: str = "uploads/hello world.txt",
+    event_name: str = "ObjectCreated:Put",
+    size: int = 1024,
+    region: str = "us-east-1",
+) -> dict[str, Any]:
+    """The event of one object change (the ``sample_event`` hook of the object-store
+    sources): ``key`` as the object is named (it is URL-encoded in the event, as S3 does),
+    ``event_name`` as AWS spells it without ``s3:`` (``ObjectRemoved:Delete``...), ``size``
+    in bytes (ObjectCreated events only)."""
+    if not event_name.startswith(("ObjectCreated:", "ObjectRemoved:")):
+        raise ValueError(
+            f"event_name {event_name!r}: an S3 object event, e.g. ObjectCreated:Put or "
+            "ObjectRemoved:Delete"
+        )
+    now = time.time()
+    record = s3_record(
+        event_name=event_name,
+        bucket=bucket,
+        key=key,
+        sequencer=f"{time.time_ns():016X}",
+        event_time=now,
+        region=region,
+        size=size,
+        etag="0123456789abcdef0123456789abcdef",
+    )
+    event: dict[str, Any] = json.loads(envelope([dumps(record)]))
+    return event

@@ -27,7 +27,6 @@ import asyncio
 import json
 import logging
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -35,7 +34,7 @@ from typing import Any
 from aiohttp import web
 
 from bridge import telemetry
-from bridge.events import dumps, eventbridge_time
+from bridge.events import dumps, eventbridge_event
 from bridge.filtering import Pattern
 from bridge.front.config import EventBusConfig
 from bridge.front.listener import Listener
@@ -238,17 +237,15 @@ class EventBusServer:
         given = entry.get("Time")
         moment = float(given) if isinstance(given, int | float) else time.time()
         resources = entry.get("Resources") or []
-        return {
-            "version": "0",
-            "id": str(uuid.uuid4()),
-            "detail-type": entry["DetailType"],
-            "source": entry["Source"],
-            "account": self._account,
-            "time": eventbridge_time(moment),
-            "region": self._region,
-            "resources": [r for r in resources if isinstance(r, str)],
-            "detail": json.loads(entry["Detail"]),
-        }
+        return eventbridge_event(
+            detail_type=entry["DetailType"],
+            source=entry["Source"],
+            detail=json.loads(entry["Detail"]),
+            account=self._account,
+            region=self._region,
+            moment=moment,
+            resources=[r for r in resources if isinstance(r, str)],
+        )
 
     def _rule_document(self, rule: Rule) -> dict[str, Any]:
         return {

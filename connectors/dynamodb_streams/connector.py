@@ -51,7 +51,7 @@ from bridge.errors import ConfigError
 from bridge.events import stream_failure_base
 from connectors.aws import create_client, translate_errors
 from connectors.dynamodb_streams.config import DynamoDBStreamsSource
-from connectors.dynamodb_streams.normalize import batch_info, stream_record
+from connectors.dynamodb_streams.normalize import batch_info, sample_event, stream_record
 from connectors.dynamodb_streams.shards import GONE, SHARD_PREFIX, Shard, ShardReader, error_code
 
 __all__ = ["DynamoDBStreamsConnector"]
@@ -74,6 +74,7 @@ class DynamoDBStreamsConnector(BaseConnector):
         # every shard has its own batch in flight, as on AWS (ParallelizationFactor 1)
         "maximum_concurrency": 1000,
     }
+    sample_event = staticmethod(sample_event)
 
     @classmethod
     def check_mapping(cls, options: dict[str, Any]) -> list[tuple[str, str]]:

@@ -10,13 +10,17 @@ number, rounded down to the second as DynamoDB Streams defines it).
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from bridge.errors import NormalizeError
+from bridge.events import dumps, envelope
 
-__all__ = ["batch_info", "creation_seconds", "stream_record"]
+__all__ = ["batch_info", "creation_seconds", "sample_event", "stream_record"]
 
 _IMAGES = ("NewImage", "OldImage")
 
@@ -105,3 +109,70 @@ def batch_info(raws: Sequence[dict[str, Any]], *, shard_id: str, stream_arn: str
         "batchSize": len(raws),
         "streamArn": stream_arn,
     }
+
+
+def _typed(value: Any) -> dict[str, Any]:
+    """A plain JSON value as a typed attribute value (``101`` -> ``{"N": "101"}``)."""
+    if isinstance(value, bool):
+        return {"BOOL": value}
+    if value is None:
+        return {"NULL": True}
+    if isinstance(value, int | float):
+        return {"N": json.dumps(value)}
+    if isinstance(value, list):
+        return {"L": [_typed(v) for v in value]}
+    if isinstance(value, dict):
+        return {"M": {k: _typed(v) for k, v in value.items()}}
+    return {"S": str(value)}
+
+
+_SAMPLE_IMAGES = {"INSERT": ("NewImage",), "MODIFY": ("NewImage", "OldImage"),
+                  "REMOVE": ("OldImage",)}  # fmt: skip
+
+
+def sample_event(
+    *,
+    table: str = "ExampleTable",
+    event_name: str = "INSERT",
+    keys: dict[str, Any] | None = None,
+    new_image: dict[str, Any] | None = None,
+    old_image: dict[str, Any] | None = None,
+    region: str = "us-east-1",
+    account: str = "000000000000",
+) -> dict[str, Any]:
+    """The event of one change of an item of ``table`` (the ``sample_event`` hook), of a
+    stream with view type NEW_AND_OLD_IMAGES: ``event_name`` INSERT (new image), MODIFY
+    (both) or REMOVE (old image). ``keys`` and the images are plain JSON objects (typed in
+    the event: ``{"Id": 101}`` is ``{"Id": {"N": "101"}}``), by default ``{"Id": 101}`` and
+    the keys plus a message. ``SizeBytes`` is an estimate."""
+    images = _SAMPLE_IMAGES.get(event_name)
+    if images is None:
+        raise ValueError(f"event_name {event_name!r}: one of INSERT, MODIFY, REMOVE")
+    keys = {"Id": 101} if keys is None else keys
+    for name, value in (("keys", keys), ("new_image", new_image), ("old_image", old_image)):
+        if value is not None and not isinstance(value, dict):
+            raise ValueError(f'{name}: a JSON object of attributes, e.g. {{"Id": 101}}')
+    given = {
+        "NewImage": {**keys, "Message": "New item!"} if new_image is None else new_image,
+        "OldImage": {**keys, "Message": "Old item"} if old_image is None else old_image,
+    }
+    now = time.time()
+    body: dict[str, Any] = {
+        "ApproximateCreationDateTime": datetime.fromtimestamp(now, UTC),
+        "Keys": _typed(keys)["M"],
+    }
+    for image in images:
+        body[image] = _typed(given[image])["M"]
+    body["SequenceNumber"] = str(int(now * 1_000_000))
+    body["SizeBytes"] = len(dumps([keys, *(given[i] for i in images)]))
+    body["StreamViewType"] = "NEW_AND_OLD_IMAGES"
+    raw = {
+        "eventID": hashlib.md5(dumps(body["SequenceNumber"]), usedforsecurity=False).hexdigest(),
+        "eventName": event_name,
+        "dynamodb": body,
+    }
+    label = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
+    arn = f"arn:aws:dynamodb:{region}:{account}:table/{table}/stream/{label}"
+    record = stream_record(raw, stream_arn=arn, region=region)
+    event: dict[str, Any] = json.loads(envelope([dumps(record)]))
+    return event

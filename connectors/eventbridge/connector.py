@@ -15,17 +15,18 @@ from __future__ import annotations
 import builtins
 import json
 import re
+import time
 from collections.abc import AsyncIterator, Hashable, Sequence
 from typing import Any, ClassVar, Literal
 
 from bridge.connector import BaseConnector, ConnectorContext, FailureContext, Record
 from bridge.errors import CheckpointError, ConfigError, NormalizeError
-from bridge.events import dumps
+from bridge.events import dumps, eventbridge_event
 from bridge.spool import Spool, SpoolCursor, SpoolError, folder_of, shared
 from connectors.eventbridge.config import EventBridgeSource, InputTransformer
 from connectors.s3_events import ASYNC_INVOCATION_DEFAULTS, s3_async_failure_record
 
-__all__ = ["EventBridgeConnector", "transform"]
+__all__ = ["EventBridgeConnector", "sample_event", "transform"]
 
 _PLACEHOLDER = re.compile(r"<([A-Za-z0-9_\-.]+)>")
 
@@ -86,12 +87,36 @@ def _inside_string(text: str, position: int) -> bool:
     return inside
 
 
+def sample_event(
+    *,
+    source: str = "com.example.orders",
+    detail_type: str = "Order Placed",
+    detail: dict[str, Any] | None = None,
+    region: str = "us-east-1",
+    account: str = "000000000000",
+) -> dict[str, Any]:
+    """An event put on a bus, in EventBridge's envelope as the bus spools it and the
+    source sends it to a rule's target without an input (the ``sample_event`` hook)."""
+    if detail is not None and not isinstance(detail, dict):
+        raise ValueError("detail: a JSON object (as PutEvents requires)")
+    event = eventbridge_event(
+        detail_type=detail_type,
+        source=source,
+        detail={"orderId": "1234", "amount": 42.5} if detail is None else detail,
+        account=account,
+        region=region,
+        moment=time.time(),
+    )
+    return dict(json.loads(dumps(event)))
+
+
 class EventBridgeConnector(BaseConnector):
     type: ClassVar[str] = "eventbridge"
     config_model: ClassVar[builtins.type[EventBridgeSource]] = EventBridgeSource
     ordered: ClassVar[bool] = False
     redelivery: ClassVar[Literal["bridge", "source"]] = "bridge"
     defaults: ClassVar[dict[str, Any]] = dict(ASYNC_INVOCATION_DEFAULTS)
+    sample_event = staticmethod(sample_event)
 
     @classmethod
     def check_mapping(cls, options: dict[str, Any]) -> list[tuple[str, str]]:

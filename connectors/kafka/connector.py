@@ -81,6 +81,7 @@ from connectors.kafka.normalize import (
     filter_view,
     kafka_record,
     partition_name,
+    sample_event,
 )
 
 __all__ = ["KafkaConnector"]
@@ -123,6 +124,7 @@ class KafkaConnector(BaseConnector):
         # (ordered) and this only caps the partitions served at once by one process
         "maximum_concurrency": 100,
     }
+    sample_event = staticmethod(sample_event)
 
     @classmethod
     def check_mapping(cls, options: dict[str, Any]) -> list[tuple[str, str]]:
@@ -172,6 +174,9 @@ class KafkaConnector(BaseConnector):
         self._stalled_since: float | None = None  # since when no partition had room
         self._watch = BrokerWatch(context.mapping)
         self._watcher: asyncio.Task[None] | None = None
+        # for offset_lag(): the next offset to deliver as far as the group knows it (the
+        # last commit, else the first offset read since the partition was assigned)
+        self._base: dict[TopicPartition, int] = {}
 
     # ------------------------------------------------------------ lifecycle
 
@@ -241,6 +246,8 @@ class KafkaConnector(BaseConnector):
                 if tp not in owned:  # revoked while the fetch was on its way
                     continue
                 name = partition_name(tp.topic, tp.partition)
+                if messages and tp not in self._base:
+                    self._base[tp] = messages[0].offset
                 for m in messages:
                     stamp = m.timestamp  # epoch ms; -1 (or None) when the record has none
                     add(Record(name, m.offset, m, stamp / 1000 if stamp and stamp > 0 else now))
@@ -339,6 +346,8 @@ class KafkaConnector(BaseConnector):
     async def partitions_revoked(self, revoked: Collection[TopicPartition]) -> None:
         """Drain what is in flight for the lost partitions and commit what settled."""
         names = [partition_name(tp.topic, tp.partition) for tp in revoked]
+        for tp in revoked:
+            self._base.pop(tp, None)
         if names:
             log.info("%s: partitions revoked: %s", self._what, ", ".join(sorted(names)))
             await self.context.partitions.revoke(names)
@@ -509,6 +518,21 @@ class KafkaConnector(BaseConnector):
             raise CheckpointError(
                 f"{self._what}: committing {what} failed: {type(exc).__name__}: {exc}"
             ) from exc
+        self._base.update(offsets)
+
+    def offset_lag(self) -> dict[str, int]:
+        """AWS's ``OffsetLag`` per assigned partition: records between the last committed
+        offset and the partition's end (its high watermark as of the last fetch)."""
+        consumer = self._consumer
+        if consumer is None:
+            return {}
+        lag: dict[str, int] = {}
+        for tp in consumer.assignment():
+            end = consumer.highwater(tp)
+            base = self._base.get(tp)
+            if end is not None and base is not None:
+                lag[partition_name(tp.topic, tp.partition)] = max(0, end - base)
+        return lag
 
     def _not_ours(self, tp: TopicPartition, offset: int) -> None:
         log.warning(

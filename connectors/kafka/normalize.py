@@ -18,8 +18,10 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import time
 from binascii import b2a_base64
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from bridge.errors import NormalizeError
@@ -33,6 +35,7 @@ __all__ = [
     "filter_view",
     "kafka_record",
     "partition_name",
+    "sample_event",
 ]
 
 EVENT_SOURCE = "SelfManagedKafka"
@@ -141,3 +144,44 @@ def filter_view(event: dict[str, Any]) -> dict[str, Any]:
     except ValueError:
         decoded = NotJson(text)
     return {**event, "value": decoded}
+
+
+@dataclass(slots=True)
+class _Message:
+    """A consumed message, as aiokafka's ConsumerRecord has it."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+    timestamp_type: int
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes | None]]
+
+
+def sample_event(
+    *,
+    topic: str = "mytopic",
+    partition: int = 0,
+    offset: int = 15,
+    key: str = "key-1",
+    value: str = '{"hello": "world"}',
+    bootstrap_servers: str = "127.0.0.1:9092",
+) -> dict[str, Any]:
+    """The event of one message (the ``sample_event`` hook); ``key`` and ``value`` as
+    text (base64 in the event), an empty ``key`` for none. Built by the connector's own
+    encoder and envelope."""
+    message = _Message(
+        topic=topic,
+        partition=partition,
+        offset=offset,
+        timestamp=int(time.time() * 1000),
+        timestamp_type=0,
+        key=key.encode() or None,
+        value=value.encode(),
+        headers=[("headerKey", b"headerValue")],
+    )
+    groups = [(partition_name(topic, partition), [RecordEncoder()(message)])]
+    event: dict[str, Any] = json.loads(envelope(bootstrap_servers, groups))
+    return event

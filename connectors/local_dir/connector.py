@@ -40,7 +40,12 @@ from watchfiles import awatch
 from bridge.connector import BaseConnector, ConnectorContext, FailureContext, Feed, Record
 from bridge.errors import ConfigError, NormalizeError
 from connectors.local_dir.config import LocalDirSource
-from connectors.s3_events import ASYNC_INVOCATION_DEFAULTS, s3_async_failure_record, s3_record
+from connectors.s3_events import (
+    ASYNC_INVOCATION_DEFAULTS,
+    s3_async_failure_record,
+    s3_record,
+    sample_event,
+)
 
 __all__ = ["LocalDirConnector"]
 
@@ -57,6 +62,7 @@ class LocalDirConnector(BaseConnector):
     config_model: ClassVar[builtins.type[LocalDirSource]] = LocalDirSource
     ordered: ClassVar[bool] = True
     defaults: ClassVar[dict[str, Any]] = ASYNC_INVOCATION_DEFAULTS
+    sample_event = staticmethod(sample_event)
 
     def __init__(self, config: LocalDirSource, context: ConnectorContext) -> None:
         self.config = config
@@ -93,6 +99,10 @@ class LocalDirConnector(BaseConnector):
         self._tasks.append(asyncio.create_task(self._rescan_loop()))
         async for chunk in self._queue.items(self._tasks):
             yield chunk
+
+    def backlog(self) -> int:
+        """Changes found and not yet handed to the engine (see the connector contract)."""
+        return sum(len(chunk) for chunk in self._queue.queued())
 
     async def aclose(self) -> None:
         self._stop.set()

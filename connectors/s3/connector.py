@@ -58,7 +58,12 @@ from connectors.s3.listen import ListenStream, PushUnsupported
 from connectors.s3.normalize import AWS_EVENT_NAMES, Change, ObjectState
 from connectors.s3.reconcile import created_change, list_objects, removed_change
 from connectors.s3.webhook import WebhookReceiver, changes_of
-from connectors.s3_events import ASYNC_INVOCATION_DEFAULTS, s3_async_failure_record, s3_record
+from connectors.s3_events import (
+    ASYNC_INVOCATION_DEFAULTS,
+    s3_async_failure_record,
+    s3_record,
+    sample_event,
+)
 
 __all__ = ["S3Connector"]
 
@@ -75,6 +80,7 @@ class S3Connector(BaseConnector):
     config_model: ClassVar[builtins.type[S3Source]] = S3Source
     ordered: ClassVar[bool] = True
     defaults: ClassVar[dict[str, Any]] = ASYNC_INVOCATION_DEFAULTS
+    sample_event = staticmethod(sample_event)
 
     def __init__(self, config: S3Source, context: ConnectorContext) -> None:
         self.config = config
@@ -197,6 +203,10 @@ class S3Connector(BaseConnector):
             self._tasks.append(asyncio.create_task(self._from_spool()))
         async for chunk in self._queue.items(self._tasks):
             yield chunk
+
+    def backlog(self) -> int:
+        """Changes found and not yet handed to the engine (see the connector contract)."""
+        return sum(len(chunk) for chunk in self._queue.queued())
 
     async def aclose(self) -> None:
         for task in self._tasks:

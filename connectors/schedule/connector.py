@@ -38,7 +38,7 @@ from connectors.s3_events import ASYNC_INVOCATION_DEFAULTS, s3_async_failure_rec
 from connectors.schedule.config import ScheduleSource
 from connectors.schedule.expressions import Schedule, parse
 
-__all__ = ["Clock", "ScheduleConnector", "scheduled_event"]
+__all__ = ["Clock", "ScheduleConnector", "sample_event", "scheduled_event"]
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,29 @@ def scheduled_event(rule_arn: str, moment: float, *, account: str, region: str) 
     }
 
 
+def sample_event(
+    *,
+    rule: str = "my-schedule",
+    time: str = "",
+    region: str = "us-east-1",
+    account: str = "000000000000",
+) -> dict[str, Any]:
+    """The Scheduled Event of ``rule`` for the due ``time`` (ISO 8601, UTC unless it says
+    otherwise; default: this minute), as the source sends it without an ``input`` (the
+    ``sample_event`` hook)."""
+    if time:
+        try:
+            when = datetime.fromisoformat(time)
+        except ValueError:
+            raise ValueError(f"time {time!r}: ISO 8601, e.g. 2026-01-01T08:00:00Z") from None
+        moment = (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+    else:
+        moment = datetime.now(UTC).replace(second=0, microsecond=0).timestamp()
+    rule_arn = f"arn:aws:events:{region}:{account}:rule/{rule}"
+    event = scheduled_event(rule_arn, moment, account=account, region=region)
+    return dict(json.loads(dumps(event)))
+
+
 class ScheduleConnector(BaseConnector):
     type: ClassVar[str] = "schedule"
     config_model: ClassVar[builtins.type[ScheduleSource]] = ScheduleSource
@@ -88,6 +111,7 @@ class ScheduleConnector(BaseConnector):
     defaults: ClassVar[dict[str, Any]] = {**ASYNC_INVOCATION_DEFAULTS, "maximum_concurrency": 1}
 
     clock: Clock = WallClock()
+    sample_event = staticmethod(sample_event)
 
     @classmethod
     def check_mapping(cls, options: dict[str, Any]) -> list[tuple[str, str]]:

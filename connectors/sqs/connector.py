@@ -41,7 +41,7 @@ from bridge.errors import CheckpointError, ConfigError, SourceError
 from bridge.events import stream_failure_base
 from connectors.aws import create_client, translate_errors
 from connectors.sqs.config import SqsSource
-from connectors.sqs.normalize import filter_view, sqs_record
+from connectors.sqs.normalize import filter_view, sample_event, sqs_record
 
 __all__ = ["SqsConnector"]
 
@@ -68,6 +68,7 @@ class SqsConnector(BaseConnector):
         "maximum_batching_window_seconds": 0.0,
         "maximum_concurrency": 10,
     }
+    sample_event = staticmethod(sample_event)
 
     @classmethod
     def check_mapping(cls, options: dict[str, Any]) -> list[tuple[str, str]]:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import time
+import uuid
 from typing import Any
 
 from bridge.errors import NormalizeError
+from bridge.events import dumps, envelope
 from bridge.filtering import NotJson
 
-__all__ = ["filter_view", "sqs_record"]
+__all__ = ["filter_view", "sample_event", "sqs_record"]
 
 
 def _attribute(value: dict[str, Any]) -> dict[str, Any]:
@@ -64,3 +68,35 @@ def filter_view(event: dict[str, Any]) -> dict[str, Any]:
     except ValueError:
         decoded = NotJson(body)
     return {**event, "body": decoded}
+
+
+def sample_event(
+    *,
+    queue: str = "my-queue",
+    body: str = '{"hello": "world"}',
+    region: str = "us-east-1",
+    account: str = "000000000000",
+) -> dict[str, Any]:
+    """The event of one message of ``queue`` (the ``sample_event`` hook): a name ending
+    in ``.fifo`` is a FIFO queue, whose messages also carry their group, deduplication id
+    and sequence number."""
+    now = str(int(time.time() * 1000))
+    digest = hashlib.md5(body.encode(), usedforsecurity=False).hexdigest()
+    attributes = {"ApproximateReceiveCount": "1", "SentTimestamp": now}
+    if queue.endswith(".fifo"):
+        attributes |= {"SequenceNumber": "18849496460467696128", "MessageGroupId": "group-1"}
+    attributes["SenderId"] = "AIDAIENQZJOLO23YVJ4VO"
+    if queue.endswith(".fifo"):
+        attributes["MessageDeduplicationId"] = digest
+    attributes["ApproximateFirstReceiveTimestamp"] = now
+    message = {
+        "MessageId": str(uuid.uuid4()),
+        "ReceiptHandle": base64.b64encode(uuid.uuid4().bytes * 2).decode(),
+        "MD5OfBody": digest,
+        "Body": body,
+        "Attributes": attributes,
+    }
+    arn = f"arn:aws:sqs:{region}:{account}:{queue}"
+    record = sqs_record(message, queue_arn=arn, region=region)
+    event: dict[str, Any] = json.loads(envelope([dumps(record)]))
+    return event

@@ -50,6 +50,7 @@ from connectors.websocket.normalize import (
     filter_view,
     key_of,
     public_url,
+    sample_event,
     websocket_record,
 )
 
@@ -78,6 +79,7 @@ class WebSocketConnector(BaseConnector):
         "maximum_record_age_seconds": 86400,
         "maximum_concurrency": 100,
     }
+    sample_event = staticmethod(sample_event)
 
     def __init__(self, config: WebSocketSource, context: ConnectorContext) -> None:
         self.config = config

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -40,6 +41,7 @@ __all__ = [
     "filter_view",
     "key_of",
     "public_url",
+    "sample_event",
     "websocket_record",
 ]
 
@@ -128,3 +130,30 @@ def filter_view(record: dict[str, Any]) -> dict[str, Any]:
     except ValueError:
         decoded = NotJson(text)
     return {**record, "data": decoded}
+
+
+def sample_event(
+    *,
+    url: str = "wss://feed.example.com/v1",
+    data: str = '{"symbol": "AAPL", "price": 187.5}',
+    partition_key: str = "symbol",
+    frame_type: str = "text",
+    seq: int = 42,
+) -> dict[str, Any]:
+    """The event of one feed message (the ``sample_event`` hook): ``data`` received as a
+    ``frame_type`` ``text`` or ``binary`` frame (its UTF-8 bytes, base64 in the event),
+    keyed by the field ``partition_key`` of its JSON (empty: none), as the source's
+    option of that name."""
+    if frame_type not in ("text", "binary"):
+        raise ValueError(f"frame_type {frame_type!r}: text or binary")
+    payload = data.encode()
+    record = websocket_record(
+        seq=seq,
+        payload=payload,
+        binary=frame_type == "binary",
+        received=time.time(),
+        connection=1,
+        key=key_of(payload, partition_key or None),
+    )
+    event: dict[str, Any] = json.loads(envelope(public_url(url), [dumps(record)]))
+    return event
