@@ -9,8 +9,9 @@
 # there, or checkpoints are lost with the container.
 #
 # Targets: `lambda` (the Invoke API: an emulator, LocalStack, AWS) and `http` work as is.
-# A `runtime` target that starts its handler needs the handler's code and `awslambdaric`
-# in the image (build FROM this one and `pip install awslambdaric`).
+# A `runtime` target that starts its handler needs the handler's code in the image (build
+# FROM this one and copy it in); `awslambdaric` comes with trigger-bridge on Linux x86_64
+# and arm64.
 
 FROM python:3.11-slim AS build
 WORKDIR /src
@@ -35,13 +36,14 @@ WORKDIR /app
 COPY config ./config
 USER bridge
 
-# Healthy = the configuration the bridge runs from is valid. The bridge is PID 1, so a
-# dead bridge already stops the container; what a process check cannot see is a live edit
-# of the mounted config that does not validate (the bridge then keeps running the old one
-# and logs `config.rejected`): `validate` turns that into `unhealthy`. It exits 0 or 2 and
-# needs no network.
-HEALTHCHECK --interval=30s --timeout=20s --start-period=10s --retries=3 \
-    CMD ["trigger-bridge", "validate", "--config", "config/compose.yaml"]
+# Healthy = ready: every mapping of the configuration runs and every API listens, as the
+# bridge's admin server answers on /readyz (`status --ready` finds it through the state
+# dir, so it follows the config's admin settings). A mapping that keeps failing (its
+# source unreachable, say) or a live edit that cannot start makes it `unhealthy`.
+HEALTHCHECK --interval=15s --timeout=10s --start-period=30s --retries=3 \
+    CMD ["trigger-bridge", "status", "--ready", "--config", "config/compose.yaml"]
+
+EXPOSE 9470
 
 ENTRYPOINT ["trigger-bridge"]
 CMD ["run", "--config", "config/compose.yaml"]

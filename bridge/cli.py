@@ -21,10 +21,15 @@ __all__ = ["main"]
 
 # in the order ``--help`` lists them
 COMMANDS = (
+    "init",
     "run",
     "validate",
     "status",
+    "pause",
+    "resume",
     "generate_event",
+    "invoke",
+    "dlq",
 )
 
 

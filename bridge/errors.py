@@ -80,14 +80,18 @@ class DeliveryError(BridgeError):
 class TargetUnavailable(DeliveryError):
     """The target could not be reached or throttled us; retry without counting an attempt.
 
-    ``retry_after`` (seconds) is the target's own hint, if it gave one.
+    ``retry_after`` (seconds) is the target's own hint, if it gave one; ``throttled`` says
+    the target refused for want of capacity (a 429) rather than being unreachable.
     """
 
     retryable = True
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, *, retry_after: float | None = None, throttled: bool = False
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.throttled = throttled
 
 
 class FunctionError(DeliveryError):

@@ -21,6 +21,14 @@ __all__ = ["JsonFormatter", "setup_logging"]
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 _handler: logging.Handler | None = None
+FUNCTION_LOGGER = "bridge.function."  # + the function's name: what a function printed
+_STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
+    "message",
+    "asctime",
+    "taskName",
+    "event",
+    "fields",
+}
 
 
 class JsonFormatter(logging.Formatter):
@@ -40,9 +48,30 @@ class JsonFormatter(logging.Formatter):
                 doc.setdefault(key, value)
         else:
             doc["message"] = record.getMessage()
+            if record.name.startswith(FUNCTION_LOGGER):
+                doc["function"] = record.name[len(FUNCTION_LOGGER) :]
+            for key, value in record.__dict__.items():  # extra={...} of the call
+                if key not in _STANDARD and not key.startswith("_"):
+                    doc.setdefault(key, value)
         if record.exc_info:
             doc["exception"] = self.formatException(record.exc_info)
         return json.dumps(doc, default=str, ensure_ascii=False)
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time of each record (so a replaced
+    stream, as under pytest's capture, is followed rather than kept after it closed)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
 
 
 def setup_logging(level: int, fmt: str = "text") -> None:
@@ -50,7 +79,7 @@ def setup_logging(level: int, fmt: str = "text") -> None:
     replacing the handler an earlier call set (so it may be called again, as tests do);
     handlers others installed (pytest's capture) are left alone."""
     global _handler
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
     root = logging.getLogger()
     if _handler is not None:

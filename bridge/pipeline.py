@@ -44,6 +44,7 @@ from bridge.errors import BridgeError, NormalizeError, SourceError, SourceUnavai
 from bridge.events import dumps, not_normalized_record
 from bridge.filtering import FilterSet
 from bridge.lanes import Lane, Lanes
+from bridge.metrics import MappingStats
 from bridge.retry import Deliverer, RetryPolicy, Stopping
 from bridge.targets.base import Target
 
@@ -92,8 +93,10 @@ class Pipeline:
         filters: FilterSet | None,
         function_arn: str,
         partitions: PartitionControl | None = None,
+        stats: MappingStats | None = None,
     ) -> None:
         self.mapping = mapping
+        self.stats = stats if stats is not None else MappingStats()
         self.connector = connector
         self.options = options
         self.filters = filters if filters else None
@@ -127,6 +130,7 @@ class Pipeline:
             give_back=self._give_back,
             function_arn=function_arn,
             stopping=self._stopping,
+            stats=self.stats,
         )
         if partitions is not None:
             partitions.bind(self.revoke, self.lanes)
@@ -136,12 +140,30 @@ class Pipeline:
             encode if self.filters is None and callable(encode) else None
         )
         self._in_flight: dict[asyncio.Task[None], Lane] = {}  # delivery task -> its lane
+        self._heads: dict[asyncio.Task[None], Record] = {}  # delivery task -> first record
         self._invalid: dict[Record, str] = {}  # records that could not be shaped: why
         self._revoking: set[str] = set()  # partitions being revoked: read nothing of them
         self._crash: BaseException | None = None
         self._crashed = asyncio.Event()
         self._reported: set[type[BaseException]] = set()
         self._dispatcher: asyncio.Task[None] | None = None
+
+    @property
+    def in_flight(self) -> int:
+        """Records read and not yet committed (or forgotten)."""
+        return self.lanes.count
+
+    def oldest_age(self) -> float | None:
+        """Seconds since the oldest record read and not yet settled was written to its
+        source (``Record.arrived``); None when there is none. For metrics: it looks at the
+        head of each lane and each batch in flight, not at every record."""
+        heads = [r.arrived for r in self._heads.values()]
+        for lane in self.lanes.by_partition.values():
+            if lane.live:
+                heads.append(next(iter(lane.live)).arrived)
+            elif lane.queue:
+                heads.append(lane.queue[0].arrived)
+        return max(0.0, time.time() - min(heads)) if heads else None
 
     def stop(self) -> None:
         """Ask ``run()`` to drain and return."""
@@ -239,6 +261,7 @@ class Pipeline:
         revoking = self._revoking
         lane: Lane | None = None
         count = size = filtered = 0
+        self.stats.read += len(chunk)
         for record in chunk:
             if revoking and record.partition in revoking:
                 continue  # no longer ours: never committed, its new owner reads it
@@ -282,6 +305,7 @@ class Pipeline:
         if lane is not None:
             lanes.grew(lane, count, size)
         if filtered:
+            self.stats.filtered += filtered
             telemetry.emit(telemetry.RECORD_FILTERED, mapping=self.mapping, records=filtered)
 
     def _unexpected(self, exc: Exception) -> str:
@@ -313,6 +337,7 @@ class Pipeline:
             now=time.time(),
         )
         await self.deliverer.write_failures([document])
+        self.stats.dead_lettered["RecordNotNormalized"] += 1
         self.tracker.settle([record])
 
     # ------------------------------------------------------------ dispatching
@@ -327,6 +352,7 @@ class Pipeline:
                     lane: Lane = batch[0].lane
                     task = asyncio.create_task(self._deliver(batch, lane, lane.settled_seq))
                     self._in_flight[task] = lane
+                    self._heads[task] = batch[0]
                     task.add_done_callback(self._discard)
             deadline = batcher.next_deadline()
             timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -337,6 +363,7 @@ class Pipeline:
 
     def _discard(self, task: asyncio.Task[None]) -> None:
         self._in_flight.pop(task, None)
+        self._heads.pop(task, None)
         # the wake-up in _deliver may have run the dispatcher before this callback, while
         # the task still held its slot: wake it again now that the slot is free
         self._wake.set()

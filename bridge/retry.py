@@ -50,6 +50,7 @@ from bridge.connector import Connector, FailureContext, Record
 from bridge.destinations import Destination, DestinationError
 from bridge.errors import FunctionError, TargetRejected, TargetUnavailable
 from bridge.events import new_request_id
+from bridge.metrics import MappingStats
 from bridge.targets.base import Target
 
 __all__ = ["Deliverer", "RetryPolicy", "Stopping"]
@@ -103,8 +104,10 @@ class Deliverer:
         function_arn: str,
         stopping: asyncio.Event,
         timeout: float | None = None,
+        stats: MappingStats | None = None,
     ) -> None:
         self.mapping = mapping
+        self.stats = stats if stats is not None else MappingStats()
         self.connector = connector
         self.target = target
         self.destination = destination
@@ -142,6 +145,8 @@ class Deliverer:
                 await self._dead_letter(records, "MaximumPayloadSizeExceeded", attempts, payload)
                 return []
             attempts += 1
+            if attempts > 1:
+                self.stats.retries += 1
             request_id = new_request_id()
             outcome = await self._invoke(payload, request_id, records)
             if outcome is None:  # the target was unavailable until records aged out
@@ -158,12 +163,16 @@ class Deliverer:
                 failed = self._failed_items(outcome.response, records)
                 if not failed:
                     self.settle(records)
+                    self.stats.delivered_now(len(records), records[-1].arrived)
                     telemetry.emit(
                         telemetry.BATCH_DELIVERED, mapping=self.mapping, records=len(records)
                     )
                     return []
                 done, records = self._split_partial(records, failed)
                 self.settle(done)
+                if done:
+                    self.stats.delivered_now(len(done), done[-1].arrived)
+                self.stats.failed += len(records)
                 payload = self.connector.encode_event(records)
                 telemetry.emit(
                     telemetry.BATCH_PARTIAL,
@@ -178,6 +187,7 @@ class Deliverer:
             else:
                 assert isinstance(outcome.error, FunctionError)
                 error = outcome.error
+                self.stats.failed += len(records)
                 telemetry.emit(
                     telemetry.BATCH_FAILED,
                     mapping=self.mapping,
@@ -213,7 +223,7 @@ class Deliverer:
         machine per invocation); when it finds the target unavailable, tenacity takes
         over with that failure as its first attempt, so the backoff is the same."""
         try:
-            return await self._attempt(payload, request_id)
+            return await self._attempt(payload, request_id, len(records))
         except TargetUnavailable as exc:
             first: TargetUnavailable | None = exc
 
@@ -230,12 +240,7 @@ class Deliverer:
             wait=wait,
             stop=stop,
             sleep=self._sleep,
-            before_sleep=lambda s: telemetry.emit(
-                telemetry.TARGET_UNAVAILABLE,
-                mapping=self.mapping,
-                error=str(s.outcome.exception()) if s.outcome else "",
-                level=logging.WARNING,
-            ),
+            before_sleep=self._unavailable,
             reraise=True,
         )
         try:
@@ -244,23 +249,41 @@ class Deliverer:
                     if first is not None:
                         failure, first = first, None
                         raise failure
-                    return await self._attempt(payload, request_id)
+                    self.stats.retries += 1
+                    return await self._attempt(payload, request_id, len(records))
         except TargetUnavailable:
             if self.stopping.is_set():
                 raise Stopping() from None
             return None
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _attempt(self, payload: bytes, request_id: str) -> _Outcome:
+    def _unavailable(self, state: RetryCallState) -> None:
+        telemetry.emit(
+            telemetry.TARGET_UNAVAILABLE,
+            mapping=self.mapping,
+            error=str(state.outcome.exception()) if state.outcome else "",
+            level=logging.WARNING,
+        )
+
+    async def _attempt(self, payload: bytes, request_id: str, records: int) -> _Outcome:
         """Invoke once: the function's answer, or raise TargetUnavailable (also for an
         exception the target did not classify, whose traceback is logged once)."""
+        stats = self.stats
+        started = time.monotonic()
         try:
             response = await self.target.invoke(
                 payload, request_id=request_id, timeout=self.timeout
             )
-        except (FunctionError, TargetRejected) as exc:
+        except FunctionError as exc:
+            stats.invoked(records, time.monotonic() - started)
+            stats.function_errors += 1
             return _Outcome(ok=False, error=exc)
-        except TargetUnavailable:
+        except TargetRejected as exc:
+            stats.invoked(records, time.monotonic() - started)
+            return _Outcome(ok=False, error=exc)
+        except TargetUnavailable as exc:
+            if exc.throttled:
+                stats.throttles += 1
             raise
         except Exception as exc:
             if type(exc) not in self._reported:
@@ -273,6 +296,7 @@ class Deliverer:
             raise TargetUnavailable(
                 f"function {self.target.name}: unexpected {type(exc).__name__}: {exc}"
             ) from exc
+        stats.invoked(records, time.monotonic() - started)
         return _Outcome(ok=True, response=response)
 
     def _failed_items(self, response: bytes, records: list[Record]) -> set[int] | None:
@@ -378,6 +402,7 @@ class Deliverer:
         )
         document = self.connector.failure_record(records, ctx)
         await self.write_failures([document])
+        self.stats.dead_lettered[condition] += len(records)
         telemetry.emit(
             telemetry.DEAD_LETTERED,
             mapping=self.mapping,

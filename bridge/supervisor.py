@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,7 @@ from bridge.destinations import build_destination
 from bridge.errors import BridgeError, CheckpointError, ConfigError, TargetUnavailable
 from bridge.events import function_arn
 from bridge.front.config import EventBusConfig
+from bridge.metrics import MappingView, stats_for
 from bridge.pipeline import CLOSE_TIMEOUT, Pipeline, PipelineOptions
 from bridge.registry import connector_class
 from bridge.retry import RetryPolicy
@@ -84,6 +87,9 @@ class _MappingRunner:
         self.store = store
         self._stopped = asyncio.Event()
         self._pipeline: Pipeline | None = None
+        self.state = "starting"  # running, restarting (after a failure), failed, stopped
+        self.error: str | None = None  # the last failure, and when (epoch seconds)
+        self.error_at: float | None = None
         self.task: asyncio.Task[None] = asyncio.create_task(
             self._run(), name=f"mapping:{mapping.name}"
         )
@@ -143,6 +149,7 @@ class _MappingRunner:
             filters=mapping.filter_criteria.compile() if mapping.filter_criteria else None,
             function_arn=function_arn(name, config.region, config.account_id),
             partitions=partitions,
+            stats=stats_for(mapping.name),
         )
 
     async def _run(self) -> None:
@@ -154,10 +161,12 @@ class _MappingRunner:
                 await self.target.ensure_started()
                 if self._stopped.is_set():
                     return
+                self.state = "running"
                 telemetry.emit(telemetry.MAPPING_STARTED, mapping=self.mapping.name)
                 await self._pipeline.run()
                 return
             except ConfigError as exc:
+                self._failed("failed", exc)
                 telemetry.emit(
                     telemetry.MAPPING_FAILED,
                     mapping=self.mapping.name,
@@ -169,6 +178,7 @@ class _MappingRunner:
             except Exception as exc:
                 if time.monotonic() - started > MAX_RESTART_DELAY:
                     delay = 1.0
+                self._failed("restarting", exc)
                 telemetry.emit(
                     # a BridgeError is the world (a source down); anything else is a bug,
                     # whose traceback the pipeline logged
@@ -186,6 +196,33 @@ class _MappingRunner:
             finally:
                 self._pipeline = None
 
+    def _failed(self, state: str, exc: BaseException) -> None:
+        self.state, self.error, self.error_at = state, str(exc) or repr(exc), time.time()
+
+    def view(self) -> MappingView:
+        """What ``/metrics`` and ``status`` show of this mapping now."""
+        m, pipeline = self.mapping, self._pipeline
+        in_flight, oldest, lag, pending = 0, None, {}, None
+        if pipeline is not None and self.state == "running":
+            in_flight, oldest = pipeline.in_flight, pipeline.oldest_age()
+            connector: Any = pipeline.connector
+            if callable(getattr(connector, "offset_lag", None)):
+                lag = connector.offset_lag()
+            if callable(getattr(connector, "backlog", None)):
+                pending = connector.backlog() + in_flight
+        return MappingView(
+            name=m.name,
+            source=m.source["type"],
+            function=m.function,
+            state=self.state,
+            in_flight=in_flight,
+            oldest_age=oldest,
+            offset_lag=lag,
+            pending=pending,
+            error=self.error,
+            error_at=self.error_at,
+        )
+
     async def stop(self) -> None:
         self._stopped.set()
         if self._pipeline is not None:
@@ -197,6 +234,7 @@ class _MappingRunner:
         if not done:
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)
+        self.state = "stopped"
         telemetry.emit(telemetry.MAPPING_STOPPED, mapping=self.mapping.name)
 
 
@@ -328,6 +366,37 @@ def _wants_trust(config: BridgeConfig | None) -> bool:
     return config is not None and any(api.type == "websocket" for api in config.apis)
 
 
+PAUSED_FILE = "paused.json"
+
+
+def _read_paused(state_dir: str) -> set[str]:
+    """The mappings paused in ``state_dir`` (a missing or unreadable file: none, said)."""
+    path = Path(state_dir) / PAUSED_FILE
+    try:
+        names = json.loads(path.read_text())
+    except FileNotFoundError:
+        return set()
+    except (OSError, ValueError) as exc:
+        log.error("%s cannot be read (%s); no mapping is paused", path, exc)
+        return set()
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        log.error("%s is not a list of mapping names; no mapping is paused", path)
+        return set()
+    return set(names)
+
+
+def _write_paused(state_dir: str, names: set[str]) -> None:
+    """Replace ``paused.json`` atomically (and durably)."""
+    path = Path(state_dir) / PAUSED_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w") as f:
+        json.dump(sorted(names), f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
 class Supervisor:
     def __init__(self) -> None:
         self._config: BridgeConfig | None = None
@@ -339,6 +408,7 @@ class Supervisor:
         self._applying = asyncio.Lock()
         self._lock: StateLock | None = None  # on the state directory in use
         self._new_lock: StateLock | None = None
+        self._paused: set[str] = set()  # mappings paused by ``pause()``, kept in state_dir
 
     @property
     def running(self) -> list[str]:
@@ -387,7 +457,10 @@ class Supervisor:
             # nothing below raises: swap
             if restart_all:
                 await self._stop_all()
-            wanted = {m.name: m for m in config.mappings if m.enabled}
+            self._paused = _read_paused(config.state_dir)
+            wanted = {
+                m.name: m for m in config.mappings if m.enabled and m.name not in self._paused
+            }
             to_stop = [
                 name
                 for name, runner in self._runners.items()
@@ -440,6 +513,80 @@ class Supervisor:
                 stopped=len([n for n in to_stop if n not in wanted]),
                 apis=len(wanted_apis),
             )
+
+    # ------------------------------------------------------------ operations
+
+    def mapping_views(self) -> list[MappingView]:
+        """Every mapping of the running configuration, in file order, as ``/metrics`` and
+        ``status`` show it (disabled and paused ones too)."""
+        if self._config is None:
+            return []
+        views = []
+        for m in self._config.mappings:
+            runner = self._runners.get(m.name)
+            if runner is not None:
+                views.append(runner.view())
+                continue
+            state = "paused" if m.name in self._paused else "disabled"
+            views.append(MappingView(m.name, m.source["type"], m.function, state))
+        return views
+
+    def readiness(self) -> list[str]:
+        """What keeps the bridge from being ready: each enabled mapping not running, each
+        API or event bus not listening. Empty when ready (paused and disabled mappings do
+        not count: they are meant to be still)."""
+        if self._config is None:
+            return ["no configuration applied yet"]
+        problems = [
+            f"mapping {name}: {runner.state}"
+            + (f" ({runner.error})" if runner.error and runner.state != "running" else "")
+            for name, runner in self._runners.items()
+            if runner.state != "running"
+        ]
+        for kind, addresses in (("api", self.apis), ("event bus", self.buses)):
+            problems += [f"{kind} {n}: not listening" for n, a in addresses.items() if a is None]
+        return problems
+
+    async def pause(self, name: str) -> bool:
+        """Stop mapping ``name`` (drained as on shutdown: what settled is committed) and
+        keep it stopped, across reloads and restarts (``paused.json`` in the state dir),
+        until ``resume``. False if it was already paused; ``KeyError`` for an unknown
+        mapping; ``OSError`` if the state cannot be written (then nothing changed)."""
+        async with self._applying:
+            self._known(name)
+            if name in self._paused:
+                return False
+            assert self._config is not None
+            _write_paused(self._config.state_dir, self._paused | {name})
+            self._paused.add(name)
+            runner = self._runners.pop(name, None)
+            if runner is not None:
+                await runner.stop()
+            telemetry.emit(telemetry.MAPPING_PAUSED, mapping=name)
+            return True
+
+    async def resume(self, name: str) -> bool:
+        """Undo ``pause``: the mapping starts again from its checkpoint (if it is
+        enabled). False if it was not paused; ``KeyError``/``OSError`` as ``pause``."""
+        async with self._applying:
+            mapping = self._known(name)
+            if name not in self._paused:
+                return False
+            assert self._config is not None and self._store is not None
+            _write_paused(self._config.state_dir, self._paused - {name})
+            self._paused.discard(name)
+            if mapping.enabled and name not in self._runners:
+                self._runners[name] = _MappingRunner(
+                    mapping, self._config, self._targets[mapping.function], self._store
+                )
+            telemetry.emit(telemetry.MAPPING_RESUMED, mapping=name)
+            return True
+
+    def _known(self, name: str) -> MappingConfig:
+        for m in self._config.mappings if self._config else []:
+            if m.name == name:
+                return m
+        raise KeyError(name)
 
     def _prepare(
         self, config: BridgeConfig, restart_all: bool, changed_functions: set[str]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -53,42 +52,9 @@ def test_validate_says_when_a_file_has_nothing_to_run(
         assert "nothing to run: no mappings" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(
-    ("source", "keys"),
-    [
-        ("s3", {"eventVersion", "eventSource", "s3", "eventName", "awsRegion"}),
-        ("sqs", {"messageId", "receiptHandle", "body", "md5OfBody", "eventSourceARN"}),
-        ("dynamodb", {"eventID", "eventName", "dynamodb", "eventSourceARN", "eventVersion"}),
-    ],
-)
-def test_generate_event_prints_records_shaped_like_aws(
-    source: str, keys: set[str], capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert main(["generate-event", source]) == 0
-    [record] = json.loads(capsys.readouterr().out)["Records"]
-    assert keys <= set(record)
-
-
-def test_generate_kafka_event(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["generate-event", "kafka"]) == 0
-    event = json.loads(capsys.readouterr().out)
-    assert event["eventSource"] == "SelfManagedKafka"
-    [record] = event["records"]["mytopic-0"]
-    assert record["partition"] == 0 and isinstance(record["timestamp"], int)
-
-
-def test_generate_websocket_event(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["generate-event", "websocket"]) == 0
-    event = json.loads(capsys.readouterr().out)
-    assert event["eventSource"] == "trigger-bridge:websocket"
-    text, binary = event["records"]
-    assert json.loads(text["data"])["symbol"] == text["partitionKey"] == "AAPL"
-    assert text["isBase64Encoded"] is False and binary["isBase64Encoded"] is True
-    assert text["sequenceNumber"] == "42" and binary["frameType"] == "binary"
-
-
 def test_readme_first_command_runs_the_example_handler(tmp_path: Path) -> None:
-    """`trigger-bridge run` on config/local.yaml: a dropped file runs the handler."""
+    """`trigger-bridge run` without --config (the packaged default, bridge/default/): a
+    dropped file runs the handler."""
     inbox = tmp_path / "inbox"
     env = {**os.environ, "TB_INBOX": str(inbox), "TB_STATE_DIR": str(tmp_path / "state")}
     log = tmp_path / "bridge.log"
@@ -140,13 +106,13 @@ def test_status_shows_checkpoints_and_dead_letters(
         "mapping",
         "source",
         "function",
-        "enabled",
+        "state",
         "checkpoints",
         "spooled",
         "dead",
         "letters",
     ]
-    assert lines[1].split() == ["inbox", "local_dir", "f", "True", "2", "-", "3"]
+    assert lines[1].split() == ["inbox", "local_dir", "f", "stopped", "2", "-", "3"]
 
 
 def test_status_counts_what_waits_in_a_spool(
@@ -178,5 +144,5 @@ def test_status_counts_what_waits_in_a_spool(
     size = asyncio.run(fill())
     assert main(["status", "--config", str(config)]) == 0
     row = capsys.readouterr().out.splitlines()[1].split()
-    assert row[:6] == ["feed.1", "websocket", "f", "True", "0", "3"]
+    assert row[:6] == ["feed.1", "websocket", "f", "stopped", "0", "3"]
     assert row[6] == f"({size}"

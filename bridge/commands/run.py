@@ -1,5 +1,6 @@
 """``trigger-bridge run``: run the mappings and APIs of a config file until SIGTERM or
-SIGINT; edits of the file apply live."""
+SIGINT; edits of the file apply live, and so does ``SIGHUP`` (read the file again). The
+admin server (:mod:`bridge.admin`) and the progress lines run beside the mappings."""
 
 from __future__ import annotations
 
@@ -29,11 +30,12 @@ def main(args: argparse.Namespace) -> int:
     config = load_or_report(args)
     if config is None:
         return 2
-    return asyncio.run(_run(Path(args.config), config, reload=not args.no_reload))
+    return asyncio.run(_run(Path(args.config), config, watch=not args.no_reload))
 
 
-async def _run(path: Path, config: BridgeConfig, *, reload: bool) -> int:
-    from bridge.reload import watch_config
+async def _run(path: Path, config: BridgeConfig, *, watch: bool) -> int:
+    from bridge.admin import AdminServer, progress_loop
+    from bridge.reload import reload_now, watch_config
     from bridge.supervisor import Supervisor
 
     stop = asyncio.Event()
@@ -41,6 +43,26 @@ async def _run(path: Path, config: BridgeConfig, *, reload: bool) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     supervisor = Supervisor()
+    current = config
+
+    async def applied(new: BridgeConfig) -> None:
+        nonlocal current
+        current = new
+        await admin.apply(new)
+
+    async def reload() -> str | None:
+        return await reload_now(path, supervisor, applied=applied)
+
+    admin = AdminServer(supervisor, config_path=str(path), reload=reload)
+    background: set[asyncio.Task[object]] = set()
+
+    def on_hangup() -> None:
+        telemetry.emit(telemetry.CONFIG_RELOAD_ASKED, via="SIGHUP")
+        task: asyncio.Task[object] = asyncio.create_task(reload())
+        background.add(task)
+        task.add_done_callback(background.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_hangup)
     telemetry.emit(
         telemetry.STARTED, config=str(path), mappings=len(config.mappings), apis=len(config.apis)
     )
@@ -57,12 +79,16 @@ async def _run(path: Path, config: BridgeConfig, *, reload: bool) -> int:
     # what start-up built (modules, config, clients) lives as long as the process: keep the
     # cyclic GC from scanning it again and again (about 40 % of its time under load)
     gc.freeze()
-    watcher = asyncio.create_task(watch_config(path, supervisor, stop)) if reload else None
+    await admin.apply(config)
+    tasks = [asyncio.create_task(progress_loop(supervisor, lambda: current.progress_log_seconds))]
+    if watch:
+        tasks.append(asyncio.create_task(watch_config(path, supervisor, stop, applied=applied)))
     await stop.wait()
     telemetry.emit(telemetry.STOPPING)
-    if watcher is not None:
-        watcher.cancel()
-        await asyncio.gather(watcher, return_exceptions=True)
+    for task in [*tasks, *background]:
+        task.cancel()
+    await asyncio.gather(*tasks, *background, return_exceptions=True)
     await supervisor.aclose()
+    await admin.aclose()
     telemetry.emit(telemetry.STOPPED)
     return 0

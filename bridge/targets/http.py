@@ -104,6 +104,7 @@ class HttpTarget:
             raise TargetUnavailable(
                 what,
                 retry_after=float(retry_after) if retry_after and retry_after.isdigit() else None,
+                throttled=status == 429,
             )
         if status >= 500:
             raise FunctionError(what, error_type="HttpError", payload=content, status_code=status)

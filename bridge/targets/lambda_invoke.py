@@ -175,7 +175,9 @@ class LambdaInvokeTarget:
             return body
         what = f"function {self.name}: HTTP {status} {_short(body)}"
         if status == 429 or status >= 500 or status in (401, 403, 404, 408):
-            raise TargetUnavailable(what, retry_after=_retry_after(response))
+            raise TargetUnavailable(
+                what, retry_after=_retry_after(response), throttled=status == 429
+            )
         raise TargetRejected(what, status=status)
 
 
