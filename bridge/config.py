@@ -96,9 +96,23 @@ class RuntimeFunction(_Model):
         "Lambda's variables, PATH and LANG, as in Lambda",
     )
     handler: str | None = None
-    concurrency: int = Field(1, ge=1, le=256, description="function processes")
+    concurrency: int = Field(
+        1, ge=1, le=256, description="reserved concurrency: the most instances at once"
+    )
+    min_instances: int = Field(
+        0, ge=0, le=256, description="instances kept warm (provisioned concurrency); 0: none"
+    )
+    idle_timeout_seconds: float = Field(
+        300.0, gt=0, le=86400, description="an instance without work this long is stopped"
+    )
+    layers: list[str] = Field(
+        default_factory=list,
+        description="folders laid out as Lambda layers (python/, lib/, bin/), later first",
+    )
     timeout: float = Field(3.0, gt=0, le=900, description="seconds, as Lambda's Timeout")
-    memory_size: int = Field(128, ge=128, le=10240)
+    memory_size: int = Field(
+        128, ge=128, le=10240, description="MB; an instance using more is ended (OutOfMemory)"
+    )
     host: str = "127.0.0.1"
     port: int = Field(
         0, ge=0, le=65535, description="the shared address, only without command; 0 picks one"
@@ -108,6 +122,15 @@ class RuntimeFunction(_Model):
         description="without command: every runtime must use the keyed address (written to "
         "<state_dir>/runtime/<function>.address), even processes of the bridge's own user",
     )
+
+    @model_validator(mode="after")
+    def _instances_within_concurrency(self) -> RuntimeFunction:
+        if self.min_instances > self.concurrency:
+            raise ValueError(
+                f"min_instances ({self.min_instances}) may not exceed concurrency "
+                f"({self.concurrency}), the most instances the function may have"
+            )
+        return self
 
     @model_validator(mode="after")
     def _port_needs_no_command(self) -> RuntimeFunction:

@@ -426,11 +426,19 @@ class Supervisor:
 
     async def call(self, function: str, payload: bytes, *, request_id: str) -> bytes:
         """Invoke ``function`` of the running configuration once, synchronously (the front
-        door's :data:`~bridge.front.invoke.Call`); raises as ``Target.invoke`` does."""
+        door's :data:`~bridge.front.invoke.Call`); raises as ``Target.invoke`` does. A
+        function whose every instance is busy at its reserved concurrency is throttled at
+        once, as Lambda throttles a synchronous invocation (``TargetUnavailable`` with
+        ``throttled``), instead of waiting."""
         handle = self._targets.get(function)
         if handle is None:
             raise TargetUnavailable(f"function {function!r} is not configured")
         await handle.ensure_started()
+        if getattr(handle.target, "saturated", False):
+            raise TargetUnavailable(
+                f"function {function!r}: every instance is busy (its reserved concurrency)",
+                throttled=True,
+            )
         return await handle.target.invoke(payload, request_id=request_id, timeout=None)
 
     async def apply(self, config: BridgeConfig) -> None:

@@ -204,6 +204,9 @@ class HttpApiServer:
             self._tell(telemetry.API_UNAVAILABLE, route, str(exc))
             return _error("function_error"), route
         except TargetUnavailable as exc:
+            if exc.throttled:  # the function is at its concurrency: Lambda's 429
+                telemetry.emit(telemetry.API_THROTTLED, api=self.config.name, route=route)
+                return _error("throttled"), route
             self._tell(telemetry.API_UNAVAILABLE, route, str(exc))
             return _error("unavailable"), route
         try:

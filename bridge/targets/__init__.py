@@ -83,5 +83,8 @@ def build_target(name: str, function: FunctionConfig, config: BridgeConfig) -> T
         account_id=config.account_id,
         handler=function.handler,
         require_key=function.require_key,
+        min_instances=function.min_instances if command else None,
+        idle_timeout=function.idle_timeout_seconds,
+        layers=function.layers,
         address_file=(None if command else Path(config.state_dir) / "runtime" / f"{name}.address"),
     )

@@ -53,6 +53,16 @@ def exit_error(returncode: int) -> ErrorFactory:
     return make
 
 
+def out_of_memory_error(request_id: str) -> FunctionError:
+    """Lambda's error for an instance that went over its memory size and was ended."""
+    message = f"RequestId: {request_id} Error: Runtime exited with error: signal: killed"
+    return FunctionError(
+        message,
+        error_type="Runtime.OutOfMemory",
+        payload=error_document("Runtime.OutOfMemory", message),
+    )
+
+
 def reported_error(body: bytes, header: str | None) -> FunctionError:
     """The error a runtime posted: its document as payload, its ``errorType`` first.
 
@@ -103,6 +113,7 @@ class Invocation:
     holder: Worker | None = None  # None: a runtime the bridge does not run
     deadline_ms: int = 0
     timer: asyncio.TimerHandle | None = None
+    started: float = 0.0  # monotonic: when a runtime took it
 
 
 class UnknownInvocation(LookupError):
@@ -116,14 +127,26 @@ class InvocationRegistry:
     passes the invocation fails with ``Sandbox.Timedout`` and ``on_timeout(invocation)`` is
     called. A caller (a :class:`Worker`, or ``None`` for runtimes the bridge does not run)
     may only answer invocations it took.
+
+    ``on_start(invocation)`` is called when a runtime took an invocation, ``on_finish(
+    invocation, result)`` when a taken one is settled (the platform's log lines).
     """
 
-    def __init__(self, on_timeout: Callable[[Invocation], None]) -> None:
+    def __init__(
+        self,
+        on_timeout: Callable[[Invocation], None],
+        *,
+        on_start: Callable[[Invocation], None] | None = None,
+        on_finish: Callable[[Invocation, bytes | DeliveryError], None] | None = None,
+    ) -> None:
         self._on_timeout = on_timeout
+        self._on_start = on_start
+        self._on_finish = on_finish
         self._queue: deque[Invocation] = deque()
         self._pollers: deque[tuple[Worker | None, asyncio.Future[Invocation]]] = deque()
         self._running: dict[str, Invocation] = {}
         self._failed_inits: dict[Worker | None, ErrorFactory] = {}
+        self._handed = 0  # given to a waiting runtime, which has not resumed to take it yet
         self._closed = False
 
     def submit(self, payload: bytes, *, request_id: str, timeout: float) -> Invocation:
@@ -151,8 +174,10 @@ class InvocationRegistry:
                 self._pollers.append((caller, waiter))
                 try:
                     invocation = await waiter
+                    self._handed -= 1
                 except asyncio.CancelledError:  # the runtime hung up
                     if waiter.done() and not waiter.cancelled():
+                        self._handed -= 1
                         self._dispatch(waiter.result(), front=True)
                     elif (caller, waiter) in self._pollers:
                         self._pollers.remove((caller, waiter))
@@ -200,6 +225,32 @@ class InvocationRegistry:
         """Whether a runtime is polling for an invocation right now."""
         return any(not waiter.done() for _, waiter in self._pollers)
 
+    @property
+    def queued(self) -> int:
+        """Invocations no runtime has taken yet."""
+        return len(self._queue)
+
+    def busy_instances(self) -> int:
+        """How many callers run an invocation now, or have been given one to take."""
+        return len({i.holder for i in self._running.values()}) + self._handed
+
+    def holds(self, caller: Worker) -> bool:
+        """Whether ``caller`` is running an invocation."""
+        return any(i.holder is caller for i in self._running.values())
+
+    def withdraw(self, caller: Worker) -> bool:
+        """Take ``caller`` out of the runtimes waiting for work, if it waits and holds
+        nothing: no invocation can reach it any more (it is about to be stopped). Its poll
+        stays unanswered. False (nothing changed) when it is busy or not polling."""
+        if self.holds(caller):
+            return False
+        mine = [(c, w) for c, w in self._pollers if c is caller and not w.done()]
+        if not mine:
+            return False
+        for entry in mine:
+            self._pollers.remove(entry)
+        return True
+
     def forgive(self, caller: Worker | None) -> None:
         """``caller`` initialised fine after all: forget its failed cold start."""
         self._failed_inits.pop(caller, None)
@@ -217,10 +268,13 @@ class InvocationRegistry:
             self.finish(invocation, TargetUnavailable(message))
 
     def _dispatch(self, invocation: Invocation, *, front: bool = False) -> None:
+        # the runtime that asked last takes it: under a falling load the same few instances
+        # keep the work and the others go idle, to be stopped after the idle timeout
         while self._pollers:
-            _, waiter = self._pollers.popleft()
+            _, waiter = self._pollers.pop()
             if not waiter.done():
                 waiter.set_result(invocation)
+                self._handed += 1
                 return
         if front:
             self._queue.appendleft(invocation)
@@ -235,11 +289,16 @@ class InvocationRegistry:
 
     def _take(self, invocation: Invocation, caller: Worker | None) -> None:
         invocation.holder = caller
+        invocation.started = time.monotonic()
+        if caller is not None:
+            caller.last_active = invocation.started
         invocation.deadline_ms = int((time.time() + invocation.timeout) * 1000)
         loop = asyncio.get_running_loop()
         invocation.timer = loop.call_later(invocation.timeout, self._expire, invocation)
         self._running[invocation.request_id] = invocation
         invocation.left_queue.set()
+        if self._on_start is not None:
+            self._on_start(invocation)
 
     def _expire(self, invocation: Invocation) -> None:
         if self._running.get(invocation.request_id) is invocation:
@@ -250,6 +309,10 @@ class InvocationRegistry:
         """Settle ``invocation`` with ``result`` unless it is settled already."""
         if self._running.get(invocation.request_id) is invocation:
             del self._running[invocation.request_id]
+            if invocation.holder is not None:
+                invocation.holder.last_active = time.monotonic()
+            if self._on_finish is not None:
+                self._on_finish(invocation, result)
         elif invocation in self._queue:
             self._queue.remove(invocation)
         if invocation.timer is not None:

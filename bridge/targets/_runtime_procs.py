@@ -22,12 +22,17 @@ import asyncio
 import contextlib
 import ctypes
 import ctypes.util
+import fcntl
 import logging
 import os
 import signal
+import termios
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from bridge.targets._runtime_instances import memory_mb
 
 _PR_SET_PDEATHSIG = 1
 _prctl: Callable[..., int] | None
@@ -115,6 +120,25 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
+def _tree_rss(pid: int) -> int:
+    """MB resident of ``pid`` and its descendants (as far as ``/proc`` lists children)."""
+    total, todo, seen = 0, [pid], set()
+    while todo:
+        current = todo.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        used = memory_mb(current)
+        if used is not None:
+            total += used[0]
+        try:
+            with open(f"/proc/{current}/task/{current}/children") as f:
+                todo.extend(int(c) for c in f.read().split())
+        except (OSError, ValueError):
+            pass
+    return total
+
+
 class Backoff:
     """Restart delays after crashes: ``initial`` doubling up to ``cap`` seconds.
 
@@ -143,6 +167,8 @@ SpawnErrorHook = Callable[["Worker", OSError], None]
 InitTimeoutHook = Callable[["Worker"], None]
 
 INIT_TIMEOUT = 10.0  # seconds: Lambda's limit on the init phase
+MEMORY_CHECK_SECONDS = 0.1  # how often a busy or starting instance's memory is looked at
+_OUTPUT_WAIT = 0.05  # at most this long for a process's output to be read before END
 
 
 class Worker:
@@ -155,6 +181,10 @@ class Worker:
     than ``init_timeout`` (the process is then replaced). ``polled`` and
     ``init_error_reported`` describe the current process; the Runtime API handlers tell
     them with :meth:`mark_polled` and :meth:`report_init_error`.
+
+    With ``memory_limit`` (MB) the process (and what it started) is watched while it
+    starts and while ``busy()`` says it runs an invocation: over the limit it is killed,
+    :attr:`out_of_memory` is set for the exit that follows, and it is replaced at once.
     """
 
     def __init__(
@@ -170,8 +200,18 @@ class Worker:
         on_init_timeout: InitTimeoutHook | None = None,
         init_timeout: float = INIT_TIMEOUT,
         backoff: Backoff | None = None,
+        memory_limit: int | None = None,
+        busy: Callable[[Worker], bool] | None = None,
     ) -> None:
         self.index = index
+        self.last_active = time.monotonic()  # last took or finished an invocation
+        self.out_of_memory = False  # the current process was ended for its memory
+        self.peak_memory = 0  # MB, the most the current process was seen using
+        self._memory_limit = memory_limit
+        self._busy = busy
+        self._spawned_at = 0.0
+        self._init_ms: float | None = None  # the current process's init, until reported
+        self._pipes: list[tuple[int, asyncio.StreamReader]] = []
         self.function_name = function_name
         self.runtime_api = ""  # host:port of this slot's endpoint, set before start()
         self.polled = False
@@ -197,6 +237,7 @@ class Worker:
         self._supervisor: asyncio.Task[None] | None = None
         self._reset_requested = False
         self._stopping = False
+        self._watcher: asyncio.Task[None] | None = None
 
     @property
     def pid(self) -> int | None:
@@ -208,8 +249,51 @@ class Worker:
         """The process asked for an invocation: its start-up succeeded."""
         if not self.polled:
             self.polled = True
+            self.last_active = time.monotonic()
+            self._init_ms = (self.last_active - self._spawned_at) * 1000
             self._last_failure, self._repeats = None, 0
             self._release_output()
+
+    def take_init_duration(self) -> float | None:
+        """The current process's init time in ms, once: for its first invocation's REPORT
+        (a cold start); None afterwards."""
+        init, self._init_ms = self._init_ms, None
+        return init
+
+    def max_memory_used(self) -> int | None:
+        """MB: the peak resident memory of the current process (and what the watch saw of
+        its children); None when unknown."""
+        pid = self.pid
+        used = memory_mb(pid) if pid is not None else None
+        if used is None:
+            return self.peak_memory or None
+        return max(used[1], self.peak_memory)
+
+    def after_output(self, callback: Callable[[], Any]) -> None:
+        """Call ``callback`` once what the process wrote so far has been logged (at most
+        ``_OUTPUT_WAIT`` seconds later): END and REPORT come after the function's output."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _OUTPUT_WAIT
+
+        def check() -> None:
+            if self._output_pending() and loop.time() < deadline:
+                loop.call_later(0.001, check)
+            else:
+                callback()
+
+        check()
+
+    def _output_pending(self) -> bool:
+        for fd, stream in self._pipes:
+            if getattr(stream, "_buffer", b""):  # read from the pipe, not yet logged
+                return True
+            try:
+                waiting = fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0")
+            except OSError:
+                continue
+            if int.from_bytes(waiting, "little"):
+                return True
+        return False
 
     def report_init_error(self, description: str) -> None:
         """The process reported a failed start-up (``"<errorType>: <errorMessage>"``)."""
@@ -220,6 +304,8 @@ class Worker:
         """Start the first process and its supervision; raises ``OSError`` if it cannot run."""
         await self._spawn()
         self._supervisor = asyncio.create_task(self._supervise(), name=f"worker-{self.index}")
+        if self._memory_limit is not None and memory_mb(os.getpid()) is not None:
+            self._watcher = asyncio.create_task(self._watch_memory(self._memory_limit))
 
     def reset_sandbox(self) -> None:
         """Kill the process now (SIGKILL) and start a fresh one without backoff."""
@@ -231,9 +317,10 @@ class Worker:
     async def stop(self, grace: float) -> None:
         """Stop for good: SIGTERM, SIGKILL after ``grace`` seconds. Idempotent."""
         self._stopping = True
-        if self._supervisor is not None:
-            self._supervisor.cancel()
-            await asyncio.gather(self._supervisor, return_exceptions=True)
+        for task in (self._supervisor, self._watcher):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         process = self._process
         if process is not None:
             self._signal(signal.SIGTERM)  # the whole group: wrappers and what they started
@@ -254,6 +341,10 @@ class Worker:
         self.polled = False
         self.init_error_reported = False
         self._init_error = None
+        self._init_ms = None
+        self.out_of_memory = False
+        self.peak_memory = 0
+        self._spawned_at = time.monotonic()
         self._reset_requested = False
         self._holding = self._last_failure is not None  # it failed before: wait and see
         self._held = []
@@ -271,6 +362,12 @@ class Worker:
         )
         self._process = process
         assert process.stdout is not None and process.stderr is not None  # PIPE above
+        self._pipes = []
+        transport: Any = getattr(process, "_transport", None)
+        for fd, stream in ((1, process.stdout), (2, process.stderr)):
+            with contextlib.suppress(AttributeError, OSError, ValueError):
+                pipe = transport.get_pipe_transport(fd).get_extra_info("pipe")
+                self._pipes.append((pipe.fileno(), stream))
         for stream, level in ((process.stdout, logging.INFO), (process.stderr, logging.WARNING)):
             pump = asyncio.create_task(self._pump(stream, level, process.pid))
             self._pumps.add(pump)
@@ -336,6 +433,30 @@ class Worker:
         """An invocation waits: start the next process now instead of after the backoff
         (a fault that is gone is noticed by the next invocation, not minutes later)."""
         self._wake.set()
+
+    async def _watch_memory(self, limit: int) -> None:
+        """Kill the process when it (with its children) uses more than ``limit`` MB."""
+        while True:
+            await asyncio.sleep(MEMORY_CHECK_SECONDS)
+            process = self._process
+            if process is None or process.returncode is not None or self.out_of_memory:
+                continue
+            if self.polled and self._busy is not None and not self._busy(self):
+                continue  # idle: it allocates nothing
+            used = _tree_rss(process.pid)
+            self.peak_memory = max(self.peak_memory, used)
+            if used > limit:
+                _log.warning(
+                    "function %s: process %d uses %d MB, over its memory size of %d MB: "
+                    "ended (Runtime.OutOfMemory)",
+                    self.function_name,
+                    process.pid,
+                    used,
+                    limit,
+                )
+                self.out_of_memory = True
+                self._reset_requested = True
+                self._signal(signal.SIGKILL)
 
     async def _watch_start_up(self, exited: asyncio.Future[int]) -> None:
         """Give the process ``init_timeout`` seconds to poll or report an init error; then

@@ -12,10 +12,24 @@ Three parts, each small:
 - :class:`RuntimeApi`: the four Runtime API routes on top of the registry, as seen by one
   caller (a worker slot the bridge runs, or any runtime the user runs).
 - :class:`RuntimeApiTarget`: the :class:`~bridge.targets.base.Target`. Given a
-  ``command``, it runs ``concurrency`` worker slots (:mod:`bridge.targets._runtime_procs`),
-  each with an endpoint of its own, so the bridge knows which process holds which
-  invocation and can kill it on a timeout, as Lambda resets a sandbox. Without one, it
-  serves the API on ``address`` for runtimes the user runs.
+  ``command``, it runs up to ``concurrency`` instances (worker slots,
+  :mod:`bridge.targets._runtime_procs`), each with an endpoint of its own, so the bridge
+  knows which process holds which invocation and can kill it on a timeout, as Lambda
+  resets a sandbox. Without one, it serves the API on ``address`` for runtimes the user
+  runs.
+
+Instances come and go as on Lambda: ``min_instances`` are started with the target and
+kept (provisioned concurrency; 0 scales to zero); an invocation that finds no instance
+idle and no cold start under way for it starts one more (a cold start), up to
+``concurrency`` (the function's reserved concurrency); beyond that, invocations wait for
+an instance (``saturated`` tells callers that would rather throttle, like the API front
+door). An instance with no work for ``idle_timeout`` seconds is stopped, down to
+``min_instances``; it is first taken out of the runtimes waiting for work, so no
+invocation can reach an instance that is being stopped. Every invocation an instance
+runs is logged on the function's logger as Lambda logs it: ``START``, the function's
+own output, ``END`` and ``REPORT`` (duration, billed duration, memory size, max memory
+used, and the init duration on a cold start). An instance over ``memory_size`` MB is
+ended with ``Runtime.OutOfMemory`` and replaced.
 
 Who may call an endpoint is decided by a gate (:mod:`bridge.targets._runtime_callers`):
 only the processes of its worker, or, on the shared address, callers with the key or of
@@ -31,6 +45,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -46,6 +62,14 @@ from bridge.targets._runtime_callers import (
     callers_known,
     new_key,
 )
+from bridge.targets._runtime_instances import (
+    default_handler,
+    end_line,
+    layer_environment,
+    report_fields,
+    report_line,
+    start_line,
+)
 from bridge.targets._runtime_invocations import (
     MAX_REQUEST_SIZE,
     MAX_RESPONSE_SIZE,
@@ -54,6 +78,7 @@ from bridge.targets._runtime_invocations import (
     UnknownInvocation,
     error_document,
     exit_error,
+    out_of_memory_error,
     reported_error,
     response_too_large,
 )
@@ -277,9 +302,17 @@ class RuntimeApiTarget:
         init_timeout: float = INIT_TIMEOUT,
         require_key: bool = False,
         address_file: str | os.PathLike[str] | None = None,
+        min_instances: int | None = None,
+        idle_timeout: float = 300.0,
+        layers: Sequence[str] = (),
+        enforce_memory: bool = True,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, not {concurrency}")
+        if min_instances is not None and not 0 <= min_instances <= concurrency:
+            raise ValueError(f"min_instances must be 0 to concurrency, not {min_instances}")
+        if idle_timeout <= 0:
+            raise ValueError(f"idle_timeout must be positive, not {idle_timeout}")
         if timeout <= 0:
             raise ValueError(f"timeout must be positive, not {timeout}")
         if command is not None and not command:
@@ -291,6 +324,11 @@ class RuntimeApiTarget:
         self._command = list(command) if command is not None else None
         self._cwd = cwd
         self._concurrency = concurrency
+        # None: every instance from the start, none stopped when idle (a fixed pool)
+        self._min_instances = concurrency if min_instances is None else min_instances
+        self._idle_timeout = idle_timeout
+        self._memory_size = memory_size
+        self._enforce_memory = enforce_memory
         self._timeout = timeout
         self._host = host
         self._port = port
@@ -298,20 +336,24 @@ class RuntimeApiTarget:
         self._key = new_key()
         self._require_key = require_key
         self._address_file = Path(address_file) if address_file is not None else None
-        self._environment = {
+        base = {
             **_inherited(inherit_env),
             **sandbox_environment(
                 function_name=name,
                 memory_size=memory_size,
                 region=region,
-                handler=handler,
+                handler=handler or default_handler(command),
                 task_root=os.path.abspath(cwd or os.getcwd()),
             ),
-            **(env or {}),
         }
-        self._registry = InvocationRegistry(self._on_timeout)
+        self._environment = {**base, **layer_environment(layers, base), **(env or {})}
+        self._registry = self._new_registry()
         self._endpoints: list[_Endpoint] = []
         self._workers: list[Worker] = []
+        self._endpoint_of: dict[Worker, _Endpoint] = {}
+        self._next_index = 0
+        self._reaper: asyncio.Task[None] | None = None
+        self._platform_log = logging.getLogger(f"bridge.function.{name}")
         self._address: str | None = None
         self._state = "new"
         self._closing: asyncio.Task[None] | None = None
@@ -334,6 +376,22 @@ class RuntimeApiTarget:
         """The pids of the function processes running now."""
         return [w.pid for w in self._workers if w.pid is not None]
 
+    @property
+    def instances(self) -> int:
+        """Instances running or starting now."""
+        return len(self._workers)
+
+    @property
+    def saturated(self) -> bool:
+        """The function has every instance it may have, and each runs an invocation: an
+        invocation now would wait for one to finish (Lambda would throttle it). An instance
+        starting, or between two polls, is not busy."""
+        return (
+            self._command is not None
+            and len(self._workers) >= self._concurrency
+            and self._registry.busy_instances() >= len(self._workers)
+        )
+
     async def start(self) -> None:
         """Serve the API and start the processes; ``TargetUnavailable`` (naming the cause:
         a missing ``cwd``, a port in use...) if either fails. A failed start leaves nothing
@@ -342,8 +400,8 @@ class RuntimeApiTarget:
             return
         if self._state == "closed":
             raise TargetUnavailable(f"runtime target {self.name!r} is closed")
-        self._registry = InvocationRegistry(self._on_timeout)
-        self._endpoints, self._workers = [], []
+        self._registry = self._new_registry()
+        self._endpoints, self._workers, self._endpoint_of = [], [], {}
         self._state = "started"
         try:
             if self._command is None:
@@ -358,8 +416,10 @@ class RuntimeApiTarget:
                         "take invocations",
                         self.name,
                     )
-                for index in range(self._concurrency):
-                    await self._start_worker(index)
+                self._check_command()
+                for _ in range(self._min_instances):
+                    await self._start_worker()
+                self._reaper = asyncio.create_task(self._reap_idle(), name=f"{self.name}:idle")
         except OSError as exc:
             await self._shut_down()
             self._state, self._address = "new", None
@@ -387,8 +447,10 @@ class RuntimeApiTarget:
                     worker.wake()
         invocation = self._registry.submit(payload, request_id=request_id, timeout=limit)
         try:
-            if not self._workers:
+            if self._command is None:
                 await self._wait_for_runtime(invocation, limit)
+            elif not invocation.left_queue.is_set():
+                await self._scale_out()
             return await asyncio.shield(invocation.outcome)
         finally:
             self._registry.abandon(invocation)
@@ -405,6 +467,10 @@ class RuntimeApiTarget:
         await asyncio.shield(self._closing)
 
     async def _shut_down(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+            await asyncio.gather(self._reaper, return_exceptions=True)
+            self._reaper = None
         self._registry.close(f"runtime target {self.name!r} is closed")
         await asyncio.gather(*(worker.stop(_TERMINATE_GRACE) for worker in self._workers))
         for endpoint in self._endpoints:
@@ -426,6 +492,8 @@ class RuntimeApiTarget:
         api = RuntimeApi(self._registry, caller, function_arn=self.function_arn, gate=gate, key=key)
         endpoint = _Endpoint(api)
         self._endpoints.append(endpoint)
+        if caller is not None:
+            self._endpoint_of[caller] = endpoint
         return await endpoint.start(self._host, port)
 
     def _publish_address(self) -> None:
@@ -450,8 +518,29 @@ class RuntimeApiTarget:
             where,
         )
 
-    async def _start_worker(self, index: int) -> None:
+    def _new_registry(self) -> InvocationRegistry:
+        return InvocationRegistry(
+            self._on_timeout, on_start=self._on_start, on_finish=self._on_finish
+        )
+
+    def _check_command(self) -> None:
+        """Fail ``start()`` early (``OSError``) for what no instance could ever start with:
+        a missing ``cwd`` or command (instances may start much later, on demand)."""
         assert self._command is not None
+        if self._cwd is not None and not os.path.isdir(self._cwd):
+            raise FileNotFoundError(2, "No such file or directory", self._cwd)
+        program = self._command[0]
+        if os.sep in program:
+            where = os.path.join(self._cwd or ".", program)
+            if not os.access(where, os.X_OK):
+                raise FileNotFoundError(2, "No such file or directory (or not executable)", where)
+        elif shutil.which(program, path=self._environment.get("PATH")) is None:
+            raise FileNotFoundError(2, "No such program on the function's PATH", program)
+
+    async def _start_worker(self) -> Worker:
+        """Start one more instance (a cold start); raises ``OSError`` if it cannot."""
+        assert self._command is not None
+        index, self._next_index = self._next_index, self._next_index + 1
         worker = Worker(
             index,
             function_name=self.name,
@@ -462,11 +551,108 @@ class RuntimeApiTarget:
             on_spawn_error=self._on_worker_spawn_error,
             on_init_timeout=self._on_init_timeout,
             init_timeout=self._init_timeout,
+            memory_limit=self._memory_size if self._enforce_memory else None,
+            busy=self._registry.holds,
         )
         self._workers.append(worker)
-        gate = WorkerGate(f"{self.name} worker {index}", worker)
-        worker.runtime_api = await self._serve(worker, 0, gate, None)
-        await worker.start()
+        try:
+            gate = WorkerGate(f"{self.name} worker {index}", worker)
+            worker.runtime_api = await self._serve(worker, 0, gate, None)
+            await worker.start()
+        except BaseException:
+            await self._retire(worker)
+            raise
+        return worker
+
+    async def _scale_out(self) -> None:
+        """An invocation found no instance waiting: start one more unless every queued
+        invocation has an instance that will take it (one starting, or a warm one between
+        two polls, about to ask again), up to ``concurrency``."""
+        free = len(self._workers) - self._registry.busy_instances()
+        if self._registry.queued <= free or len(self._workers) >= self._concurrency:
+            return
+        try:
+            await self._start_worker()
+        except OSError as exc:
+            message = f"cannot start an instance of function {self.name!r}: {exc}"
+            self._registry.fail_next(None, lambda _: TargetUnavailable(message))
+
+    async def _retire(self, worker: Worker) -> None:
+        """Stop ``worker`` and forget it (its endpoint closed)."""
+        if worker in self._workers:
+            self._workers.remove(worker)
+        await worker.stop(_TERMINATE_GRACE)
+        endpoint = self._endpoint_of.pop(worker, None)
+        if endpoint is not None:
+            self._endpoints.remove(endpoint)
+            await endpoint.aclose()
+
+    async def _reap_idle(self) -> None:
+        """Stop instances idle for ``idle_timeout`` seconds, down to ``min_instances``."""
+        period = max(0.05, min(self._idle_timeout / 4, 5.0))
+        while True:
+            await asyncio.sleep(period)
+            now = time.monotonic()
+            idle = sorted(
+                (
+                    w
+                    for w in self._workers
+                    if w.polled and now - w.last_active >= self._idle_timeout
+                ),
+                key=lambda w: w.last_active,
+            )
+            for worker in idle:
+                if len(self._workers) <= self._min_instances:
+                    break
+                if self._registry.withdraw(worker):  # no invocation can reach it now
+                    _log.info(
+                        "function %s: instance %d idle for %.0fs, stopped (%d left)",
+                        self.name,
+                        worker.index,
+                        now - worker.last_active,
+                        len(self._workers) - 1,
+                    )
+                    await self._retire(worker)
+
+    def _on_start(self, invocation: Invocation) -> None:
+        if invocation.holder is not None and self._platform_log.isEnabledFor(logging.INFO):
+            self._platform_log.info(
+                start_line(invocation.request_id),
+                extra={"platform": "start", "request_id": invocation.request_id},
+            )
+
+    def _on_finish(self, invocation: Invocation, result: bytes | DeliveryError) -> None:
+        worker = invocation.holder
+        if worker is None or not self._platform_log.isEnabledFor(logging.INFO):
+            if worker is not None:
+                worker.take_init_duration()  # not reported: not for a later invocation either
+            return
+        status = error_type = None
+        if isinstance(result, DeliveryError):
+            kind = getattr(result, "error_type", "")
+            if kind == "Sandbox.Timedout":
+                status = "timeout"
+            elif kind.startswith("Runtime.") and kind != "Runtime.HandlerNotFound":
+                status, error_type = "error", kind
+        fields = report_fields(
+            duration_ms=(time.monotonic() - invocation.started) * 1000,
+            memory_size=self._memory_size,
+            max_memory_used=worker.max_memory_used(),
+            init_duration_ms=worker.take_init_duration(),
+            status=status,
+            error_type=error_type,
+        )
+        request_id = invocation.request_id
+
+        def log_end() -> None:
+            log = self._platform_log
+            log.info(end_line(request_id), extra={"platform": "end", "request_id": request_id})
+            log.info(
+                report_line(request_id, fields),
+                extra={"platform": "report", "request_id": request_id, **fields},
+            )
+
+        worker.after_output(log_end)
 
     async def _wait_for_runtime(self, invocation: Invocation, limit: float) -> None:
         try:
@@ -487,7 +673,7 @@ class RuntimeApiTarget:
             )
 
     def _on_worker_exit(self, worker: Worker, returncode: int) -> None:
-        make_error = exit_error(returncode)
+        make_error = out_of_memory_error if worker.out_of_memory else exit_error(returncode)
         self._registry.fail_held(worker, make_error)
         if not worker.polled and not worker.init_error_reported:  # died during init
             self._registry.fail_next(worker, make_error)

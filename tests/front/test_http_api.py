@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -193,18 +194,26 @@ async def test_the_integration_timeout_is_a_503(serve: Serve) -> None:
     assert quick.status_code == 200
 
 
-async def test_more_requests_than_the_functions_concurrency_wait_or_are_a_503(
+async def test_requests_beyond_the_functions_concurrency_are_throttled_with_a_429(
     serve: Serve,
 ) -> None:
-    """Concurrency 1, each request takes 0.8 s, the integration timeout is 2 s: of three
-    requests at once the first is answered (0.8 s), the second waits and is answered
-    (1.6 s), the third would need 2.4 s and is a 503."""
+    """Concurrency 1 (the function's reserved concurrency), each request takes 0.8 s: of
+    three requests at once one runs, the two that find the only instance busy are
+    throttled at once, as Lambda throttles a synchronous invocation (API Gateway: 429);
+    once it is free again, the next request is served."""
     function = runtime("httpecho", concurrency=1)
-    base = await serve(["GET /sleep"], function=function, timeout_in_millis=2000)
+    base = await serve(["GET /sleep"], function=function, timeout_in_millis=5000)
     async with httpx.AsyncClient(timeout=10) as client:
-        await client.get(f"{base}/sleep?seconds=0")  # started
+        await client.get(f"{base}/sleep?seconds=0")  # an instance is up
+        begin = time.monotonic()
         answers = await asyncio.gather(*(client.get(f"{base}/sleep?seconds=0.8") for _ in range(3)))
-    assert sorted(a.status_code for a in answers) == [200, 200, 503]
+        throttled_in = time.monotonic() - begin
+        after = await client.get(f"{base}/sleep?seconds=0")
+    assert sorted(a.status_code for a in answers) == [200, 429, 429]
+    assert [a.json() for a in answers if a.status_code == 429] == [
+        {"message": "Too Many Requests"}
+    ] * 2
+    assert throttled_in >= 0.8 and after.status_code == 200
 
 
 async def test_a_body_over_10_mb_is_a_413(serve: Serve) -> None:
