@@ -4,7 +4,9 @@
 Scenarios: kafka-throughput, kafka-restart, latency, invocations, memory, http-api (the
 HTTP API front door against the same handler called directly), websocket (a local
 websocket feed through the bridge's spool, per ``spool.fsync`` mode, against a bare
-client)."""
+client), languages (cold start and warm round trip of the same function in Python, Go,
+Node.js and Java under the runtime target), instances (the runtime host's instances under a
+load that rises and falls)."""
 
 from __future__ import annotations
 
@@ -21,6 +23,8 @@ SCENARIOS = {
     "memory": "bench.memory",
     "http-api": "bench.http_api",
     "websocket": "bench.websocket",
+    "languages": "bench.languages",
+    "instances": "bench.instances",
 }
 
 
