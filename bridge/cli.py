@@ -30,6 +30,7 @@ COMMANDS = (
     "generate_event",
     "invoke",
     "dlq",
+    "template",
 )
 
 

@@ -45,6 +45,7 @@ __all__ = [
     "RuntimeFunction",
     "load_config",
     "parse_config",
+    "validate_document",
 ]
 
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # Lambda's synchronous invoke request limit
@@ -200,8 +201,34 @@ class FilterCriteria(_Model):
         return FilterSet([f.pattern for f in self.filters])
 
 
+def destination_of_arn(arn: str) -> str:
+    """The on-failure URI of an AWS destination ARN: ``arn:aws:sqs:REGION:ACCOUNT:NAME`` is
+    ``sqs://NAME`` (the queue of that name where the mapping's SQS endpoint is, else on
+    AWS), ``arn:aws:s3:::BUCKET`` is ``s3://BUCKET`` where the bridge has an ``s3://``
+    destination. Raise ValueError for other ARNs."""
+    from bridge.destinations import SCHEMES
+
+    parts = arn.split(":", 5)
+    service = parts[2] if len(parts) == 6 else ""
+    if service == "sqs" and parts[5]:
+        return f"sqs://{parts[5]}"
+    if service == "s3" and parts[5]:
+        if "s3" not in SCHEMES:
+            raise ValueError(
+                "the bridge has no S3 on-failure destination (it has "
+                f"{', '.join(f'{s}://' for s in SCHEMES)}); name another"
+            )
+        return f"s3://{parts[5]}"
+    raise ValueError("of AWS's ARNs, only an SQS queue's names an on-failure destination")
+
+
 class OnFailure(_Model):
     destination: str
+
+    @field_validator("destination", mode="before")
+    @classmethod
+    def _from_arn(cls, v: Any) -> Any:
+        return destination_of_arn(v) if isinstance(v, str) and v.startswith("arn:") else v
 
     @field_validator("destination")
     @classmethod
@@ -235,6 +262,16 @@ class MappingConfig(_Model):
     on_failure: OnFailure | None = None
     maximum_concurrency: int | None = Field(None, ge=1, le=1000)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _aws_spelling(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            data = dict(data)
+            problems = aws_names(data)
+            if problems:
+                raise ValueError(f"{dotted(problems[0][0])}: {problems[0][1]}")
+        return data
+
     @field_validator("on_failure", mode="before")
     @classmethod
     def _destination_shorthand(cls, v: Any) -> Any:
@@ -259,6 +296,75 @@ class MappingConfig(_Model):
     @property
     def report_batch_item_failures(self) -> bool:
         return "ReportBatchItemFailures" in self.function_response_types
+
+
+#: AWS's snake_case names (CreateEventSourceMapping's, as the CLI and SDKs spell them) of
+#: the options whose names here are shorter; the others are spelt as AWS spells them
+AWS_NAMES: dict[str, str] = {
+    "maximum_batching_window_in_seconds": "maximum_batching_window_seconds",
+    "maximum_record_age_in_seconds": "maximum_record_age_seconds",
+    "destination_config": "on_failure",  # {on_failure: {destination: ...}}
+    "scaling_config": "maximum_concurrency",  # {maximum_concurrency: N}
+}
+_AWS_NESTED = {"destination_config": "on_failure", "scaling_config": "maximum_concurrency"}
+
+
+def aws_names(mapping: dict[str, Any]) -> list[tuple[Loc, str]]:
+    """Rename AWS's spellings of a mapping's options (:data:`AWS_NAMES`) to the short ones,
+    in place; return the problems as (key path in the mapping, message): both spellings
+    given, or a ``destination_config``/``scaling_config`` with other keys than the one
+    the bridge has."""
+    problems: list[tuple[Loc, str]] = []
+    for aws, short in AWS_NAMES.items():
+        if aws not in mapping:
+            continue
+        if short in mapping:
+            problems.append(((aws,), f"give either {aws} (AWS's name) or {short}, not both"))
+            continue
+        value = mapping[aws]
+        inner = _AWS_NESTED.get(aws)
+        if inner is not None:
+            extra = sorted(set(value) - {inner}) if isinstance(value, dict) else []
+            if extra:
+                problems.append(((aws, extra[0]), f"not supported (the bridge has {inner})"))
+                continue
+            if not isinstance(value, dict) or inner not in value:
+                problems.append(((aws,), f"expected a mapping with {inner!r}"))
+                continue
+            value = value[inner]
+        mapping[short] = value
+        del mapping[aws]
+    return problems
+
+
+def _aws_names_in(data: dict[str, Any]) -> tuple[list[Problem], dict[Loc, Loc]]:
+    """:func:`aws_names` on every mapping of a file's data; the problems, and where each
+    renamed option was written (short key path -> AWS key path)."""
+    problems: list[Problem] = []
+    written: dict[Loc, Loc] = {}
+    mappings = data.get("mappings")
+    for i, mapping in enumerate(mappings if isinstance(mappings, list) else []):
+        if not isinstance(mapping, dict):
+            continue
+        given = [aws for aws in AWS_NAMES if aws in mapping]
+        for loc, message in aws_names(mapping):
+            problems.append(Problem(("mappings", i, *loc), message))
+            mapping.pop(str(loc[0]), None)  # reported once, not again by the model
+        for aws in given:
+            if aws not in mapping and AWS_NAMES[aws] in mapping:  # renamed
+                written[("mappings", i, AWS_NAMES[aws])] = (
+                    ("mappings", i, aws, _AWS_NESTED[aws])
+                    if aws in _AWS_NESTED
+                    else ("mappings", i, aws)
+                )
+    return problems, written
+
+
+def _as_written(problem: Problem, written: Mapping[Loc, Loc]) -> Problem:
+    for short, aws in written.items():
+        if problem.loc[: len(short)] == short:
+            return problem._replace(loc=aws + problem.loc[len(short) :])
+    return problem
 
 
 class RetryBackoff(_Model):
@@ -336,7 +442,16 @@ def parse_config(text: str, filename: str, env: Mapping[str, str] | None = None)
         raise ConfigError(
             "expected a mapping with 'functions:' and 'mappings:' or 'apis:'", where=filename
         )
-    problems: list[Problem] = []
+    return validate_document(data, filename, lines)
+
+
+def validate_document(
+    data: dict[str, Any], filename: str, lines: Mapping[Loc, int]
+) -> BridgeConfig:
+    """Validate a config document already read (``lines``: key path -> line of
+    ``filename``, for the errors); raise one ConfigError as :func:`parse_config` does.
+    :mod:`bridge.templates` validates what it derives from a template with it."""
+    problems, written = _aws_names_in(data)
     config: BridgeConfig | None = None
     try:
         config = BridgeConfig.model_validate(data, context={"references": "deferred"})
@@ -345,7 +460,7 @@ def parse_config(text: str, filename: str, env: Mapping[str, str] | None = None)
     problems += reference_problems(data)
     problems += _source_problems(data, {p.loc for p in problems})
     if problems or config is None:
-        raise report(problems, filename, lines)
+        raise report([_as_written(p, written) for p in problems], filename, lines)
     return config
 
 

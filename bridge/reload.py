@@ -29,9 +29,11 @@ from bridge.config import BridgeConfig, load_config
 from bridge.errors import ConfigError
 from bridge.supervisor import Supervisor
 
-__all__ = ["apply_file", "reload_now", "watch_config"]
+__all__ = ["Loader", "apply_file", "reload_now", "watch_config"]
 
 Applied = Callable[[BridgeConfig], Awaitable[None]]
+#: how a watched file becomes a config: ``load_config``, or deriving it from a template
+Loader = Callable[[Path], BridgeConfig]
 
 RETRY_WATCH_SECONDS = 5.0
 
@@ -41,7 +43,12 @@ def _absolute(path: str | Path) -> Path:
 
 
 async def watch_config(
-    path: Path, supervisor: Supervisor, stop: asyncio.Event, *, applied: Applied | None = None
+    path: Path,
+    supervisor: Supervisor,
+    stop: asyncio.Event,
+    *,
+    applied: Applied | None = None,
+    loader: Loader = load_config,
 ) -> None:
     """Apply every valid edit of ``path`` to ``supervisor`` until ``stop`` is set; then
     ``applied(config)`` (for what lives beside the supervisor, like the admin server)."""
@@ -63,7 +70,7 @@ async def watch_config(
                 debounce=300,
                 recursive=False,  # only the file matters, not what lives under its folder
             ):
-                await apply_file(path, supervisor, applied=applied)
+                await apply_file(path, supervisor, applied=applied, loader=loader)
         except Exception as exc:  # the watch itself broke (the folder went away...)
             telemetry.emit(
                 telemetry.CONFIG_WATCH_FAILED,
@@ -76,19 +83,29 @@ async def watch_config(
                 await asyncio.wait_for(stop.wait(), RETRY_WATCH_SECONDS)
 
 
-async def apply_file(path: Path, supervisor: Supervisor, *, applied: Applied | None = None) -> bool:
+async def apply_file(
+    path: Path,
+    supervisor: Supervisor,
+    *,
+    applied: Applied | None = None,
+    loader: Loader = load_config,
+) -> bool:
     """Load ``path`` and apply it; on any failure log ``config.rejected`` (the old
     configuration keeps running) and return False."""
-    return await reload_now(path, supervisor, applied=applied) is None
+    return await reload_now(path, supervisor, applied=applied, loader=loader) is None
 
 
 async def reload_now(
-    path: Path, supervisor: Supervisor, *, applied: Applied | None = None
+    path: Path,
+    supervisor: Supervisor,
+    *,
+    applied: Applied | None = None,
+    loader: Loader = load_config,
 ) -> str | None:
     """Load ``path`` and apply it: None when applied, else why not (also logged as
     ``config.rejected``; the old configuration keeps running)."""
     try:
-        config = load_config(path)
+        config = loader(path)
         await supervisor.apply(config)
         if applied is not None:
             await applied(config)

@@ -21,6 +21,7 @@ from bridge.events import async_failure_record, dumps, envelope, iso_timestamp
 
 __all__ = [
     "ASYNC_INVOCATION_DEFAULTS",
+    "check_async_invocation",
     "check_event_types",
     "encode_key",
     "s3_async_failure_record",
@@ -37,6 +38,35 @@ ASYNC_INVOCATION_DEFAULTS: dict[str, Any] = {
     "maximum_record_age_seconds": 21600,
     "maximum_concurrency": 10,
 }
+
+
+def check_async_invocation(
+    options: dict[str, Any],
+    *,
+    max_retries: int = 2,
+    max_age: int = 21600,
+    what: str = "asynchronous invocation",
+) -> list[tuple[str, str]]:
+    """What AWS rejects in an asynchronous invocation configuration (PutFunctionEventInvokeConfig:
+    MaximumRetryAttempts 0 to 2, MaximumEventAgeInSeconds at most 21600), for the sources
+    whose delivery is asynchronous invocation's; an EventBridge target's RetryPolicy allows
+    0 to 185 and 86400 (``max_retries``, ``max_age``). Ages under AWS's 60 s minimum are
+    allowed: tests and local runs want short ones."""
+    problems: list[tuple[str, str]] = []
+    retries = options.get("maximum_retry_attempts")
+    if (
+        isinstance(retries, int)
+        and not isinstance(retries, bool)
+        and not 0 <= retries <= max_retries
+    ):
+        problems.append(("maximum_retry_attempts", f"must be between 0 and {max_retries} ({what})"))
+    age = options.get("maximum_record_age_seconds")
+    if isinstance(age, int) and not isinstance(age, bool) and not 0 < age <= max_age:
+        problems.append(
+            ("maximum_record_age_seconds", f"must be between 1 and {max_age} seconds ({what})")
+        )
+    return problems
+
 
 # the engine's stream-style conditions, in the words of asynchronous invocation
 _ASYNC_CONDITIONS = {

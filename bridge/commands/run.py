@@ -11,11 +11,16 @@ import logging
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bridge import telemetry
 from bridge.commands import add_config_argument, load_or_report
-from bridge.config import BridgeConfig
+from bridge.config import BridgeConfig, load_config
 from bridge.errors import ConfigError
+from bridge.templates import add_template_arguments, derivation_of_args
+
+if TYPE_CHECKING:
+    from bridge.reload import Loader
 
 NAME = "run"
 HELP = "run the mappings and APIs of a config file"
@@ -24,16 +29,25 @@ HELP = "run the mappings and APIs of a config file"
 def configure(parser: argparse.ArgumentParser) -> None:
     add_config_argument(parser)
     parser.add_argument("--no-reload", action="store_true", help="do not watch the config file")
+    add_template_arguments(parser)
 
 
 def main(args: argparse.Namespace) -> int:
+    derived = derivation_of_args(args)  # --template / --serverless: the config it derives
+    if derived is not None:
+        if derived.config is None:
+            return 2
+        watch = not args.no_reload
+        return asyncio.run(_run(derived.path, derived.config, watch=watch, loader=derived.loader))
     config = load_or_report(args)
     if config is None:
         return 2
     return asyncio.run(_run(Path(args.config), config, watch=not args.no_reload))
 
 
-async def _run(path: Path, config: BridgeConfig, *, watch: bool) -> int:
+async def _run(
+    path: Path, config: BridgeConfig, *, watch: bool, loader: Loader = load_config
+) -> int:
     from bridge.admin import AdminServer, progress_loop
     from bridge.reload import reload_now, watch_config
     from bridge.supervisor import Supervisor
@@ -51,7 +65,7 @@ async def _run(path: Path, config: BridgeConfig, *, watch: bool) -> int:
         await admin.apply(new)
 
     async def reload() -> str | None:
-        return await reload_now(path, supervisor, applied=applied)
+        return await reload_now(path, supervisor, applied=applied, loader=loader)
 
     admin = AdminServer(supervisor, config_path=str(path), reload=reload)
     background: set[asyncio.Task[object]] = set()
@@ -82,7 +96,8 @@ async def _run(path: Path, config: BridgeConfig, *, watch: bool) -> int:
     await admin.apply(config)
     tasks = [asyncio.create_task(progress_loop(supervisor, lambda: current.progress_log_seconds))]
     if watch:
-        tasks.append(asyncio.create_task(watch_config(path, supervisor, stop, applied=applied)))
+        watcher = watch_config(path, supervisor, stop, applied=applied, loader=loader)
+        tasks.append(asyncio.create_task(watcher))
     await stop.wait()
     telemetry.emit(telemetry.STOPPING)
     for task in [*tasks, *background]:

@@ -24,7 +24,11 @@ from bridge.errors import CheckpointError, ConfigError, NormalizeError
 from bridge.events import dumps, eventbridge_event
 from bridge.spool import Spool, SpoolCursor, SpoolError, folder_of, shared
 from connectors.eventbridge.config import EventBridgeSource, InputTransformer
-from connectors.s3_events import ASYNC_INVOCATION_DEFAULTS, s3_async_failure_record
+from connectors.s3_events import (
+    ASYNC_INVOCATION_DEFAULTS,
+    check_async_invocation,
+    s3_async_failure_record,
+)
 
 __all__ = ["EventBridgeConnector", "sample_event", "transform"]
 
@@ -120,10 +124,16 @@ class EventBridgeConnector(BaseConnector):
 
     @classmethod
     def check_mapping(cls, options: dict[str, Any]) -> list[tuple[str, str]]:
+        # an EventBridge target's RetryPolicy: 0 to 185 retries, 24 hours
+        problems = check_async_invocation(
+            options, max_retries=185, max_age=86400, what="an EventBridge target's retry policy"
+        )
         size = options.get("batch_size")
         if size is not None and size != 1:
-            return [("batch_size", "must be 1 for an event bus rule: one event per invocation")]
-        return []
+            problems.append(
+                ("batch_size", "must be 1 for an event bus rule: one event per invocation")
+            )
+        return problems
 
     def __init__(self, config: EventBridgeSource, context: ConnectorContext) -> None:
         if context.state_dir is None:

@@ -42,6 +42,7 @@ from bridge.errors import ConfigError, NormalizeError
 from connectors.local_dir.config import LocalDirSource
 from connectors.s3_events import (
     ASYNC_INVOCATION_DEFAULTS,
+    check_async_invocation,
     s3_async_failure_record,
     s3_record,
     sample_event,
@@ -63,6 +64,7 @@ class LocalDirConnector(BaseConnector):
     ordered: ClassVar[bool] = True
     defaults: ClassVar[dict[str, Any]] = ASYNC_INVOCATION_DEFAULTS
     sample_event = staticmethod(sample_event)
+    check_mapping = staticmethod(check_async_invocation)
 
     def __init__(self, config: LocalDirSource, context: ConnectorContext) -> None:
         self.config = config

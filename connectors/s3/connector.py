@@ -60,6 +60,7 @@ from connectors.s3.reconcile import created_change, list_objects, removed_change
 from connectors.s3.webhook import WebhookReceiver, changes_of
 from connectors.s3_events import (
     ASYNC_INVOCATION_DEFAULTS,
+    check_async_invocation,
     s3_async_failure_record,
     s3_record,
     sample_event,
@@ -81,6 +82,7 @@ class S3Connector(BaseConnector):
     ordered: ClassVar[bool] = True
     defaults: ClassVar[dict[str, Any]] = ASYNC_INVOCATION_DEFAULTS
     sample_event = staticmethod(sample_event)
+    check_mapping = staticmethod(check_async_invocation)
 
     def __init__(self, config: S3Source, context: ConnectorContext) -> None:
         self.config = config

@@ -34,7 +34,11 @@ from zoneinfo import ZoneInfo
 
 from bridge.connector import BaseConnector, ConnectorContext, FailureContext, Record
 from bridge.events import dumps, eventbridge_time
-from connectors.s3_events import ASYNC_INVOCATION_DEFAULTS, s3_async_failure_record
+from connectors.s3_events import (
+    ASYNC_INVOCATION_DEFAULTS,
+    check_async_invocation,
+    s3_async_failure_record,
+)
 from connectors.schedule.config import ScheduleSource
 from connectors.schedule.expressions import Schedule, parse
 
@@ -115,10 +119,14 @@ class ScheduleConnector(BaseConnector):
 
     @classmethod
     def check_mapping(cls, options: dict[str, Any]) -> list[tuple[str, str]]:
+        # an EventBridge target's RetryPolicy: 0 to 185 retries, 24 hours
+        problems = check_async_invocation(
+            options, max_retries=185, max_age=86400, what="an EventBridge target's retry policy"
+        )
         size = options.get("batch_size")
         if size is not None and size != 1:
-            return [("batch_size", "must be 1 for a schedule: one event per invocation")]
-        return []
+            problems.append(("batch_size", "must be 1 for a schedule: one event per invocation"))
+        return problems
 
     def __init__(self, config: ScheduleSource, context: ConnectorContext) -> None:
         self.config = config

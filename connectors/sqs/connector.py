@@ -84,7 +84,22 @@ class SqsConnector(BaseConnector):
         if isinstance(concurrency, int) and not 2 <= concurrency <= 1000:
             problems.append(("maximum_concurrency", "must be between 2 and 1000 for SQS"))
         size, window = options.get("batch_size"), options.get("maximum_batching_window_seconds")
-        if (
+        source = options.get("source")
+        queue = (
+            (source.get("queue_url") or source.get("queue_name"))
+            if isinstance(source, dict)
+            else None
+        )
+        if isinstance(queue, str) and queue.endswith(".fifo"):
+            # AWS: "For FIFO queues, the maximum is 10"; "Batching window is not supported
+            # for FIFO queues"
+            if isinstance(size, int) and size > 10:
+                problems.append(("batch_size", "must be between 1 and 10 for a FIFO queue"))
+            if isinstance(window, int | float) and window > 0:
+                problems.append(
+                    ("maximum_batching_window_seconds", "not supported for a FIFO queue")
+                )
+        elif (
             isinstance(size, int)
             and size > 10
             and not (isinstance(window, int | float) and window >= 1)
