@@ -10,6 +10,10 @@ once: the pipeline dead-letters it in its place in the partition's order.
 
 For ordered sources a partition has at most one batch in flight: its next batch is held
 until ``done(lane)``. Lanes take turns: a lane that gave a batch goes to the back.
+
+With tumbling windows (``windowed``) a batch holds records of one window only
+(``Record.window``), and is ready as soon as a record of a later window is queued behind
+it.
 """
 
 from __future__ import annotations
@@ -31,7 +35,9 @@ class Batcher:
         max_bytes: int,
         ordered: bool,
         overhead: int = 64,
+        windowed: bool = False,
     ) -> None:
+        self.windowed = windowed
         self.batch_size = batch_size
         self.window = window
         self.max_bytes = max_bytes - overhead
@@ -64,6 +70,7 @@ class Batcher:
                     or len(queue) >= self.batch_size
                     or now - lane.first_at >= self.window
                     or lane.queued_bytes > self.max_bytes
+                    or (self.windowed and queue[-1].window != queue[0].window)
                 )
                 if not ready:
                     break
@@ -117,6 +124,8 @@ class Batcher:
                 record = queue[0]
                 size = len(record.encoded) + 1
                 if not record.encoded or total + size > self.max_bytes:
+                    break
+                if self.windowed and record.window != head.window:
                     break
                 batch.append(queue.popleft())
                 total += size

@@ -261,6 +261,10 @@ class MappingConfig(_Model):
     filter_criteria: FilterCriteria | None = None
     on_failure: OnFailure | None = None
     maximum_concurrency: int | None = Field(None, ge=1, le=1000)
+    # streams: batches of one shard at once, in order per partition key (DynamoDB's Keys)
+    parallelization_factor: int | None = Field(None, ge=1, le=10)
+    # streams: the state a function returns is passed to its next invocation in the window
+    tumbling_window_in_seconds: int | None = Field(None, ge=0, le=900)
 
     @model_validator(mode="before")
     @classmethod
@@ -292,6 +296,15 @@ class MappingConfig(_Model):
         if not isinstance(v.get("type"), str):
             raise ValueError(f"needs a 'type' (one of: {', '.join(connector_types())})")
         return v
+
+    @model_validator(mode="after")
+    def _window_or_parallel(self) -> MappingConfig:
+        if (self.parallelization_factor or 1) > 1 and self.tumbling_window_in_seconds:
+            raise ValueError(
+                "tumbling_window_in_seconds keeps one state per shard, so it cannot go with "
+                "parallelization_factor above 1 (batches of one shard at once)"
+            )
+        return self
 
     @property
     def report_batch_item_failures(self) -> bool:
@@ -489,7 +502,29 @@ def _source_problems(data: dict[str, Any], taken: set[Loc]) -> list[Problem]:
         except ValidationError as exc:
             problems += [describe(err, source, model, base=base) for err in exc.errors()]
         check = getattr(connector, "check_mapping", None)
-        for key, problem in check(mapping) if check else ():
+        found = list(check(mapping) if check else ())
+        found += _stream_option_problems(mapping, kind, connector)
+        for key, problem in found:
             if ("mappings", i, key) not in taken:
                 problems.append(Problem(("mappings", i, key), problem))
+    return problems
+
+
+#: mapping options only some sources take, and the connector attribute that says so
+_STREAM_OPTIONS = {
+    "parallelization_factor": ("parallelizable", "DynamoDB Streams (and Kinesis)", 1),
+    "tumbling_window_in_seconds": ("windowable", "DynamoDB Streams and Kafka", 0),
+}
+
+
+def _stream_option_problems(mapping: dict[str, Any], kind: str, connector: Any) -> list[Any]:
+    """``parallelization_factor`` and ``tumbling_window_in_seconds`` on a source whose
+    connector does not take them (its ``parallelizable`` / ``windowable`` is not true);
+    their AWS defaults (1 and 0) are always accepted."""
+    problems = []
+    for option, (flag, who, default) in _STREAM_OPTIONS.items():
+        value = mapping.get(option)
+        if value is None or value == default or getattr(connector, flag, False):
+            continue
+        problems.append((option, f"applies to {who} only, not to a {kind} source, as on AWS"))
     return problems

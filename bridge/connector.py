@@ -67,6 +67,7 @@ class Record:
     state: int = field(default=0, repr=False)  # per-record acks: live, settled, done
     lane: Any = field(default=None, repr=False)  # the engine's state of its partition
     trailer: Record | None = field(default=None, repr=False)  # filtered records after it
+    window: int = field(default=0, repr=False)  # its tumbling window (when the mapping has)
 
 
 class PartitionControl:
@@ -131,6 +132,9 @@ class ConnectorContext:
     account_id: str = "000000000000"
     partitions: PartitionControl = field(default_factory=PartitionControl)
     state_dir: str | None = None  # the bridge's; sources keep files there (a spool...)
+    # the mapping's parallelization_factor (1-10): a parallelizable source spreads each
+    # partition's records over this many sub-partitions by partition key
+    parallelization_factor: int = 1
 
 
 @dataclass(slots=True, frozen=True)
@@ -172,6 +176,16 @@ class Connector(Protocol):
       ``pausable``: True when the source asks ``context.partitions.room(p)`` before it
       reads partition ``p`` and reads no more than that, so a partition that holds its
       share of the read-ahead stops being read while the others go on;
+      ``parallelizable`` (optional, default False): True when the source takes the
+      mapping's ``parallelization_factor`` (``context.parallelization_factor``, else
+      refused by the config check): it spreads each partition's records over that many
+      partitions of its own (by partition key, one key always in the same one), answers
+      ``room`` for a partition from theirs, and commits a position only once everything
+      of the partition before it settled in whichever of them it went to;
+      ``windowable`` (optional, default False): True when the source takes the mapping's
+      ``tumbling_window_in_seconds`` (the engine does the windows, :mod:`bridge.windows`;
+      ``encode_event([])`` must give the envelope of a window's final invocation, and a
+      connector may have a ``stream_arn`` for the events' ``eventSourceARN``);
       ``defaults``: AWS's defaults of mapping options for this kind of source
       (``batch_size``, ``maximum_batching_window_seconds``, ``maximum_retry_attempts``...),
       and ``maximum_retry_attempts_with_on_failure``: what -1 (infinite) becomes when the

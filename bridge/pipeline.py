@@ -47,12 +47,14 @@ from bridge.lanes import Lane, Lanes
 from bridge.metrics import MappingStats
 from bridge.retry import Deliverer, RetryPolicy, Stopping
 from bridge.targets.base import Target
+from bridge.windows import Windows
 
 __all__ = ["Pipeline", "PipelineOptions"]
 
 log = logging.getLogger(__name__)
 
 CLOSE_TIMEOUT = 10.0  # for connector.aclose(), which must not hang a stop forever
+WINDOW_GRACE = 1.0  # seconds after a tumbling window's end before it is closed by time
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,8 +96,10 @@ class Pipeline:
         function_arn: str,
         partitions: PartitionControl | None = None,
         stats: MappingStats | None = None,
+        windows: Windows | None = None,
     ) -> None:
         self.mapping = mapping
+        self.windows = windows
         self.stats = stats if stats is not None else MappingStats()
         self.connector = connector
         self.options = options
@@ -118,6 +122,7 @@ class Pipeline:
             window=options.window,
             max_bytes=options.policy.max_payload_bytes,
             ordered=self.ordered,
+            windowed=windows is not None,
         )
         self._stopping = asyncio.Event()
         self.deliverer = Deliverer(
@@ -131,6 +136,7 @@ class Pipeline:
             function_arn=function_arn,
             stopping=self._stopping,
             stats=self.stats,
+            windows=windows,
         )
         if partitions is not None:
             partitions.bind(self.revoke, self.lanes)
@@ -192,6 +198,11 @@ class Pipeline:
         dispatcher = asyncio.create_task(self._dispatch_loop(), name=f"{self.mapping}:dispatch")
         self._dispatcher = dispatcher
         reader = asyncio.create_task(self._read_loop(), name=f"{self.mapping}:read")
+        closer = (
+            asyncio.create_task(self._close_windows(), name=f"{self.mapping}:windows")
+            if self.windows is not None
+            else None
+        )
         stop_wait = asyncio.create_task(self._stopping.wait())
         crash_wait = asyncio.create_task(self._crashed.wait())
         failure: BaseException | None = None
@@ -203,9 +214,11 @@ class Pipeline:
             # stopped, crashed or the source failed: retries give up now, invocations under
             # way get the shutdown timeout to finish
             self._stopping.set()
-            for task in (reader, stop_wait, crash_wait):
+            for task in (reader, stop_wait, crash_wait, *([closer] if closer else [])):
                 task.cancel()
             await asyncio.gather(reader, stop_wait, crash_wait, return_exceptions=True)
+            if closer is not None:
+                await asyncio.gather(closer, return_exceptions=True)
             self.tracker.interrupt()
             deadline = time.monotonic() + self.options.shutdown_timeout  # drain and commits
             await self._drain(deadline)
@@ -262,6 +275,7 @@ class Pipeline:
         lane: Lane | None = None
         count = size = filtered = 0
         self.stats.read += len(chunk)
+        windows = self.windows
         for record in chunk:
             if revoking and record.partition in revoking:
                 continue  # no longer ours: never committed, its new owner reads it
@@ -287,6 +301,8 @@ class Pipeline:
             lane.read += 1
             lane.read_bytes += n
             record.seq, record.mark, record.lane = lane.read, lane.read_bytes, lane
+            if windows is not None:
+                record.window = windows.assign(record.partition, record.arrived)
             count += 1
             size += n
             if per_record:
@@ -405,6 +421,36 @@ class Pipeline:
         self._stopping.set()
         self._crashed.set()
 
+    async def _close_windows(self) -> None:
+        """Close each partition's window once its end passed (by ``WINDOW_GRACE``) and
+        nothing of the partition waits or is in flight: its final invocation holds the
+        partition's slot, like a batch."""
+        windows = self.windows
+        assert windows is not None
+        while True:
+            await asyncio.sleep(min(1.0, windows.seconds / 4))
+            now = time.time()
+            for partition, window in windows.open_windows().items():
+                if windows.end(window.index) + WINDOW_GRACE > now or self._stopping.is_set():
+                    continue
+                lane = self.lanes.by_partition.get(partition)
+                if lane is not None and (lane.queue or lane.in_flight or lane.gone):
+                    continue  # a batch goes first; a later window's closes this one
+                if partition in self._revoking:
+                    continue
+                lane = lane or self.lanes.lane(partition)
+                lane.in_flight += 1
+                try:
+                    await self.deliverer.close_window(partition, window)
+                except Stopping:
+                    return
+                except Exception:  # the store failed: the window stays open, tried again
+                    log.exception("%s: closing the window of %s failed", self.mapping, partition)
+                finally:
+                    self.batcher.done(lane)
+                    self.lanes.forget_if_idle(lane)
+                    self._wake.set()
+
     async def _give_back(self, records: Sequence[Record]) -> None:
         """Leave failed records to the source's own redelivery (queues). For an ordered
         partition everything queued after them goes back too, to keep the order."""
@@ -418,6 +464,8 @@ class Pipeline:
         """The source lost ``partitions``: see ``PartitionControl.revoke``."""
         names = set(partitions)
         self._revoking |= names
+        if self.windows is not None:
+            self.windows.forget(names)
         try:
             lost = [lane for p in names if (lane := self.lanes.by_partition.get(p))]
             for lane in lost:
@@ -433,6 +481,8 @@ class Pipeline:
             for lane in lost:
                 self.tracker.drop(lane)
         finally:
+            if self.windows is not None:  # again: a batch that just ended may have kept one
+                self.windows.forget(names)
             self._revoking -= names
 
     async def _cancel(self, tasks: Collection[asyncio.Task[None]], why: str) -> None:

@@ -30,6 +30,10 @@ Semantics, as AWS documents them for event source mappings:
 - A record older than ``maximum_record_age_seconds`` is dead-lettered with
   ``RecordAgeExceeded`` (only such records: the rest of its batch is delivered); one
   larger than the payload limit with ``MaximumPayloadSizeExceeded``.
+- With tumbling windows (:mod:`bridge.windows`) each invocation carries its partition's
+  window and state; the state the function answers is kept before the records settle (an
+  answer without one is a function error), and a batch of a later window first closes
+  the open one with a final invocation, retried until it succeeds.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ from bridge.errors import FunctionError, TargetRejected, TargetUnavailable
 from bridge.events import new_request_id
 from bridge.metrics import MappingStats
 from bridge.targets.base import Target
+from bridge.windows import STATE_LIMIT, InvalidState, OpenWindow, Windows, state_of, state_size
 
 __all__ = ["Deliverer", "RetryPolicy", "Stopping"]
 
@@ -105,7 +110,9 @@ class Deliverer:
         stopping: asyncio.Event,
         timeout: float | None = None,
         stats: MappingStats | None = None,
+        windows: Windows | None = None,
     ) -> None:
+        self.windows = windows
         self.mapping = mapping
         self.stats = stats if stats is not None else MappingStats()
         self.connector = connector
@@ -123,13 +130,76 @@ class Deliverer:
 
     async def deliver(self, batch: list[Record]) -> None:
         """Deliver or dead-letter every record of ``batch``; raise Stopping to abandon."""
+        window = None
+        if self.windows is not None and batch[0].encoded:
+            window = await self._enter_window(batch[0].partition, batch[0].window)
         work: list[list[Record]] = [batch]
         while work:
             records = work.pop(0)
-            halves = await self._deliver_one(records)
+            halves = await self._deliver_one(records, window)
             work[:0] = halves
 
-    async def _deliver_one(self, records: list[Record]) -> list[list[Record]]:
+    async def _enter_window(self, partition: str, index: int) -> OpenWindow:
+        """The window a batch of ``partition`` goes into: the open one, unless the batch
+        is of a later window; then the open one is closed first (its final invocation)."""
+        assert self.windows is not None
+        window = await self.windows.current(partition)
+        if window is not None and window.index < index:
+            await self.close_window(partition, window)
+            window = None
+        if window is None:
+            window = OpenWindow(index, {})  # kept once the function answers a state
+        return window
+
+    async def close_window(
+        self, partition: str, window: OpenWindow, *, early: bool = False
+    ) -> None:
+        """The window's final invocation (no records, ``isFinalInvokeForWindow``), retried
+        until it succeeds; then the window is closed (``early``: it goes on afresh)."""
+        assert self.windows is not None
+        payload = self.windows.payload(
+            self.connector.encode_event([]), partition, window, final=True, early=early
+        )
+        attempt = 0
+        while True:
+            attempt += 1
+            outcome = await self._invoke(payload, new_request_id(), [])
+            if outcome is not None and outcome.ok:
+                break
+            error = outcome.error if outcome is not None else None
+            telemetry.emit(
+                telemetry.WINDOW_FINAL_FAILED,
+                mapping=self.mapping,
+                partition=partition,
+                attempt=attempt,
+                error=str(error)[:200],
+                level=logging.WARNING,
+            )
+            await self._sleep(self.policy.backoff(attempt))
+        telemetry.emit(
+            telemetry.WINDOW_CLOSED, mapping=self.mapping, partition=partition, early=early
+        )
+        if early:
+            window.state = {}
+            await self.windows.keep(partition, window)
+        else:
+            await self.windows.keep(partition, None)
+
+    async def _keep_state(
+        self, records: list[Record], window: OpenWindow, state: dict[str, Any]
+    ) -> None:
+        """Keep what the function answered as the window's state (durably, before the
+        records settle); a state over 1 MB ends the window early."""
+        assert self.windows is not None
+        partition = records[0].partition
+        window.state = state
+        await self.windows.keep(partition, window)
+        if state_size(state) > STATE_LIMIT:
+            await self.close_window(partition, window, early=True)
+
+    async def _deliver_one(
+        self, records: list[Record], window: OpenWindow | None = None
+    ) -> list[list[Record]]:
         """Deliver one (sub-)batch; return sub-batches still to do (after a bisect)."""
         attempts = 0
         while records:
@@ -139,6 +209,9 @@ class Deliverer:
                 await self._dead_letter(expired, "RecordAgeExceeded", attempts, payload)
                 continue
             payload = self.connector.encode_event(records)
+            if window is not None:
+                assert self.windows is not None
+                payload = self.windows.payload(payload, records[0].partition, window)
             if len(payload) > self.policy.max_payload_bytes:
                 if len(records) > 1:
                     return _split(records)
@@ -152,6 +225,22 @@ class Deliverer:
             if outcome is None:  # the target was unavailable until records aged out
                 attempts -= 1  # the function never saw them
                 continue
+            state: dict[str, Any] | None = None
+            if window is not None and outcome.ok:
+                try:
+                    state = state_of(outcome.response)
+                except InvalidState as exc:  # as on AWS: a failed invocation
+                    error_doc = json.dumps(
+                        {"errorType": "InvalidStateResponse", "errorMessage": str(exc)}
+                    )
+                    outcome = _Outcome(
+                        ok=False,
+                        error=FunctionError(
+                            f"tumbling window: {exc}",
+                            error_type="InvalidStateResponse",
+                            payload=error_doc.encode(),
+                        ),
+                    )
             if isinstance(outcome.error, TargetRejected):
                 if len(records) > 1:
                     return _split(records)
@@ -161,6 +250,8 @@ class Deliverer:
                 return []
             if outcome.ok:
                 failed = self._failed_items(outcome.response, records)
+                if window is not None and state is not None:
+                    await self._keep_state(records, window, state)
                 if not failed:
                     self.settle(records)
                     self.stats.delivered_now(len(records), records[-1].arrived)

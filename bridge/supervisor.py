@@ -45,6 +45,7 @@ from bridge.pipeline import CLOSE_TIMEOUT, Pipeline, PipelineOptions
 from bridge.registry import connector_class
 from bridge.retry import RetryPolicy
 from bridge.targets import Target, build_target
+from bridge.windows import Windows
 
 __all__ = ["Supervisor"]
 
@@ -106,6 +107,7 @@ class _MappingRunner:
             region=config.region,
             account_id=config.account_id,
             state_dir=str(config.state_dir),
+            parallelization_factor=mapping.parallelization_factor or 1,
         )
         connector = cls(source, context)
         defaults = cls.defaults
@@ -140,6 +142,13 @@ class _MappingRunner:
         )
         function = config.functions[mapping.function]
         name = getattr(function, "function_name", None) or mapping.function
+        windows = None
+        if mapping.tumbling_window_in_seconds:
+            windows = Windows(
+                mapping.tumbling_window_in_seconds,
+                context.checkpoints,
+                source_arn=lambda: getattr(connector, "stream_arn", None),
+            )
         return Pipeline(
             mapping=mapping.name,
             connector=connector,
@@ -150,6 +159,7 @@ class _MappingRunner:
             function_arn=function_arn(name, config.region, config.account_id),
             partitions=partitions,
             stats=stats_for(mapping.name),
+            windows=windows,
         )
 
     async def _run(self) -> None:

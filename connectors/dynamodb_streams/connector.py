@@ -8,6 +8,11 @@ Guarantees:
   parallel. A failing batch blocks its shard (not the others) until it succeeds or is
   dead-lettered within ``maximum_retry_attempts`` / ``maximum_record_age_seconds``;
   meanwhile that shard is not read past its share of the read-ahead (``shards.py``).
+- ``parallelization_factor`` N > 1: in order per item instead. Each shard's records are
+  spread over N partitions by their ``Keys`` (``spread.py``), so up to N batches of a
+  shard are in flight at once and a failing batch blocks only the keys of its
+  sub-partition; the shard's checkpoint still only covers records settled with
+  everything before them in the shard, so a restart redelivers, never skips.
 - Checkpoints per shard: the sequence number of the last settled record of each shard
   (delivered, filtered out or dead-lettered), and which shards are finished. A restart
   resumes right after it (``AFTER_SEQUENCE_NUMBER``); a crash redelivers at most what
@@ -53,6 +58,7 @@ from connectors.aws import create_client, translate_errors
 from connectors.dynamodb_streams.config import DynamoDBStreamsSource
 from connectors.dynamodb_streams.normalize import batch_info, sample_event, stream_record
 from connectors.dynamodb_streams.shards import GONE, SHARD_PREFIX, Shard, ShardReader, error_code
+from connectors.dynamodb_streams.spread import Spread
 
 __all__ = ["DynamoDBStreamsConnector"]
 
@@ -66,12 +72,15 @@ class DynamoDBStreamsConnector(BaseConnector):
     config_model: ClassVar[builtins.type[DynamoDBStreamsSource]] = DynamoDBStreamsSource
     ordered: ClassVar[bool] = True
     pausable: ClassVar[bool] = True  # shard readers ask context.partitions.room() first
+    parallelizable: ClassVar[bool] = True  # context.parallelization_factor: see spread.py
+    windowable: ClassVar[bool] = True  # tumbling_window_in_seconds (bridge/windows.py)
     defaults: ClassVar[dict[str, Any]] = {
         "batch_size": 100,
         "maximum_batching_window_seconds": 0.0,
         "maximum_retry_attempts": -1,
         "maximum_record_age_seconds": -1,
-        # every shard has its own batch in flight, as on AWS (ParallelizationFactor 1)
+        # every shard has its own batches in flight (parallelization_factor of them), as
+        # on AWS
         "maximum_concurrency": 1000,
     }
     sample_event = staticmethod(sample_event)
@@ -113,6 +122,8 @@ class DynamoDBStreamsConnector(BaseConnector):
         self._tasks: set[asyncio.Task[None]] = set()
         self._failed: asyncio.Future[None] | None = None
         self._refresh_now = asyncio.Event()
+        factor = context.parallelization_factor
+        self._spread = Spread(factor, context.partitions) if factor > 1 else None
 
     @property
     def _what(self) -> str:
@@ -138,6 +149,7 @@ class DynamoDBStreamsConnector(BaseConnector):
             options=self.config,
             queue=self._queue,
             control=self.context.partitions,
+            spread=self._spread,
         )
         await self._load_checkpoints()
         await self._refresh()
@@ -282,11 +294,13 @@ class DynamoDBStreamsConnector(BaseConnector):
             await self.context.checkpoints.write({}, [shard.key for shard in gone] + stale)
             for shard in gone:
                 del self._shards[shard.shard_id]
+                if self._spread is not None:
+                    self._spread.forget(shard.shard_id)
             self._saved.clear()
 
     def _start(self, shard: Shard) -> None:
         if shard.task is None and not shard.finished.is_set():
-            self.context.partitions.reading([shard.shard_id])
+            self.context.partitions.reading(self._partitions(shard.shard_id))
             shard.task = self._spawn(self._read_shard(shard), shard.shard_id)
 
     async def _read_shard(self, shard: Shard) -> None:
@@ -307,9 +321,16 @@ class DynamoDBStreamsConnector(BaseConnector):
             )
             shard.last_read = shard.checkpoint = None
         shard.ended = True
-        self.context.partitions.finished([shard.shard_id])
+        self.context.partitions.finished(self._partitions(shard.shard_id))
         await self._maybe_finish(shard)
         self._refresh_now.set()  # a closed shard has children to pick up
+
+    def _partitions(self, shard_id: str) -> list[str]:
+        """The engine's partitions of a shard: the shard, or its sub-partitions."""
+        return self._spread.partitions(shard_id) if self._spread else [shard_id]
+
+    def _shard_id(self, partition: str) -> str:
+        return self._spread.shard_of(partition) if self._spread else partition
 
     async def _maybe_finish(self, shard: Shard) -> None:
         """Mark a shard finished (durably, then for its children) once it ended and all
@@ -333,7 +354,7 @@ class DynamoDBStreamsConnector(BaseConnector):
         doc = stream_failure_base(ctx, time.time())
         doc["DDBStreamBatchInfo"] = batch_info(
             [r.data for r in records],
-            shard_id=records[0].partition,
+            shard_id=self._shard_id(records[0].partition),
             stream_arn=self.stream_arn,
         )
         return doc
@@ -344,6 +365,9 @@ class DynamoDBStreamsConnector(BaseConnector):
         """Store the last sequence number of a contiguous settled run of one shard."""
         if not records:
             return
+        if self._spread is not None:
+            await self._commit_spread(records[-1], self._spread)
+            return
         shard = self._shards.get(records[0].partition)
         seq = str(records[-1].position)
         if shard is None:  # not read in this session (cannot happen): store it anyway
@@ -353,3 +377,19 @@ class DynamoDBStreamsConnector(BaseConnector):
         await self.context.checkpoints.write({shard.key: json.dumps({"seq": seq})})
         shard.checkpoint = seq  # only once durable: children wait for it
         await self._maybe_finish(shard)
+
+    async def _commit_spread(self, record: Record, spread: Spread) -> None:
+        """``record``'s sub-partition is settled up to it: store the shard's checkpoint if
+        that moved the shard's settled prefix (``spread.py``)."""
+        shard_id = spread.shard_of(record.partition)
+        spread.settle(record)
+        shard = self._shards.get(shard_id)
+        if shard is None:  # forgotten: finished, so nothing of it was left to settle
+            return
+        async with spread.lock(shard_id):
+            seq = spread.covered(shard_id)
+            if seq is None or (shard.checkpoint is not None and int(seq) <= int(shard.checkpoint)):
+                return
+            await self.context.checkpoints.write({shard.key: json.dumps({"seq": seq})})
+            shard.checkpoint = seq  # only once durable: children wait for it
+            await self._maybe_finish(shard)

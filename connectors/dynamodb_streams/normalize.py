@@ -20,7 +20,7 @@ from typing import Any
 from bridge.errors import NormalizeError
 from bridge.events import dumps, envelope
 
-__all__ = ["batch_info", "creation_seconds", "sample_event", "stream_record"]
+__all__ = ["batch_info", "creation_seconds", "keys_json", "sample_event", "stream_record"]
 
 _IMAGES = ("NewImage", "OldImage")
 
@@ -54,6 +54,14 @@ def creation_seconds(raw: dict[str, Any]) -> int | None:
     if isinstance(when, int | float):
         return int(when)
     return None
+
+
+def keys_json(raw: dict[str, Any]) -> bytes:
+    """The record's ``dynamodb.Keys`` as canonical JSON (Lambda's form, names sorted, no
+    spaces): the same bytes for every change of one item, in every process. Raises
+    ``KeyError``/``TypeError`` for a record without keys."""
+    keys = _item(raw["dynamodb"]["Keys"])
+    return json.dumps(keys, sort_keys=True, separators=(",", ":")).encode()
 
 
 def stream_record(raw: dict[str, Any], *, stream_arn: str, region: str) -> dict[str, Any]:

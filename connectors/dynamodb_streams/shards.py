@@ -2,13 +2,15 @@
 that belong to a shard (expired iterators, trimmed data).
 
 ``ShardReader.read(shard)`` hands the shard's records, in order, to a queue as lists of
-``Record`` (partition = shard id, position = sequence number) and returns once it read
-past the end of a closed shard; on an open shard it never returns.
+``Record`` (partition = shard id, or its sub-partition with a ``Spread``; position =
+sequence number) and returns once it read past the end of a closed shard; on an open
+shard it never returns.
 
 Flow control: before each GetRecords the reader waits while the engine has the shard
 paused, asks for no more records than the engine has room for in that shard, and hands
 them over only once the engine took its previous ones. So a shard whose batches do not
-move holds its share of the read-ahead and nothing more, inside the engine or out.
+move holds its share of the read-ahead and nothing more, inside the engine or out. (With a
+``Spread`` the spread answers for the shard, from its sub-partitions.)
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from bridge.errors import SourceUnavailable
 from connectors.aws import translate_errors
 from connectors.dynamodb_streams.config import DynamoDBStreamsSource
 from connectors.dynamodb_streams.normalize import creation_seconds
+from connectors.dynamodb_streams.spread import Spread
 
 __all__ = ["GONE", "SHARD_PREFIX", "PollPace", "Shard", "ShardReader", "error_code"]
 
@@ -127,6 +130,7 @@ class ShardReader:
         options: DynamoDBStreamsSource,
         queue: Feed[list[Record]],
         control: PartitionControl | None = None,
+        spread: Spread | None = None,
     ) -> None:
         self.streams = streams
         self.stream_arn = stream_arn
@@ -134,6 +138,7 @@ class ShardReader:
         self.options = options
         self.queue = queue
         self.control = control or PartitionControl()
+        self.spread = spread
 
     async def read(self, shard: Shard) -> None:
         """Read ``shard`` until its end (a closed shard) or forever (an open one)."""
@@ -141,9 +146,10 @@ class ShardReader:
         pace = PollPace(
             self.options.poll_interval_seconds, self.options.max_idle_poll_interval_seconds
         )
+        gate: PartitionControl | Spread = self.spread or self.control
         while iterator is not None:
-            await self.control.wait_room(shard.shard_id)
-            limit = min(_GET_RECORDS_LIMIT, max(1, self.control.room(shard.shard_id)))
+            await gate.wait_room(shard.shard_id)
+            limit = min(_GET_RECORDS_LIMIT, max(1, gate.room(shard.shard_id)))
             try:
                 response = await self.call(
                     self.streams.get_records, ShardIterator=iterator, Limit=limit
@@ -169,6 +175,7 @@ class ShardReader:
 
     async def _hand_over(self, shard: Shard, raws: list[dict[str, Any]]) -> None:
         records = []
+        spread = self.spread
         for raw in raws:
             seq = raw["dynamodb"]["SequenceNumber"]
             if shard.last_read is not None and not _later(seq, shard.last_read):
@@ -176,7 +183,7 @@ class ShardReader:
             seconds = creation_seconds(raw)
             records.append(
                 Record(
-                    partition=shard.shard_id,
+                    partition=spread.partition(shard.shard_id, raw) if spread else shard.shard_id,
                     position=seq,
                     data=raw,
                     arrived=float(seconds) if seconds is not None else time.time(),
@@ -184,6 +191,8 @@ class ShardReader:
             )
             shard.last_read = seq
         if records:
+            if spread is not None:
+                spread.handed(shard.shard_id, records)  # before the engine can settle them
             await self.queue.hand_over(records)
 
     async def _iterator(self, shard: Shard) -> str | None:

@@ -112,6 +112,7 @@ class KafkaConnector(BaseConnector):
     ordered: ClassVar[bool] = True
     redelivery: ClassVar[Literal["bridge", "source"]] = "bridge"
     pausable: ClassVar[bool] = True
+    windowable: ClassVar[bool] = True  # tumbling_window_in_seconds (bridge/windows.py)
     defaults: ClassVar[dict[str, Any]] = {
         "batch_size": 100,
         "maximum_batching_window_seconds": 0.5,
@@ -389,6 +390,8 @@ class KafkaConnector(BaseConnector):
         return filter_view(event)
 
     def encode_event(self, records: Sequence[Record]) -> bytes:
+        if not records:  # a tumbling window's final invocation
+            return envelope(self.bootstrap_servers, [])
         first = records[0].partition
         if all(r.partition == first for r in records):  # the engine batches per partition
             return envelope(self.bootstrap_servers, [(first, [r.encoded for r in records])])
