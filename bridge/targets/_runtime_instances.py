@@ -1,6 +1,6 @@
 """What the ``runtime`` host tells and enforces about function instances, as Lambda does:
-the platform log lines of each invocation, the memory an instance uses, the environment
-of layers. Pure helpers: the target (``runtime_api``) and the workers
+the platform log lines of each invocation (:class:`PlatformLog`), the memory an instance
+uses, the environment of layers. The target (``runtime_api``) and the workers
 (``_runtime_procs``) call them.
 
 Lambda's platform lines, written to the function's log around its own output::
@@ -18,12 +18,21 @@ adds ``Status: timeout``, a runtime that died ``Status: error\tError Type: ...``
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import sys
+import time
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from bridge.errors import DeliveryError
+
+if TYPE_CHECKING:  # at run time the invocations module imports this one (via the workers)
+    from bridge.targets._runtime_invocations import Invocation
 
 __all__ = [
+    "PlatformLog",
     "default_handler",
     "end_line",
     "layer_environment",
@@ -85,6 +94,56 @@ def report_line(request_id: str, fields: Mapping[str, object]) -> str:
     if "error_type" in fields:
         parts.append(f"Error Type: {fields['error_type']}")
     return "\t".join(parts) + "\t"
+
+
+class PlatformLog:
+    """Logs START, END and REPORT for each invocation an instance of the bridge's runs, on
+    the function's logger at INFO (nothing is measured when that level is off); END and
+    REPORT once the instance's output written so far was logged."""
+
+    def __init__(self, logger: logging.Logger, memory_size: int) -> None:
+        self._log = logger
+        self._memory_size = memory_size
+
+    def started(self, invocation: Invocation) -> None:
+        if invocation.holder is not None and self._log.isEnabledFor(logging.INFO):
+            self._log.info(
+                start_line(invocation.request_id),
+                extra={"platform": "start", "request_id": invocation.request_id},
+            )
+
+    def finished(self, invocation: Invocation, result: bytes | DeliveryError) -> None:
+        worker = invocation.holder
+        if worker is None:
+            return
+        if not self._log.isEnabledFor(logging.INFO):
+            worker.take_init_duration()  # not reported: not for a later invocation either
+            return
+        status = error_type = None
+        if isinstance(result, DeliveryError):
+            kind = getattr(result, "error_type", "")
+            if kind == "Sandbox.Timedout":
+                status = "timeout"
+            elif kind.startswith("Runtime.") and kind != "Runtime.HandlerNotFound":
+                status, error_type = "error", kind
+        fields = report_fields(
+            duration_ms=(time.monotonic() - invocation.started) * 1000,
+            memory_size=self._memory_size,
+            max_memory_used=worker.max_memory_used(),
+            init_duration_ms=worker.take_init_duration(),
+            status=status,
+            error_type=error_type,
+        )
+        request_id, log = invocation.request_id, self._log
+
+        def log_end() -> None:
+            log.info(end_line(request_id), extra={"platform": "end", "request_id": request_id})
+            log.info(
+                report_line(request_id, fields),
+                extra={"platform": "report", "request_id": request_id, **fields},
+            )
+
+        worker.after_output(log_end)
 
 
 def memory_mb(pid: int) -> tuple[int, int] | None:

@@ -47,14 +47,12 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from aiohttp import web
-
-from bridge.errors import DeliveryError, TargetRejected, TargetUnavailable
+from bridge.errors import TargetRejected, TargetUnavailable
 from bridge.targets._runtime_callers import (
     Gate,
     SharedGate,
@@ -62,178 +60,23 @@ from bridge.targets._runtime_callers import (
     callers_known,
     new_key,
 )
-from bridge.targets._runtime_instances import (
-    default_handler,
-    end_line,
-    layer_environment,
-    report_fields,
-    report_line,
-    start_line,
-)
+from bridge.targets._runtime_instances import PlatformLog, default_handler, layer_environment
 from bridge.targets._runtime_invocations import (
     MAX_REQUEST_SIZE,
     MAX_RESPONSE_SIZE,
     Invocation,
     InvocationRegistry,
-    UnknownInvocation,
-    error_document,
     exit_error,
     out_of_memory_error,
-    reported_error,
-    response_too_large,
 )
 from bridge.targets._runtime_procs import INIT_TIMEOUT, Worker, sandbox_environment
+from bridge.targets._runtime_routes import Endpoint, RuntimeApi
 
 __all__ = ["MAX_REQUEST_SIZE", "MAX_RESPONSE_SIZE", "RuntimeApiTarget"]
 
 _log = logging.getLogger(__name__)
 
-API_PREFIX = "/2018-06-01/runtime"
-ERROR_TYPE_HEADER = "Lambda-Runtime-Function-Error-Type"
 _TERMINATE_GRACE = 2.0  # seconds between SIGTERM and SIGKILL on aclose()
-
-_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def _json_response(status: int, body: bytes) -> web.Response:
-    return web.Response(status=status, body=body, content_type="application/json")
-
-
-def _accepted() -> web.Response:
-    return _json_response(202, b'{"status":"OK"}')
-
-
-def _forbidden() -> web.Response:
-    message = "This process may not use this function's Runtime API"
-    return _json_response(403, error_document("Forbidden", message))
-
-
-def _invalid_request_id() -> web.Response:
-    return _json_response(400, error_document("InvalidRequestID", "Invalid request ID"))
-
-
-def _too_large() -> web.Response:
-    message = f"Exceeded maximum allowed payload size ({MAX_RESPONSE_SIZE} bytes)."
-    return _json_response(413, error_document("RequestEntityTooLarge", message))
-
-
-async def _read_body(request: web.Request) -> bytes | None:
-    """The request body as sent, or ``None`` if it is over ``MAX_RESPONSE_SIZE`` bytes."""
-    if (request.content_length or 0) > MAX_RESPONSE_SIZE:
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.content.iter_chunked(1 << 16):
-        size += len(chunk)
-        if size > MAX_RESPONSE_SIZE:
-            return None  # aiohttp reads and drops the rest before the next request
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-class RuntimeApi:
-    """The Runtime API routes for one caller, on top of an :class:`InvocationRegistry`.
-
-    ``caller`` is the worker slot this endpoint belongs to, or ``None`` for the shared
-    address that runtimes started by the user poll; ``gate`` admits or refuses (403
-    ``Forbidden``) each connection before anything else happens. The routes are served
-    under ``/2018-06-01/runtime`` and, given a ``key``, under ``/<key>/2018-06-01/runtime``
-    as well. Statuses and bodies are Lambda's: 202
-    ``{"status":"OK"}``; 400 ``InvalidRequestID`` for a request id the caller does not hold
-    (unknown, or already answered); 413 ``RequestEntityTooLarge`` for a response over
-    ``MAX_RESPONSE_SIZE`` bytes, which fails the invocation with
-    ``Function.ResponseSizeTooLarge``.
-    """
-
-    def __init__(
-        self,
-        registry: InvocationRegistry,
-        caller: Worker | None,
-        *,
-        function_arn: str,
-        gate: Gate,
-        key: str | None = None,
-    ) -> None:
-        self._registry = registry
-        self._caller = caller
-        self._function_arn = function_arn
-        self._gate = gate
-        self._key = key
-
-    def app(self) -> web.Application:
-        @web.middleware
-        async def admitted_only(request: web.Request, handler: _Handler) -> web.StreamResponse:
-            if not await self._gate.admits(request):
-                return _forbidden()
-            return await handler(request)
-
-        app = web.Application(middlewares=[admitted_only])
-        prefixes = [API_PREFIX] if self._key is None else [API_PREFIX, f"/{self._key}{API_PREFIX}"]
-        for prefix in prefixes:
-            app.add_routes(
-                [
-                    web.get(f"{prefix}/invocation/next", self.next_invocation),
-                    web.post(f"{prefix}/invocation/{{request_id}}/response", self.response),
-                    web.post(f"{prefix}/invocation/{{request_id}}/error", self.error),
-                    web.post(f"{prefix}/init/error", self.init_error),
-                ]
-            )
-        return app
-
-    async def next_invocation(self, request: web.Request) -> web.StreamResponse:
-        """Long poll: the event bytes as queued, with the invocation's headers."""
-        if self._caller is not None:
-            self._caller.mark_polled()
-        self._registry.forgive(self._caller)
-        invocation = await self._registry.next(self._caller)
-        response = web.StreamResponse(
-            headers={
-                "Lambda-Runtime-Aws-Request-Id": invocation.request_id,
-                "Lambda-Runtime-Deadline-Ms": str(invocation.deadline_ms),
-                "Lambda-Runtime-Invoked-Function-Arn": self._function_arn,
-                "Lambda-Runtime-Trace-Id": invocation.trace_id,
-                # exactly this value: awslambdaric passes anything else to handlers raw
-                "Content-Type": "application/json",
-            }
-        )
-        response.content_length = len(invocation.payload)
-        try:
-            await response.prepare(request)
-            await response.write(invocation.payload)
-            await response.write_eof()
-        except (ConnectionError, asyncio.CancelledError):
-            gone = TargetUnavailable("the runtime hung up before it received the invocation")
-            self._registry.finish(invocation, gone)
-            raise
-        return response
-
-    async def response(self, request: web.Request) -> web.Response:
-        return await self._answer(request, lambda body: body)
-
-    async def error(self, request: web.Request) -> web.Response:
-        header = request.headers.get(ERROR_TYPE_HEADER)
-        return await self._answer(request, lambda body: reported_error(body, header))
-
-    async def _answer(
-        self, request: web.Request, interpret: Callable[[bytes], bytes | DeliveryError]
-    ) -> web.Response:
-        body = await _read_body(request)
-        result = response_too_large() if body is None else interpret(body)
-        try:
-            self._registry.resolve(request.match_info["request_id"], self._caller, result)
-        except UnknownInvocation:
-            return _invalid_request_id()
-        return _too_large() if body is None else _accepted()
-
-    async def init_error(self, request: web.Request) -> web.Response:
-        """A failed cold start: served to the next invocation, as Lambda does."""
-        body = await _read_body(request) or b""
-        header = request.headers.get(ERROR_TYPE_HEADER)
-        if self._caller is not None:
-            reported = reported_error(body, header)
-            self._caller.report_init_error(f"{reported.error_type}: {reported}")
-        self._registry.fail_next(self._caller, lambda _: reported_error(body, header))
-        return _accepted()
 
 
 def _inherited(inherit: bool | Sequence[str]) -> dict[str, str]:
@@ -244,26 +87,6 @@ def _inherited(inherit: bool | Sequence[str]) -> dict[str, str]:
         return dict(os.environ)
     names = ["PATH", "LANG", *(inherit or [])]
     return {k: os.environ[k] for k in names if k in os.environ}
-
-
-class _Endpoint:
-    """One listening socket serving a :class:`RuntimeApi`."""
-
-    def __init__(self, api: RuntimeApi) -> None:
-        # Cancelling the handler of a hung-up poll gives its invocation to another runtime.
-        self._runner = web.AppRunner(
-            api.app(), handler_cancellation=True, shutdown_timeout=0.5, access_log=None
-        )
-
-    async def start(self, host: str, port: int) -> str:
-        """Bind and serve; returns the ``host:port`` bound. Raises ``OSError``."""
-        await self._runner.setup()
-        await web.TCPSite(self._runner, host, port).start()
-        bound_port = self._runner.addresses[0][1]
-        return f"[{host}]:{bound_port}" if ":" in host else f"{host}:{bound_port}"
-
-    async def aclose(self) -> None:
-        await self._runner.cleanup()
 
 
 class RuntimeApiTarget:
@@ -347,13 +170,14 @@ class RuntimeApiTarget:
             ),
         }
         self._environment = {**base, **layer_environment(layers, base), **(env or {})}
+        self._platform = PlatformLog(logging.getLogger(f"bridge.function.{name}"), memory_size)
         self._registry = self._new_registry()
-        self._endpoints: list[_Endpoint] = []
+        self._endpoints: list[Endpoint] = []
         self._workers: list[Worker] = []
-        self._endpoint_of: dict[Worker, _Endpoint] = {}
+        self._endpoint_of: dict[Worker, Endpoint] = {}
         self._next_index = 0
         self._reaper: asyncio.Task[None] | None = None
-        self._platform_log = logging.getLogger(f"bridge.function.{name}")
+
         self._address: str | None = None
         self._state = "new"
         self._closing: asyncio.Task[None] | None = None
@@ -490,7 +314,7 @@ class RuntimeApiTarget:
 
     async def _serve(self, caller: Worker | None, port: int, gate: Gate, key: str | None) -> str:
         api = RuntimeApi(self._registry, caller, function_arn=self.function_arn, gate=gate, key=key)
-        endpoint = _Endpoint(api)
+        endpoint = Endpoint(api)
         self._endpoints.append(endpoint)
         if caller is not None:
             self._endpoint_of[caller] = endpoint
@@ -520,7 +344,7 @@ class RuntimeApiTarget:
 
     def _new_registry(self) -> InvocationRegistry:
         return InvocationRegistry(
-            self._on_timeout, on_start=self._on_start, on_finish=self._on_finish
+            self._on_timeout, on_start=self._platform.started, on_finish=self._platform.finished
         )
 
     def _check_command(self) -> None:
@@ -613,46 +437,6 @@ class RuntimeApiTarget:
                         len(self._workers) - 1,
                     )
                     await self._retire(worker)
-
-    def _on_start(self, invocation: Invocation) -> None:
-        if invocation.holder is not None and self._platform_log.isEnabledFor(logging.INFO):
-            self._platform_log.info(
-                start_line(invocation.request_id),
-                extra={"platform": "start", "request_id": invocation.request_id},
-            )
-
-    def _on_finish(self, invocation: Invocation, result: bytes | DeliveryError) -> None:
-        worker = invocation.holder
-        if worker is None or not self._platform_log.isEnabledFor(logging.INFO):
-            if worker is not None:
-                worker.take_init_duration()  # not reported: not for a later invocation either
-            return
-        status = error_type = None
-        if isinstance(result, DeliveryError):
-            kind = getattr(result, "error_type", "")
-            if kind == "Sandbox.Timedout":
-                status = "timeout"
-            elif kind.startswith("Runtime.") and kind != "Runtime.HandlerNotFound":
-                status, error_type = "error", kind
-        fields = report_fields(
-            duration_ms=(time.monotonic() - invocation.started) * 1000,
-            memory_size=self._memory_size,
-            max_memory_used=worker.max_memory_used(),
-            init_duration_ms=worker.take_init_duration(),
-            status=status,
-            error_type=error_type,
-        )
-        request_id = invocation.request_id
-
-        def log_end() -> None:
-            log = self._platform_log
-            log.info(end_line(request_id), extra={"platform": "end", "request_id": request_id})
-            log.info(
-                report_line(request_id, fields),
-                extra={"platform": "report", "request_id": request_id, **fields},
-            )
-
-        worker.after_output(log_end)
 
     async def _wait_for_runtime(self, invocation: Invocation, limit: float) -> None:
         try:
