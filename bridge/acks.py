@@ -20,11 +20,16 @@ pile up while a commit is on its way go out together in the next one. A commit t
 is retried with backoff; nothing advances past what was durably committed.
 ``committed_upto()`` waits for a lane's commit, ``flush()`` for the committers. Every
 change of what a lane holds is told to ``Lanes`` (read-ahead).
+
+With ``commit_interval`` (seconds, frontier lanes) a lane's committer first waits that
+long, so everything settled meanwhile goes out in one commit: coalesced by time as well
+as by count. Stopping cuts the wait short (``interrupt``), and the drain commits at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Collection, Sequence
@@ -46,8 +51,16 @@ class AckTracker:
     """Tracks the records of one pipeline until they are committed or forgotten."""
 
     def __init__(
-        self, connector: Connector, *, mapping: str, lanes: Lanes, per_record: bool
+        self,
+        connector: Connector,
+        *,
+        mapping: str,
+        lanes: Lanes,
+        per_record: bool,
+        commit_interval: float = 0.0,
     ) -> None:
+        self.commit_interval = commit_interval
+        self._hurry = asyncio.Event()  # set when stopping: coalescing waits end now
         self._connector = connector
         self._mapping = mapping
         self._lanes = lanes
@@ -135,7 +148,16 @@ class AckTracker:
 
     async def flush(self, lanes: Collection[Lane] | None = None) -> None:
         """Wait for the commits under way (of ``lanes``, or of all): when it returns,
-        everything that was committable when it was called has been committed."""
+        everything that was committable when it was called has been committed (coalescing
+        waits are cut short meanwhile)."""
+        self._hurry.set()
+        try:
+            await self._flush(lanes)
+        finally:
+            if not self._interrupted:
+                self._hurry.clear()
+
+    async def _flush(self, lanes: Collection[Lane] | None) -> None:
         while True:
             if lanes is None:
                 tasks = set(self._lane_committers)
@@ -148,8 +170,10 @@ class AckTracker:
             await asyncio.wait(tasks)
 
     def interrupt(self) -> None:
-        """The pipeline is stopping: every ``committed_upto`` wait returns now."""
+        """The pipeline is stopping: every ``committed_upto`` wait returns now, and the
+        committers stop coalescing."""
         self._interrupted = True
+        self._hurry.set()
         for lane in list(self._lanes.by_partition.values()):
             _release_waiters(lane, None)
 
@@ -178,6 +202,9 @@ class AckTracker:
         """Commit ``lane``'s frontier until it stops moving."""
         try:
             while not lane.gone:
+                if self.commit_interval and not self._hurry.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._hurry.wait(), self.commit_interval)
                 target = lane.settled
                 if target is None or target.seq <= lane.committed:
                     return

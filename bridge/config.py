@@ -261,6 +261,9 @@ class MappingConfig(_Model):
     filter_criteria: FilterCriteria | None = None
     on_failure: OnFailure | None = None
     maximum_concurrency: int | None = Field(None, ge=1, le=1000)
+    # logs (Kafka, DynamoDB Streams, buckets, folders): commit at most this often per
+    # partition; a crash may deliver again what settled in the last interval
+    commit_interval_seconds: float | None = Field(None, ge=0, le=60)
     # streams: batches of one shard at once, in order per partition key (DynamoDB's Keys)
     parallelization_factor: int | None = Field(None, ge=1, le=10)
     # streams: the state a function returns is passed to its next invocation in the window

@@ -11,7 +11,10 @@ keeps its place in its partition and is dead-lettered there, as a batch of its o
 Commits follow delivery instead of holding it up: for an ordered source a partition's
 next batch is released as soon as its batch is delivered *and* the batch before that one
 is committed. So per partition at most two batches are delivered but not yet committed
-(one committing, one in flight): the records a crash can deliver twice.
+(one committing, one in flight): the records a crash can deliver twice. With a
+``commit_interval`` a partition commits at most that often and its batches do not wait
+for commits: what a crash can deliver twice is then what settled in the last interval
+(plus a commit on its way), and never more than the partition's read-ahead share.
 
 Failures, closed: an outage is retried inside the delivery; an exception that escapes a
 delivery task is a bug in the bridge: it is logged once with its traceback and the
@@ -66,6 +69,9 @@ class PipelineOptions:
     maximum_concurrency: int
     policy: RetryPolicy
     shutdown_timeout: float = 30.0
+    # frontier sources: commit at most this often per partition, and let a partition's
+    # next batch go without waiting for the last commit (0: commit behind every batch)
+    commit_interval: float = 0.0
     max_in_flight_records: int = 0  # 0: derived from batch size and concurrency
     max_in_flight_bytes: int = 64 * 1024 * 1024
 
@@ -115,7 +121,11 @@ class Pipeline:
             min_share=options.partition_minimum,
         )
         self.tracker = AckTracker(
-            connector, mapping=mapping, lanes=self.lanes, per_record=self.per_record
+            connector,
+            mapping=mapping,
+            lanes=self.lanes,
+            per_record=self.per_record,
+            commit_interval=options.commit_interval,
         )
         self.batcher = Batcher(
             batch_size=options.batch_size,
@@ -396,7 +406,8 @@ class Pipeline:
             if not self.per_record:
                 if lane.settled_seq < batch[-1].seq and not lane.gone:
                     raise AssertionError(f"batch of {lane.partition!r} ended unsettled")
-                await self.tracker.committed_upto(lane, base)
+                if not self.options.commit_interval:  # else the read-ahead bounds it
+                    await self.tracker.committed_upto(lane, base)
         except Stopping:
             pass
         except Exception as exc:

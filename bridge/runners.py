@@ -129,6 +129,7 @@ class MappingRunner:
             maximum_concurrency=option("maximum_concurrency", 10),
             policy=policy,
             shutdown_timeout=config.shutdown_timeout_seconds,
+            commit_interval=option("commit_interval_seconds", 0.0),
         )
         uri = (
             mapping.on_failure.destination
