@@ -231,4 +231,3 @@ async def test_dynamodb_stream_windows_carry_the_shard_and_stream(
 
 def _iso(epoch: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
-
