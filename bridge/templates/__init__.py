@@ -9,9 +9,19 @@ overlay's (:mod:`bridge.templates.overlay`). What cannot be mapped (an event typ
 bridge lacks, an intrinsic function that cannot be resolved statically) is a ConfigError
 naming the resource and the property.
 
-Modules: ``loader`` (YAML/JSON with CloudFormation's tags and line numbers),
-``intrinsics`` (``Ref``, ``Fn::GetAtt``, ``Fn::Sub``...), ``overlay``, ``derive`` (what the
-formats share), ``sam``, ``cloudformation``, ``serverless``, ``convert`` (the entry points).
+The public API is what this module exports (from ``convert``); the other modules are the
+implementation:
+
+- reading: ``loader`` (YAML/JSON with CloudFormation's tags and line numbers),
+  ``intrinsics`` (``Ref``, ``Fn::GetAtt``, ``Fn::Sub``...), ``overlay``
+- the formats: ``cloudformation`` (a template's resources), ``sam`` (a SAM function and
+  its events), ``serverless`` (a serverless.yml's functions), ``serverless_events``,
+  ``serverless_variables`` (the Framework's ``${...}``)
+- what the formats share: ``derived`` (the config being derived, with its lines),
+  ``functions``, ``event_sources`` (event source mappings), ``buckets`` (S3
+  notifications), ``rules`` (schedules and EventBridge rules), ``failures`` (retries and
+  on-failure destinations), ``routes`` (API routes)
+- ``convert``: from a source to a validated config, and the command line's share
 """
 
 from bridge.templates.convert import (
@@ -21,6 +31,8 @@ from bridge.templates.convert import (
     convert,
     derivation_of_args,
     load_source,
+    report,
+    source_of_args,
     to_yaml,
 )
 
@@ -31,5 +43,7 @@ __all__ = [
     "convert",
     "derivation_of_args",
     "load_source",
+    "report",
+    "source_of_args",
     "to_yaml",
 ]

@@ -22,22 +22,15 @@ from typing import Any
 
 from bridge.config_errors import Loc
 from bridge.errors import ConfigError
-from bridge.templates.derive import (
-    Context,
-    Derived,
-    Draft,
-    bus_name,
-    event_source,
-    function_entry,
-    json_input,
-    retry_policy,
-    s3_source,
-    state_enabled,
-    unknown,
-)
+from bridge.templates.buckets import s3_notification
+from bridge.templates.derived import Context, Derived, Draft, reject_unknown
+from bridge.templates.event_sources import event_source
+from bridge.templates.failures import retry_policy
+from bridge.templates.functions import properties_entry
 from bridge.templates.intrinsics import Missing, Resolver
 from bridge.templates.loader import Document
 from bridge.templates.overlay import Overlay
+from bridge.templates.rules import set_event_rule, set_schedule, set_state, target_input
 from bridge.templates.sam import sam_function
 
 __all__ = ["derive_template", "parameter_values", "pseudo_parameters"]
@@ -46,6 +39,8 @@ FUNCTION_TYPES = ("AWS::Serverless::Function", "AWS::Lambda::Function")
 
 
 def pseudo_parameters(overlay: Overlay, stack: str) -> dict[str, Any]:
+    """CloudFormation's pseudo parameters (``AWS::Region``...) of the stack ``stack`` in
+    the overlay's region and account."""
     region, account = overlay.region, overlay.account_id
     return {
         "AWS::Region": region,
@@ -96,22 +91,14 @@ def parameter_values(
 
 
 def derive_template(document: Document, overlay: Overlay, overrides: Mapping[str, str]) -> Derived:
-    """The bridge config of a CloudFormation or SAM template."""
+    """The bridge config of a CloudFormation or SAM template (``overrides``: parameter
+    values); raise ConfigError naming the file, line and property of what cannot be
+    mapped."""
     data = document.data
     if not isinstance(data, dict) or not isinstance(data.get("Resources"), dict):
         raise ConfigError("not a CloudFormation template: no Resources", where=str(document.path))
     resources: dict[str, Any] = data["Resources"]
-    stack = overlay.stack_name or document.path.resolve().parent.name or "stack"
-    resolver = Resolver(
-        document,
-        resources=resources,
-        parameters=parameter_values(document, data.get("Parameters"), overlay, overrides),
-        pseudo=pseudo_parameters(overlay, stack),
-        names=overlay.names,
-        sqs_endpoint=overlay.endpoints.get("sqs"),
-        conditions=data.get("Conditions") if isinstance(data.get("Conditions"), dict) else {},
-        mappings=data.get("Mappings") if isinstance(data.get("Mappings"), dict) else {},
-    )
+    resolver = _resolver(document, overlay, overrides)
     context = Context(document, resolver, overlay)
     derived = Derived(context)
     present = {
@@ -119,7 +106,7 @@ def derive_template(document: Document, overlay: Overlay, overrides: Mapping[str
         for name, resource in resources.items()
         if isinstance(resource, dict) and _exists(resolver, name, resource)
     }
-    functions = _FunctionNames(context, present)
+    triggers = _Triggers(context, derived, present)
     globals_ = (
         ((data.get("Globals") or {}).get("Function") or {})
         if isinstance(data.get("Globals"), dict)
@@ -136,21 +123,34 @@ def derive_template(document: Document, overlay: Overlay, overrides: Mapping[str
         kind, loc = resource.get("Type"), ("Resources", name)
         props = resource.get("Properties") or {}
         if kind == "AWS::Lambda::EventSourceMapping":
-            function = functions.of((*loc, "Properties"), props, "FunctionName")
-            draft = Draft.new(name, function, loc)
-            ploc = (*loc, "Properties")
-            event_source(context, draft, props, ploc, arn_key="EventSourceArn", kind="ARN")
-            derived.add_mapping(draft)
+            triggers.event_source_mapping(name, props, loc)
         elif kind == "AWS::S3::Bucket":
-            _bucket_notifications(context, derived, functions, name, props, loc)
+            triggers.bucket_notifications(name, props, loc)
         elif kind in ("AWS::Events::Rule", "AWS::Scheduler::Schedule"):
-            _rule(context, derived, functions, name, kind, props, loc)
+            triggers.rule(name, kind, props, loc)
     # functions no event names are kept when they can run (``trigger-bridge invoke``)
     derived.settle()
     return derived
 
 
+def _resolver(document: Document, overlay: Overlay, overrides: Mapping[str, str]) -> Resolver:
+    """The template's intrinsic functions with its parameters, conditions and mappings."""
+    data = document.data
+    stack = overlay.stack_name or document.path.resolve().parent.name or "stack"
+    return Resolver(
+        document,
+        resources=data["Resources"],
+        parameters=parameter_values(document, data.get("Parameters"), overlay, overrides),
+        pseudo=pseudo_parameters(overlay, stack),
+        names=overlay.names,
+        sqs_endpoint=overlay.endpoints.get("sqs"),
+        conditions=data.get("Conditions") if isinstance(data.get("Conditions"), dict) else {},
+        mappings=data.get("Mappings") if isinstance(data.get("Mappings"), dict) else {},
+    )
+
+
 def _exists(resolver: Resolver, name: str, resource: Mapping[str, Any]) -> bool:
+    """Whether the resource is created: it has no ``Condition``, or a true one."""
     condition = resource.get("Condition")
     if not isinstance(condition, str):
         return True
@@ -173,57 +173,43 @@ def _with_globals(globals_: Mapping[str, Any], props: Mapping[str, Any]) -> dict
 def _lambda_function(
     context: Context, derived: Derived, name: str, props: Mapping[str, Any], loc: Loc
 ) -> None:
-    ploc = (*loc, "Properties")
+    """An ``AWS::Lambda::Function``: its ``Code`` must be a local folder (as before
+    ``aws cloudformation package``)."""
     code_value = props.get("Code")
     code, problem = None, None
     if isinstance(code_value, str):
         code = context.folder / code_value
     elif isinstance(code_value, dict) and "ZipFile" in code_value:
         problem = "inline code (Code.ZipFile) is not written out by the bridge"
-    elif context.value(props, "PackageType", ploc) == "Image":
+    elif context.value(props, "PackageType", (*loc, "Properties")) == "Image":
         problem = "a container image (PackageType: Image) is not run by the bridge"
     else:
         problem = "Code is not a local folder (only a path, before packaging, is)"
-    env = (context.value(props, "Environment", ploc) or {}).get("Variables") or {}
-    entry: dict[str, Any] | ConfigError
-    try:
-        entry = function_entry(
-            context,
-            name,
-            runtime=context.value(props, "Runtime", ploc),
-            handler=context.value(props, "Handler", ploc),
-            code=code,
-            env=env,
-            timeout=context.value(props, "Timeout", ploc),
-            memory_size=context.value(props, "MemorySize", ploc),
-            loc=loc,
-            runtime_loc=(*ploc, "Runtime") if "Runtime" in props else loc,
-            code_problem=problem,
-        )
-    except ConfigError as exc:
-        entry = exc
+    entry = properties_entry(context, name, props, loc, code=code, code_problem=problem)
     derived.add_function(name, entry, loc)
 
 
-class _FunctionNames:
-    """Which function of the template a name or ARN (``FunctionName``, a target's ``Arn``)
-    stands for."""
+class _Triggers:
+    """The template's triggers of its functions (event source mappings, bucket
+    notifications, rules and schedules) as mappings of ``derived``; a trigger names its
+    function by name or ARN (``FunctionName``, ``Function``, a target's ``Arn``)."""
 
-    def __init__(self, context: Context, resources: Mapping[str, Any]) -> None:
+    def __init__(self, context: Context, derived: Derived, resources: Mapping[str, Any]) -> None:
         self.context = context
+        self.derived = derived
         self.by_name: dict[str, str] = {}
         for name, resource in resources.items():
             if resource.get("Type") in FUNCTION_TYPES:
                 self.by_name[name] = name
                 self.by_name[context.resolver.physical_name(name)] = name
 
-    def of(self, loc: Loc, props: Mapping[str, Any], key: str) -> str:
+    def function(self, loc: Loc, props: Mapping[str, Any], key: str) -> str:
+        """The function ``props[key]`` names (of the template, else of the overlay);
+        raise ConfigError naming ``key`` for any other."""
         value = self.context.value(props, key, loc)
         if not isinstance(value, str) or not value:
             raise self.context.error((*loc, key), "expected a function's name or ARN")
-        name = (
-            value.split(":function:", 1)[-1].split(":", 1)[0] if value.startswith("arn:") else value
-        )
+        name = _function_name(value)
         if name in self.by_name:
             return self.by_name[name]
         if name in self.context.overlay.functions:
@@ -234,109 +220,86 @@ class _FunctionNames:
         )
 
     def is_function(self, value: Any) -> bool:
+        """Whether ``value`` is the ARN of a function the bridge has (a rule's other
+        targets are not the bridge's)."""
         if not isinstance(value, str):
             return False
-        name = (
-            value.split(":function:", 1)[-1].split(":", 1)[0] if value.startswith("arn:") else value
-        )
+        name = _function_name(value)
         return ":function:" in value and (
             name in self.by_name or name in self.context.overlay.functions
         )
 
+    def event_source_mapping(self, name: str, props: Mapping[str, Any], loc: Loc) -> None:
+        """An ``AWS::Lambda::EventSourceMapping``: a mapping of the same name."""
+        ploc = (*loc, "Properties")
+        draft = Draft.new(name, self.function(ploc, props, "FunctionName"), loc)
+        event_source(self.context, draft, props, ploc, arn_key="EventSourceArn", kind="ARN")
+        self.derived.add_mapping(draft)
 
-def _bucket_notifications(
-    context: Context,
-    derived: Derived,
-    functions: _FunctionNames,
-    name: str,
-    props: Mapping[str, Any],
-    loc: Loc,
-) -> None:
-    nloc = (*loc, "Properties", "NotificationConfiguration")
-    configs = (props.get("NotificationConfiguration") or {}).get("LambdaConfigurations") or []
-    bucket = context.resolver.physical_name(name)
-    for i, config in enumerate(configs):
-        cloc = (*nloc, "LambdaConfigurations", i)
-        function = functions.of(cloc, config, "Function")
-        draft = Draft.new(f"{name}-{function}-{i + 1}", function, cloc)
-        rules = ((context.value(config, "Filter", cloc) or {}).get("S3Key") or {}).get("Rules")
-        s3_source(
-            context,
-            draft,
-            bucket,
-            context.value(config, "Event", cloc),
-            rules,
-            cloc,
-            bucket_loc=loc,
-            events_loc=(*cloc, "Event"),
-            rules_loc=(*cloc, "Filter", "S3Key", "Rules"),
-        )
-        unknown(context, config, cloc, {"Event", "Function", "Filter"})
-        derived.add_mapping(draft)
+    def bucket_notifications(self, name: str, props: Mapping[str, Any], loc: Loc) -> None:
+        """A mapping for each of a bucket's ``LambdaConfigurations``."""
+        context = self.context
+        nloc = (*loc, "Properties", "NotificationConfiguration")
+        configs = (props.get("NotificationConfiguration") or {}).get("LambdaConfigurations") or []
+        bucket = context.resolver.physical_name(name)
+        for i, config in enumerate(configs):
+            cloc = (*nloc, "LambdaConfigurations", i)
+            function = self.function(cloc, config, "Function")
+            draft = Draft.new(f"{name}-{function}-{i + 1}", function, cloc)
+            s3_notification(
+                context, draft, config, cloc, events_key="Event", bucket=bucket, bucket_loc=loc
+            )
+            reject_unknown(context, config, cloc, {"Event", "Function", "Filter"})
+            self.derived.add_mapping(draft)
 
+    def rule(self, name: str, kind: str, props: Mapping[str, Any], loc: Loc) -> None:
+        """An EventBridge rule or an EventBridge Scheduler schedule: one mapping per
+        target that is a function of the template (other targets are not the bridge's)."""
+        context = self.context
+        ploc = (*loc, "Properties")
+        scheduler = kind == "AWS::Scheduler::Schedule"
+        targets = [props.get("Target")] if scheduler else props.get("Targets") or []
+        for i, target in enumerate(targets):
+            tloc = (*ploc, "Target") if scheduler else (*ploc, "Targets", i)
+            if not isinstance(target, dict) or not self.is_function(
+                context.value(target, "Arn", tloc)
+            ):
+                continue
+            function = self.function(tloc, target, "Arn")
+            draft = Draft.new(name if len(targets) == 1 else f"{name}-{i + 1}", function, tloc)
+            self._rule_source(draft, name, props, ploc)
+            target_input(context, draft, target, tloc)
+            set_state(context, draft, props, ploc)
+            retry_policy(context, draft, target, tloc)
+            known = {"Arn", "Id", "Input", "InputPath", "InputTransformer", "RetryPolicy"}
+            reject_unknown(context, target, tloc, known | {"DeadLetterConfig", "RoleArn"})
+            self.derived.add_mapping(draft)
 
-def _rule(
-    context: Context,
-    derived: Derived,
-    functions: _FunctionNames,
-    name: str,
-    kind: str,
-    props: Mapping[str, Any],
-    loc: Loc,
-) -> None:
-    """An EventBridge rule or an EventBridge Scheduler schedule: one mapping per target
-    that is a function of the template (other targets are not the bridge's)."""
-    ploc = (*loc, "Properties")
-    scheduler = kind == "AWS::Scheduler::Schedule"
-    targets = [props.get("Target")] if scheduler else props.get("Targets") or []
-    for i, target in enumerate(targets):
-        tloc = (*ploc, "Target") if scheduler else (*ploc, "Targets", i)
-        if not isinstance(target, dict) or not functions.is_function(
-            context.value(target, "Arn", tloc)
-        ):
-            continue
-        function = functions.of(tloc, target, "Arn")
-        draft = Draft.new(name if len(targets) == 1 else f"{name}-{i + 1}", function, tloc)
+    def _rule_source(self, draft: Draft, name: str, props: Mapping[str, Any], ploc: Loc) -> None:
+        """A ``schedule`` source for a ``ScheduleExpression``, else an ``eventbridge`` one
+        for the ``EventPattern`` (one of them is required)."""
+        context = self.context
         expression = context.value(props, "ScheduleExpression", ploc)
         if expression is not None:
-            draft.set(("source", "type"), "schedule", ploc)
-            draft.set(("source", "expression"), expression, (*ploc, "ScheduleExpression"))
+            set_schedule(draft, expression, loc=ploc, expression_loc=(*ploc, "ScheduleExpression"))
             zone = context.value(props, "ScheduleExpressionTimezone", ploc)
             if zone:
                 draft.set(("source", "timezone"), zone, (*ploc, "ScheduleExpressionTimezone"))
             draft.set(("source", "rule_name"), context.value(props, "Name", ploc) or name, ploc)
-        else:
-            if "EventPattern" not in props:
-                raise context.error(ploc, "EventPattern or ScheduleExpression: required")
-            bus = bus_name(context.value(props, "EventBusName", ploc))
-            draft.set(("source", "type"), "eventbridge", ploc)
-            draft.set(("source", "event_bus_name"), bus, (*ploc, "EventBusName"))
-            pattern = context.value(props, "EventPattern", ploc)
-            draft.set(("source", "event_pattern"), pattern, (*ploc, "EventPattern"))
-            derived.add_bus(bus, ploc)
-        if "Input" in target:
-            value = json_input(context, context.value(target, "Input", tloc), (*tloc, "Input"))
-            draft.set(("source", "input"), value, (*tloc, "Input"))
-        if "InputPath" in target:
-            draft.set(
-                ("source", "input_path"),
-                context.value(target, "InputPath", tloc),
-                (*tloc, "InputPath"),
-            )
-        if "InputTransformer" in target:
-            transformer = context.value(target, "InputTransformer", tloc) or {}
-            draft.set(
-                ("source", "input_transformer"),
-                {
-                    "input_paths_map": transformer.get("InputPathsMap") or {},
-                    "input_template": transformer.get("InputTemplate"),
-                },
-                (*tloc, "InputTransformer"),
-            )
-        enabled = state_enabled(context, props, ploc)
-        if enabled is not None:
-            draft.set(("enabled",), enabled, ploc)
-        retry_policy(context, draft, target, tloc)
-        known = {"Arn", "Id", "Input", "InputPath", "InputTransformer", "RetryPolicy"}
-        unknown(context, target, tloc, known | {"DeadLetterConfig", "RoleArn"})
-        derived.add_mapping(draft)
+            return
+        if "EventPattern" not in props:
+            raise context.error(ploc, "EventPattern or ScheduleExpression: required")
+        set_event_rule(
+            context,
+            self.derived,
+            draft,
+            props,
+            ploc,
+            bus_key="EventBusName",
+            pattern_key="EventPattern",
+        )
+
+
+def _function_name(value: str) -> str:
+    """A function's name, from its name or ARN (without a version or alias)."""
+    return value.split(":function:", 1)[-1].split(":", 1)[0] if value.startswith("arn:") else value

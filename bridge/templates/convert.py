@@ -1,4 +1,10 @@
-"""From a template to a validated bridge config, and the command line's share of it."""
+"""From a template to a validated bridge config, and the command line's share of it.
+
+Every entry point reads the file and the overlay again (a reload sees their changes),
+derives the config (:func:`bridge.templates.cloudformation.derive_template` or
+:func:`bridge.templates.serverless.derive_serverless`) and validates it as
+``bridge.yaml`` is, with the template's ``file:line`` in every error.
+"""
 
 from __future__ import annotations
 
@@ -14,22 +20,10 @@ import yaml
 from bridge.config import BridgeConfig, load_config, validate_document
 from bridge.errors import ConfigError
 from bridge.templates.cloudformation import derive_template
-from bridge.templates.derive import Derived
+from bridge.templates.derived import Derived
 from bridge.templates.loader import load_document
 from bridge.templates.overlay import load_overlay
 from bridge.templates.serverless import derive_serverless
-
-__all__ = [
-    "Derivation",
-    "Source",
-    "add_template_arguments",
-    "convert",
-    "derivation_of_args",
-    "load_source",
-    "parse_overrides",
-    "source_of_args",
-    "to_yaml",
-]
 
 
 @dataclass(frozen=True)
@@ -55,6 +49,13 @@ def _derive(source: Source) -> Derived:
     return derive(document, overlay, dict(source.overrides))
 
 
+def _config(source: Source) -> tuple[BridgeConfig, list[str]]:
+    """The validated config of ``source`` and the notes on what it leaves out."""
+    derived = _derive(source)
+    data, lines = derived.document()
+    return validate_document(data, str(source.path), lines), derived.notes
+
+
 def convert(source: Source) -> tuple[dict[str, Any], list[str]]:
     """The bridge config document derived from ``source``, validated as ``bridge.yaml``
     is, and the notes on what it leaves out; raise ConfigError naming ``file:line``."""
@@ -65,10 +66,9 @@ def convert(source: Source) -> tuple[dict[str, Any], list[str]]:
 
 
 def load_source(source: Source) -> BridgeConfig:
-    """The validated config of ``source`` (for ``run`` and reloads)."""
-    derived = _derive(source)
-    data, lines = derived.document()
-    return validate_document(data, str(source.path), lines)
+    """The validated config of ``source`` (for ``run`` and reloads); raise ConfigError
+    naming ``file:line``."""
+    return _config(source)[0]
 
 
 def _copy(data: Any) -> Any:
@@ -145,16 +145,8 @@ def source_of_args(args: argparse.Namespace) -> Source | None:
     )
 
 
-def config_loader(args: argparse.Namespace) -> Callable[[Path], BridgeConfig] | None:
-    """For ``run``: a loader that derives the config again from the template (on a
-    reload), or None when the arguments name no template."""
-    source = source_of_args(args)
-    if source is None:
-        return None
-    return lambda _path: load_source(source)
-
-
 def report(exc: ConfigError) -> None:
+    """Print why a template cannot be used, as the commands do (on stderr)."""
     print(f"trigger-bridge: invalid template\n{exc}", file=sys.stderr)
 
 
@@ -174,12 +166,10 @@ def derivation_of_args(args: argparse.Namespace) -> Derivation | None:
         source = source_of_args(args)
         if source is None:
             return None
-        derived = _derive(source)
-        data, lines = derived.document()
-        config = validate_document(data, str(source.path), lines)
+        config, notes = _config(source)
     except ConfigError as exc:
         report(exc)
         return Derivation(Path(), None, load_config)
-    for note in derived.notes:
+    for note in notes:
         print(f"trigger-bridge: note: {note}", file=sys.stderr)
     return Derivation(source.path, config, lambda _path: load_source(source))
