@@ -87,4 +87,5 @@ def setup_logging(level: int, fmt: str = "text") -> None:
     _handler = handler
     root.addHandler(handler)
     root.setLevel(level)
-    logging.getLogger("watchfiles").setLevel(logging.WARNING)
+    for noisy in ("watchfiles", "httpx", "httpcore"):  # a line per request/poll at INFO
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))

@@ -77,7 +77,13 @@ def emit(event: str, *, level: int | None = None, **fields: Any) -> None:
         level = logging.DEBUG if event in _QUIET else logging.INFO
     if log.isEnabledFor(level):
         detail = " ".join(f"{k}={v}" for k, v in fields.items())
-        log.log(level, "%s %s", event, detail, extra={"event": event, "fields": fields})
+        log.log(
+            level,
+            "%s %s" if detail else "%s%s",
+            event,
+            detail,
+            extra={"event": event, "fields": fields},
+        )
 
 
 def counters() -> dict[tuple[str, str], int]:
