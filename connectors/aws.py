@@ -8,7 +8,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import weakref
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiobotocore.session
@@ -71,24 +72,75 @@ def shared_session() -> AioSession:
     return session
 
 
-def create_client(
+#: connections a shared client may open at once: every mapping on it may hold some (an
+#: SQS long poll, a bucket's notification stream), and unused ones cost nothing
+POOL_CONNECTIONS = 1000
+
+
+@dataclass(eq=False)
+class _Shared:
+    """One client and how many users hold it."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0
+    client: Any = None
+    closer: Any = None  # the client's context manager, to exit when the last user leaves
+
+
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[Any, ...], _Shared]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+@contextlib.asynccontextmanager
+async def create_client(
     service: str, options: AwsClientOptions, region: str, *, path_style: bool = False
-) -> Any:
-    """An aiobotocore client context manager (``async with``) for ``service``;
+) -> AsyncIterator[Any]:
+    """An aiobotocore client for ``service`` (``async with``), shared by every user of the
+    same service, region, endpoint and credentials on this event loop: an idle mapping
+    costs no client of its own. The client is closed when its last user leaves.
     ``path_style`` addresses buckets as ``endpoint/bucket`` (MinIO and most S3 clones)."""
-    return shared_session().create_client(
+    region_name = options.region or region
+    key = (
         service,
-        region_name=options.region or region,
-        endpoint_url=options.endpoint_url,
-        aws_access_key_id=options.aws_access_key_id,
-        aws_secret_access_key=options.aws_secret_access_key,
-        aws_session_token=options.aws_session_token,
-        config=Config(
-            retries={"max_attempts": 2, "mode": "standard"},
-            connect_timeout=5,
-            s3={"addressing_style": "path"} if path_style else None,
-        ),
+        region_name,
+        options.endpoint_url,
+        options.aws_access_key_id,
+        options.aws_secret_access_key,
+        options.aws_session_token,
+        path_style,
     )
+    shared = _clients.setdefault(asyncio.get_running_loop(), {})
+    entry = shared.setdefault(key, _Shared())
+    async with entry.lock:
+        if entry.client is None:
+            closer = shared_session().create_client(
+                service,
+                region_name=region_name,
+                endpoint_url=options.endpoint_url,
+                aws_access_key_id=options.aws_access_key_id,
+                aws_secret_access_key=options.aws_secret_access_key,
+                aws_session_token=options.aws_session_token,
+                config=Config(
+                    retries={"max_attempts": 2, "mode": "standard"},
+                    connect_timeout=5,
+                    max_pool_connections=POOL_CONNECTIONS,
+                    s3={"addressing_style": "path"} if path_style else None,
+                ),
+            )
+            entry.client = await closer.__aenter__()
+            entry.closer = closer
+        entry.users += 1
+    try:
+        yield entry.client
+    finally:
+        async with entry.lock:
+            entry.users -= 1
+            if entry.users == 0 and entry.client is not None:
+                closer, entry.client, entry.closer = entry.closer, None, None
+                if shared.get(key) is entry:
+                    del shared[key]
+                await closer.__aexit__(None, None, None)
 
 
 @contextlib.contextmanager

@@ -25,13 +25,13 @@ class DynamoDBStreamsSource(AwsClientOptions):
         0.25, gt=0, le=60, description="seconds between GetRecords calls on a busy shard"
     )
     max_idle_poll_interval_seconds: float = Field(
-        1.0,
+        2.0,
         gt=0,
         le=60,
         description="an idle shard is polled less often, doubling up to this many seconds",
     )
     shard_refresh_interval_seconds: float = Field(
-        10.0, gt=0, le=3600, description="seconds between DescribeStream calls for new shards"
+        30.0, gt=0, le=3600, description="seconds between DescribeStream calls for new shards"
     )
 
     @model_validator(mode="after")
