@@ -14,6 +14,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -178,7 +179,8 @@ def test_the_stack_waits_for_healthy_services_and_publishes_on_loopback_only() -
         if name in TOOLS:
             assert service.get("profiles") == ["tools"], f"{name} would start with the stack"
     bridge = services["bridge"]
-    assert set(bridge["depends_on"]) == ONE_SHOT | {"function"}
+    # the servers too: `docker compose stop` stops the bridge before what it commits to
+    assert set(bridge["depends_on"]) == ONE_SHOT | {"function", "minio", "kafka", "dynamodb"}
     assert "./config:/app/config:ro" in bridge["volumes"]
     assert bridge["build"] == "."
     assert services["function"]["build"] == "examples/functions/printer"
@@ -358,3 +360,18 @@ async def test_config_compose_runs_natively_and_each_source_reaches_the_function
 
 
 _ALL = {"aws:s3", "kafka", "aws:dynamodb"}
+
+
+def test_compose_images_makes_every_image_the_stack_names() -> None:
+    """Where no registry is reachable, scripts/compose-images builds exactly these, by name."""
+    done = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "compose-images"), "tags"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    named = {s["image"] for s in _compose()["services"].values() if "image" in s}
+    for dockerfile in (REPO / "Dockerfile", EXAMPLE / "Dockerfile"):
+        named |= set(re.findall(r"^FROM (\S+)", dockerfile.read_text(), re.M))
+    assert set(done.stdout.split()) == named

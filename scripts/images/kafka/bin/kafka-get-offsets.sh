@@ -1,0 +1,3 @@
+#!/bin/bash
+# As in the Kafka distribution: org.apache.kafka.tools.GetOffsetShell
+exec "$(dirname "$0")/kafka-run-class.sh" org.apache.kafka.tools.GetOffsetShell "$@"
