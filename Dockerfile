@@ -36,14 +36,18 @@ WORKDIR /app
 COPY config ./config
 USER bridge
 
+# The config every command reads unless given --config: set TRIGGER_BRIDGE_CONFIG to run
+# another one, and the health check follows it.
+ENV TRIGGER_BRIDGE_CONFIG=config/compose.yaml
+
 # Healthy = ready: every mapping of the configuration runs and every API listens, as the
 # bridge's admin server answers on /readyz (`status --ready` finds it through the state
 # dir, so it follows the config's admin settings). A mapping that keeps failing (its
 # source unreachable, say) or a live edit that cannot start makes it `unhealthy`.
 HEALTHCHECK --interval=15s --timeout=10s --start-period=30s --retries=3 \
-    CMD ["trigger-bridge", "status", "--ready", "--config", "config/compose.yaml"]
+    CMD ["trigger-bridge", "status", "--ready"]
 
 EXPOSE 9470
 
 ENTRYPOINT ["trigger-bridge"]
-CMD ["run", "--config", "config/compose.yaml"]
+CMD ["run"]

@@ -146,3 +146,17 @@ def test_status_counts_what_waits_in_a_spool(
     row = capsys.readouterr().out.splitlines()[1].split()
     assert row[:6] == ["feed.1", "websocket", "f", "stopped", "0", "3"]
     assert row[6] == f"({size}"
+
+
+def test_trigger_bridge_config_names_the_default_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A container image sets TRIGGER_BRIDGE_CONFIG once; its command and health check
+    both follow it (an explicit --config still wins)."""
+    named = tmp_path / "named.yaml"
+    named.write_text("functions: {f: {type: http, url: 'http://x'}}\nmappings: []\n")
+    monkeypatch.setenv("TRIGGER_BRIDGE_CONFIG", str(named))
+    monkeypatch.chdir(tmp_path)
+    assert main(["validate"]) == 1  # named.yaml: valid, nothing to run
+    assert f"{named}: valid, but it has nothing to run" in capsys.readouterr().err
+    assert main(["validate", "--config", str(REPO / "config" / "local.yaml")]) == 0

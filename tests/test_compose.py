@@ -187,7 +187,9 @@ def test_the_stack_waits_for_healthy_services_and_publishes_on_loopback_only() -
     assert (EXAMPLE / "Dockerfile").read_text().count("public.ecr.aws/lambda/python:3.11") == 1
     dockerfile = (REPO / "Dockerfile").read_text()
     assert 'ENTRYPOINT ["trigger-bridge"]' in dockerfile
-    assert 'CMD ["run", "--config", "config/compose.yaml"]' in dockerfile
+    assert "ENV TRIGGER_BRIDGE_CONFIG=config/compose.yaml" in dockerfile
+    assert 'CMD ["run"]' in dockerfile  # the command and the health check follow that
+    assert 'CMD ["trigger-bridge", "status", "--ready"]' in dockerfile
 
 
 def test_every_default_of_config_compose_is_a_service_of_the_stack() -> None:

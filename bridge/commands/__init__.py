@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
@@ -19,9 +20,16 @@ from bridge.errors import ConfigError
 __all__ = ["add_config_argument", "default_config_path", "load_or_report"]
 
 
+CONFIG_VARIABLE = "TRIGGER_BRIDGE_CONFIG"
+
+
 def default_config_path() -> Path:
-    """``./bridge.yaml`` when the working directory has one, else the packaged default
-    (:mod:`bridge.default`)."""
+    """``$TRIGGER_BRIDGE_CONFIG`` when set (a container image sets it, so its health check
+    and its command follow one setting), else ``./bridge.yaml`` when the working directory
+    has one, else the packaged default (:mod:`bridge.default`)."""
+    named = os.environ.get(CONFIG_VARIABLE)
+    if named:
+        return Path(named)
     local = Path(default.CONFIG_NAME)
     return local if local.is_file() else default.CONFIG
 
@@ -32,7 +40,8 @@ def add_config_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config",
         default=str(default_config_path()),
-        help=f"the config file (default: ./{default.CONFIG_NAME}, else the packaged default)",
+        help=f"the config file (default: ${CONFIG_VARIABLE}, else ./{default.CONFIG_NAME}, "
+        "else the packaged default)",
     )
 
 
