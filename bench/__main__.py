@@ -1,12 +1,15 @@
 """``python -m bench <scenario> [--quick] [--label L] [--profile] [--targets T,..]
-[--sources S,..] [--processes N] [--concurrency N] [--seconds S]``.
+[--sources S,..] [--processes N] [--concurrency N] [--seconds S] [--pairs N] [--parts P,..]
+[--kinds K,..]``.
 
 Scenarios: kafka-throughput, kafka-restart, latency, invocations, memory, http-api (the
 HTTP API front door against the same handler called directly), websocket (a local
 websocket feed through the bridge's spool, per ``spool.fsync`` mode, against a bare
 client), languages (cold start and warm round trip of the same function in Python, Go,
 Node.js and Java under the runtime target), instances (the runtime host's instances under a
-load that rises and falls)."""
+load that rises and falls), versus-benthos (the bridge against Benthos on the same topic and
+endpoint, in interleaved pairs), idle (idle cost and start-up time of 1, 10 and 50 mappings
+per source kind)."""
 
 from __future__ import annotations
 
@@ -25,6 +28,8 @@ SCENARIOS = {
     "websocket": "bench.websocket",
     "languages": "bench.languages",
     "instances": "bench.instances",
+    "versus-benthos": "bench.versus_benthos",
+    "idle": "bench.idle",
 }
 
 
@@ -66,6 +71,19 @@ def main() -> int:
         default=None,
         help="http-api: measured seconds per path, after a warm-up (default 10, --quick 5)",
     )
+    parser.add_argument(
+        "--pairs", type=int, default=5, help="versus-benthos: interleaved pairs (default 5)"
+    )
+    parser.add_argument(
+        "--parts",
+        default="throughput,unbatched,latency",
+        help="versus-benthos: comma-separated parts (default throughput,unbatched,latency)",
+    )
+    parser.add_argument(
+        "--kinds",
+        default="kafka,sqs,dynamodb_streams,s3,local_dir,schedule,websocket",
+        help="idle: comma-separated source kinds (default: all of them)",
+    )
     args = parser.parse_args()
     module = importlib.import_module(SCENARIOS[args.scenario])
     kwargs = {"quick": args.quick, "label": args.label}
@@ -80,6 +98,11 @@ def main() -> int:
     if args.scenario == "http-api":
         kwargs["concurrency"] = args.concurrency
         kwargs["seconds"] = args.seconds
+    if args.scenario == "versus-benthos":
+        kwargs["pairs"] = args.pairs
+        kwargs["parts"] = [p for p in args.parts.split(",") if p]
+    if args.scenario == "idle":
+        kwargs["kinds"] = [k for k in args.kinds.split(",") if k]
     report = asyncio.run(module.run(**kwargs))
     print(report.path.with_suffix(".md").read_text())
     print(f"written: {report.path}.*")
