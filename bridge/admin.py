@@ -121,9 +121,8 @@ class AdminServer:
                 await asyncio.sleep(RETRY_SECONDS)
                 continue
             self._runner = runner
-            server = site._server
-            sockets = getattr(server, "sockets", None) or []
-            port = sockets[0].getsockname()[1] if sockets else settings.port
+            bound = runner.addresses
+            port = int(bound[0][1]) if bound else settings.port
             host = "127.0.0.1" if settings.host in ("0.0.0.0", "", "::") else settings.host
             self.address = f"{host}:{port}"
             self._write_admin_file()
