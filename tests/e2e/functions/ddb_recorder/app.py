@@ -17,7 +17,11 @@ def _times(event_id):
     SEEN.mkdir(exist_ok=True)
     marker = SEEN / event_id
     count = int(marker.read_text()) if marker.exists() else 0
-    marker.write_text(str(count + 1))
+    # atomically: a process killed half-way (the bridge's SIGKILL takes its functions
+    # down too) must not leave an empty count behind for the next attempt to trip on
+    partial = marker.with_name(marker.name + ".tmp")
+    partial.write_text(str(count + 1))
+    os.replace(partial, marker)
     return count + 1
 
 
