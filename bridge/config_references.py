@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from bridge.config_errors import Problem, did_you_mean
+from bridge.config_errors import Loc, Problem, did_you_mean
 
 __all__ = ["reference_problems"]
 
@@ -55,11 +55,29 @@ def _mapping_problems(
         unknown = _unknown_function(mapping.get("function"), names) if names is not None else None
         if unknown:
             problems.append(Problem(("mappings", i, "function"), unknown))
-        name = mapping.get("name")
-        if isinstance(name, str) and name in seen:
-            problems.append(Problem(("mappings", i, "name"), f"duplicate mapping name {name!r}"))
-        if isinstance(name, str):
-            seen.add(name)
+        problems += _unique(("mappings", i), mapping, "mapping", seen)
+    return problems
+
+
+def _unique(
+    loc: Loc,
+    node: dict[str, Any],
+    what: str,
+    names: set[str],
+    taken: set[tuple[str, int]] | None = None,
+) -> list[Problem]:
+    """``node``'s name is not in ``names`` and (given ``taken``) its fixed address is not
+    in ``taken``; both are added to the sets for the nodes after it."""
+    problems: list[Problem] = []
+    name = node.get("name")
+    if isinstance(name, str):
+        if name in names:
+            problems.append(Problem((*loc, "name"), f"duplicate {what} name {name!r}"))
+        names.add(name)
+    if taken is not None and (address := _address(node)):
+        if address in taken:
+            problems.append(Problem((*loc, "port"), f"{address[0]}:{address[1]} is taken"))
+        taken.add(address)
     return problems
 
 
@@ -68,16 +86,7 @@ def _api_problems(apis: list[tuple[int, dict[str, Any]]], names: set[str] | None
     seen: set[str] = set()
     addresses: set[tuple[str, int]] = set()
     for i, api in apis:
-        name = api.get("name")
-        if isinstance(name, str) and name in seen:
-            problems.append(Problem(("apis", i, "name"), f"duplicate API name {name!r}"))
-        if isinstance(name, str):
-            seen.add(name)
-        address = _address(api)
-        if address in addresses:
-            problems.append(Problem(("apis", i, "port"), f"{address[0]}:{address[1]} is taken"))
-        if address:
-            addresses.add(address)
+        problems += _unique(("apis", i), api, "API", seen, addresses)
         routes = api.get("routes")
         if not isinstance(routes, dict):
             continue
@@ -118,18 +127,7 @@ def _bus_problems(
     names: set[str] = set()
     taken = {address for _, api in apis if (address := _address(api))}
     for i, bus in buses:
-        name = bus.get("name")
-        if isinstance(name, str) and name in names:
-            problems.append(Problem(("event_buses", i, "name"), f"duplicate bus name {name!r}"))
-        if isinstance(name, str):
-            names.add(name)
-        address = _address(bus)
-        if address in taken:
-            problems.append(
-                Problem(("event_buses", i, "port"), f"{address[0]}:{address[1]} is taken")
-            )
-        if address:
-            taken.add(address)
+        problems += _unique(("event_buses", i), bus, "bus", names, taken)
     if not isinstance(data.get("event_buses", []), list):
         return problems  # the buses are unreadable: which ones exist is unknown
     for i, mapping in mappings:

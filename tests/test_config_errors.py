@@ -413,3 +413,22 @@ def test_deep_check_finds_a_handler_installed_for_the_bridges_interpreter(
     config.write_text(config.read_text().replace("json.dumps", "json.dump_s"))
     [problem] = _deep(config)
     assert problem.endswith("json/__init__.py defines no top-level 'dump_s'; did you mean 'dumps'?")
+
+
+def test_duplicate_names_and_taken_ports_of_apis_and_buses_are_each_reported() -> None:
+    text = (
+        "functions: {f: {type: http, url: 'http://x'}}\n"
+        "apis:\n"
+        "  - {name: a, type: http, port: 8001, routes: {'GET /': f}}\n"
+        "  - {name: a, type: http, port: 8001, routes: {'GET /': f}}\n"
+        "event_buses:\n"
+        "  - {name: bus, port: 8001}\n"
+        "  - {name: bus, port: 8002}\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, "b.yaml")
+    message = str(caught.value)
+    assert "b.yaml:4: apis[1].name: duplicate API name 'a'" in message
+    assert "b.yaml:4: apis[1].port: 127.0.0.1:8001 is taken" in message
+    assert "b.yaml:6: event_buses[0].port: 127.0.0.1:8001 is taken" in message
+    assert "b.yaml:7: event_buses[1].name: duplicate bus name 'bus'" in message
