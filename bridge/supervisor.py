@@ -45,14 +45,14 @@ from bridge.runners import (
 )
 from bridge.targets import build_target
 
-__all__ = ["Supervisor"]
+__all__ = ["Supervisor", "read_paused"]
 
 log = logging.getLogger(__name__)
 
 PAUSED_FILE = "paused.json"
 
 
-def _read_paused(state_dir: str) -> set[str]:
+def read_paused(state_dir: str) -> set[str]:
     """The mappings paused in ``state_dir`` (a missing or unreadable file: none, said)."""
     path = Path(state_dir) / PAUSED_FILE
     try:
@@ -148,7 +148,7 @@ class Supervisor:
             # nothing below raises: swap
             if restart_all:
                 await self._stop_all()
-            self._paused = _read_paused(config.state_dir)
+            self._paused = read_paused(config.state_dir)
             wanted = {
                 m.name: m for m in config.mappings if m.enabled and m.name not in self._paused
             }

@@ -113,6 +113,9 @@ def test_status_shows_checkpoints_and_dead_letters(
         "letters",
     ]
     assert lines[1].split() == ["inbox", "local_dir", "f", "stopped", "2", "-", "3"]
+    (state / "paused.json").write_text('["inbox"]')  # what `pause` keeps
+    assert main(["status", "--config", str(config)]) == 0
+    assert capsys.readouterr().out.splitlines()[1].split()[3] == "paused"
 
 
 def test_status_counts_what_waits_in_a_spool(

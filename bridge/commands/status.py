@@ -144,14 +144,11 @@ async def _from_files(config: BridgeConfig) -> list[dict[str, Any]]:
     webhook sources), dead letters (file ones; other destinations are named)."""
     from bridge.checkpoints import SqliteCheckpointStore
     from bridge.spool import folder_of, peek
-    from bridge.supervisor import PAUSED_FILE
+    from bridge.supervisor import read_paused
 
     store_path = Path(config.state_dir) / "checkpoints.sqlite3"
     store = SqliteCheckpointStore(store_path) if store_path.exists() else None
-    try:
-        paused = set(json.loads((Path(config.state_dir) / PAUSED_FILE).read_text()))
-    except (OSError, ValueError, TypeError):
-        paused = set()
+    paused = read_paused(config.state_dir)
     rows = []
     try:
         for m in config.mappings:
