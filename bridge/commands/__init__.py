@@ -17,7 +17,13 @@ from bridge import default
 from bridge.config import BridgeConfig, RuntimeFunction, load_config
 from bridge.errors import ConfigError
 
-__all__ = ["add_config_argument", "default_config_path", "load_or_report"]
+__all__ = [
+    "BROKEN_PIPE",
+    "add_config_argument",
+    "default_config_path",
+    "load_or_report",
+    "write_stdout",
+]
 
 
 CONFIG_VARIABLE = "TRIGGER_BRIDGE_CONFIG"
@@ -81,3 +87,25 @@ def _warn_without_awslambdaric(config: BridgeConfig) -> None:
             "autoconf, automake, libtool and a C++ compiler)",
             file=sys.stderr,
         )
+
+
+#: the exit status of a process that SIGPIPE ended, as shells report it
+BROKEN_PIPE = 128 + 13
+
+
+def write_stdout(text: str | bytes) -> int:
+    """Write ``text`` to stdout: 0, or :data:`BROKEN_PIPE` without a traceback when the
+    reader has gone (the recipe of the ``signal`` module's "Note on SIGPIPE": stdout is
+    pointed at devnull, so the flush at exit does not fail again)."""
+    try:
+        if isinstance(text, bytes):
+            sys.stdout.flush()
+            sys.stdout.buffer.write(text)
+        else:
+            sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return BROKEN_PIPE
+    return 0

@@ -11,18 +11,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from typing import TYPE_CHECKING
+
+from bridge.commands import write_stdout
 
 if TYPE_CHECKING:
     from bridge.samples import Parameter
 
 NAME = "generate-event"
 HELP = "print a sample AWS-shaped event"
-
-#: the exit status of a process that SIGPIPE ended, as shells report it
-BROKEN_PIPE = 128 + 13
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -83,21 +81,3 @@ def _values(source: str, known: list[Parameter], argv: list[str]) -> dict[str, s
     values = vars(given)
     del values["_unused"]
     return values
-
-
-def write_stdout(text: str | bytes) -> int:
-    """Write ``text`` to stdout: 0, or :data:`BROKEN_PIPE` without a traceback when the
-    reader has gone (the recipe of the ``signal`` module's "Note on SIGPIPE": stdout is
-    pointed at devnull, so the flush at exit does not fail again)."""
-    try:
-        if isinstance(text, bytes):
-            sys.stdout.flush()
-            sys.stdout.buffer.write(text)
-        else:
-            sys.stdout.write(text)
-        sys.stdout.flush()
-    except BrokenPipeError:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return BROKEN_PIPE
-    return 0

@@ -22,8 +22,7 @@ import sys
 from collections.abc import Collection
 from typing import TYPE_CHECKING
 
-from bridge.commands import add_config_argument, load_or_report
-from bridge.commands.generate_event import write_stdout
+from bridge.commands import add_config_argument, load_or_report, write_stdout
 
 if TYPE_CHECKING:
     from bridge.config import BridgeConfig, FunctionConfig
