@@ -28,6 +28,7 @@ from bridge.logs import setup_logging
 from bridge.metrics import MappingView, stats_for
 from bridge.reload import watch_config
 from bridge.supervisor import Supervisor
+from tests.e2e.harness import wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 HANDLER = """
@@ -63,14 +64,6 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 30, what: str = "
         if time.monotonic() > deadline:
             raise AssertionError(f"not in {timeout}s: {what}")
         time.sleep(0.1)
-
-
-async def async_wait(predicate: Callable[[], bool], timeout: float = 30, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not in {timeout}s: {what}")
-        await asyncio.sleep(0.05)
 
 
 def _daemon_config(tmp: Path, mappings: list[str]) -> str:
@@ -237,7 +230,7 @@ async def admin_for() -> AsyncIterator[Callable[..., Any]]:
         admin = AdminServer(supervisor, config_path="test.yaml", reload=reload)
         await admin.apply(config)
         running.append((supervisor, admin))
-        await async_wait(lambda: admin.address is not None, what="admin listening")
+        await wait_for(lambda: admin.address is not None, what="admin listening")
         return supervisor, f"http://{admin.address}"
 
     yield start
@@ -436,11 +429,11 @@ mappings:
 """
     _, base = await admin_for(text)
     stats = stats_for(name)
-    await async_wait(lambda: stats.delivered == 1, what="delivered after two 429s")
+    await wait_for(lambda: stats.delivered == 1, what="delivered after two 429s")
     assert (stats.throttles, stats.retries, stats.invocations) == (2, 2, 1)
     fn.fail = True
     (tmp_path / "in" / "b.txt").write_text("b")
-    await async_wait(lambda: sum(stats.dead_lettered.values()) == 1, what="dead-lettered")
+    await wait_for(lambda: sum(stats.dead_lettered.values()) == 1, what="dead-lettered")
     async with httpx.AsyncClient() as client:
         page = samples((await client.get(f"{base}/metrics")).text)
     assert sample(page, "trigger_bridge_throttles_total", mapping=name) == 2
@@ -488,7 +481,7 @@ async def test_a_configmap_symlink_swap_is_applied(tmp_path: Path) -> None:
         version("..2026_11_30_12_05_00.2", ["one", "two"])
         os.symlink("..2026_11_30_12_05_00.2", tmp_path / "..data_tmp")
         os.rename(tmp_path / "..data_tmp", tmp_path / "..data")
-        await async_wait(lambda: supervisor.running == ["one", "two"], what="the new version")
+        await wait_for(lambda: supervisor.running == ["one", "two"], what="the new version")
     finally:
         stop.set()
         await watcher
@@ -521,7 +514,7 @@ async def test_progress_lines_only_while_a_mapping_has_a_backlog(
             MappingView(name, "kafka", "f", "running", in_flight=7, offset_lag={"t-0": 40})
         ]
         stats.delivered += 100
-        await async_wait(lambda: "mapping.progress" in caplog.text, what="a progress line")
+        await wait_for(lambda: "mapping.progress" in caplog.text, what="a progress line")
         line = next(r for r in caplog.records if getattr(r, "event", "") == "mapping.progress")
         fields = line.fields  # type: ignore[attr-defined]
         assert (fields["mapping"], fields["in_flight"], fields["offset_lag"]) == (name, 7, 40)

@@ -68,11 +68,12 @@ def failures(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-async def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
+async def wait_for(predicate: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
+    """Poll ``predicate`` until it holds; AssertionError (naming ``what``) after ``timeout``."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
+            raise AssertionError(f"condition not met in time{': ' + what if what else ''}")
         await asyncio.sleep(0.05)
 
 

@@ -22,6 +22,7 @@ import pytest
 
 from bridge.errors import FunctionError
 from bridge.targets.runtime_api import RuntimeApiTarget
+from tests.e2e.harness import wait_for
 
 FUNCTION = Path(__file__).parent / "functions" / "lambda_like"
 RIC = [sys.executable, "-m", "awslambdaric", "app.handler"]
@@ -60,14 +61,6 @@ def alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
-
-
-async def eventually(predicate: Callable[[], bool], timeout: float = 10, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not in {timeout}s: {what}")
-        await asyncio.sleep(0.02)
 
 
 def platform_lines(caplog: pytest.LogCaptureFixture, name: str = "fn") -> list[str]:
@@ -126,20 +119,20 @@ async def test_idle_instances_stop_down_to_min_instances_and_scale_to_zero(
 ) -> None:
     caplog.set_level(logging.INFO, logger="bridge.function.fn")
     target = await make(concurrency=3, min_instances=1, idle_timeout=0.5)
-    await eventually(lambda: len(target.pids) == 1, what="the warm instance")
+    await wait_for(lambda: len(target.pids) == 1, what="the warm instance")
     [warm] = target.pids
     answers = await asyncio.gather(
         *(call(target, {"action": "sleep", "seconds": 0.4}) for _ in range(3))
     )
     pids = {a["pid"] for a in answers}
     assert len(pids) == 3 and warm in pids
-    await eventually(lambda: target.instances == 1, what="back to min_instances")
-    await eventually(lambda: sum(alive(p) for p in pids) == 1, what="the others ended")
+    await wait_for(lambda: target.instances == 1, what="back to min_instances")
+    await wait_for(lambda: sum(alive(p) for p in pids) == 1, what="the others ended")
 
     zero = await make(name="zero", concurrency=2, min_instances=0, idle_timeout=0.3)
     caplog.set_level(logging.INFO, logger="bridge.function.zero")
     pid = (await call(zero, {}))["pid"]
-    await eventually(lambda: zero.instances == 0 and not alive(pid), what="scaled to zero")
+    await wait_for(lambda: zero.instances == 0 and not alive(pid), what="scaled to zero")
     again = await call(zero, {}, request_id="after-zero")
     assert again["pid"] != pid
     [report] = [m for line in platform_lines(caplog, "zero") if (m := REPORT.match(line))][-1:]
@@ -169,7 +162,7 @@ async def test_platform_lines_surround_the_functions_output(
         caplog.clear()
         lines = [f"line {n}.{i}" for i in range(3)]
         await call(target, {"action": "print", "lines": lines}, request_id=f"r{n}")
-        await eventually(lambda: any(m.startswith("REPORT") for m in platform_lines(caplog)))
+        await wait_for(lambda: any(m.startswith("REPORT") for m in platform_lines(caplog)))
         got = [m for m in platform_lines(caplog) if "cold start" not in m]
         assert got[0] == f"START RequestId: r{n} Version: $LATEST"
         assert got[1:4] == lines
@@ -261,11 +254,11 @@ async def test_a_function_at_its_concurrency_is_saturated(make: Make) -> None:
     target = await make(concurrency=1, min_instances=0)
     assert not target.saturated  # it may still start an instance
     busy = asyncio.create_task(call(target, {"action": "sleep", "seconds": 0.5}))
-    await eventually(lambda: target.saturated, what="busy at its concurrency")
+    await wait_for(lambda: target.saturated, what="busy at its concurrency")
     queued = asyncio.create_task(call(target, {}))  # an invocation waits, not fails
     await busy
     assert "pid" in await queued
-    await eventually(lambda: not target.saturated, what="idle again")
+    await wait_for(lambda: not target.saturated, what="idle again")
 
 
 async def test_start_fails_early_for_a_missing_cwd_or_program(tmp_path: Path) -> None:
@@ -333,7 +326,7 @@ mappings:
                 return []
             return [json.loads(line) for line in calls.read_text().splitlines()]
 
-        await eventually(lambda: len(seen()) == 8, timeout=30, what="8 invocations")
+        await wait_for(lambda: len(seen()) == 8, timeout=30, what="8 invocations")
     finally:
         await supervisor.aclose()
     rows = sorted(seen(), key=lambda r: r[2])
