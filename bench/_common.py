@@ -92,6 +92,37 @@ def cpu_seconds(pid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def bridge_pids(pid: int) -> list[int]:
+    """The bridge ``pid`` and its worker processes (``python -m bridge.worker``, children
+    of it): what the bridge costs is what they cost together (its function processes,
+    if any, are the function's cost, not counted)."""
+    pids = [pid]
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            parent = int(stat.read_text().rpartition(")")[2].split()[1])
+            if parent == pid and b"bridge.worker" in (stat.parent / "cmdline").read_bytes():
+                pids.append(int(stat.parent.name))
+    return pids
+
+
+def bridge_cpu_seconds(pid: int) -> float:
+    """CPU seconds of the bridge ``pid`` and its live workers (:func:`bridge_pids`)."""
+    total = 0.0
+    for p in bridge_pids(pid):
+        with contextlib.suppress(OSError):
+            total += cpu_seconds(p)
+    return total
+
+
+def bridge_rss_mib(pid: int) -> float:
+    """RSS of the bridge ``pid`` and its live workers, MiB."""
+    total = 0.0
+    for p in bridge_pids(pid):
+        with contextlib.suppress(OSError):
+            total += rss_mib(p)
+    return total
+
+
 def unique(prefix: str) -> str:
     return f"bench-{prefix}-{uuid.uuid4().hex[:8]}"
 
@@ -436,8 +467,8 @@ class BridgeProcess:
         with contextlib.suppress(OSError, ValueError):
             while self.proc.returncode is None:
                 now = time.monotonic() - self.t0
-                self.rss.append((now, rss_mib(self.proc.pid)))
-                self.cpu.append((now, cpu_seconds(self.proc.pid)))
+                self.rss.append((now, bridge_rss_mib(self.proc.pid)))
+                self.cpu.append((now, bridge_cpu_seconds(self.proc.pid)))
                 await asyncio.sleep(self.interval)
 
     async def __aexit__(self, *exc: object) -> None:
@@ -482,12 +513,14 @@ def kafka_mapping(
     group: str,
     batch_size: int,
     window: float,
+    parallelism: int = 1,
 ) -> str:
     return f"""
   - name: {name}
     function: {function}
     batch_size: {batch_size}
     maximum_batching_window_seconds: {window}
+    parallelism: {parallelism}
     source:
       type: kafka
       bootstrap_servers: {bootstrap}

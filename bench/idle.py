@@ -39,7 +39,7 @@ from bench._common import (
     Report,
     Sink,
     bridge_config,
-    cpu_seconds,
+    bridge_cpu_seconds,
     create_topic,
     delete_topic,
     fill_topic,
@@ -207,9 +207,9 @@ async def _measure(
             delivering = await _delivering(kind, count, bridge, sink, feed_url)
             await asyncio.sleep(SETTLE_SECONDS)
             mark = len(bridge.rss)
-            cpu0, t0 = cpu_seconds(bridge.proc.pid), time.monotonic()  # type: ignore[union-attr]
+            cpu0, t0 = bridge_cpu_seconds(bridge.proc.pid), time.monotonic()  # type: ignore[union-attr]
             await asyncio.sleep(idle_seconds)
-            cpu1, t1 = cpu_seconds(bridge.proc.pid), time.monotonic()  # type: ignore[union-attr]
+            cpu1, t1 = bridge_cpu_seconds(bridge.proc.pid), time.monotonic()  # type: ignore[union-attr]
             bridge.check_alive()
             rss = statistics.median(m for _, m in bridge.rss[mark:])
     return {

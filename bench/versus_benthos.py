@@ -22,6 +22,7 @@ at the endpoint (first to last record), CPU of each process between those two mo
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -79,7 +80,7 @@ def _peers(
     def bridge(topic: str, group: str, tmp: Path, url: str) -> BridgeProcess:
         mapping = kafka_mapping(
             "versus", function="fn", bootstrap=bootstrap, topic=topic, group=group,
-            batch_size=batch, window=window,
+            batch_size=batch, window=window, parallelism=os.cpu_count() or 1,
         )  # fmt: skip
         config = bridge_config(tmp, http_function(url), mapping) + "admin: {port: 0}\n"
         return BridgeProcess(config, tmp, interval=SAMPLE_SECONDS)

@@ -149,16 +149,19 @@ class AdminServer:
         return web.Response(text="ok\n")
 
     async def _readyz(self, _request: web.Request) -> web.Response:
+        await self._supervisor.refresh()
         problems = self._supervisor.readiness()
         if problems:
             return web.Response(status=503, text="".join(f"{p}\n" for p in problems))
         return web.Response(text="ready\n")
 
     async def _metrics(self, _request: web.Request) -> web.Response:
+        await self._supervisor.refresh()
         body = generate_latest(self._registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _status(self, _request: web.Request) -> web.Response:
+        await self._supervisor.refresh()
         return web.json_response(self.status_document(), dumps=_dumps)
 
     def status_document(self) -> dict[str, Any]:
@@ -172,6 +175,7 @@ class AdminServer:
             "mappings": snapshot(self._supervisor.mapping_views()),
             "apis": self._supervisor.apis,
             "event_buses": self._supervisor.buses,
+            "workers": self._supervisor.worker_pids,
         }
 
     def _authorized(self, request: web.Request) -> bool:
@@ -241,6 +245,7 @@ async def progress_loop(supervisor: Supervisor, interval: Callable[[], float]) -
         await asyncio.sleep(seconds or 5.0)
         if not seconds:
             continue
+        await supervisor.refresh()
         now = time.monotonic()
         for view in supervisor.mapping_views():
             stats = stats_for(view.name)

@@ -45,9 +45,14 @@ class CheckpointNamespace(Protocol):
 
 
 class CheckpointStore(Protocol):
+    """Every mapping's checkpoints: ``namespace(mapping)`` each. ``close()`` frees what
+    can be freed without awaiting (a store never used); ``aclose()`` frees everything."""
+
     def namespace(self, name: str) -> CheckpointNamespace: ...
 
     def close(self) -> None: ...
+
+    async def aclose(self) -> None: ...
 
 
 def _advice(exc: BaseException) -> str:
@@ -131,6 +136,9 @@ class SqliteCheckpointStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    async def aclose(self) -> None:
+        self.close()
 
     def _run(self, sql: str, params: tuple[object, ...]) -> list[tuple[str, str]]:
         with self._lock:

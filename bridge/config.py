@@ -35,6 +35,7 @@ from bridge.config_references import reference_problems
 from bridge.errors import ConfigError
 from bridge.filtering import FilterPatternError, FilterSet
 from bridge.front.config import ApiConfig, EventBusConfig
+from bridge.state import SqliteState, StateConfig
 
 __all__ = [
     "BridgeConfig",
@@ -268,6 +269,8 @@ class MappingConfig(_Model):
     parallelization_factor: int | None = Field(None, ge=1, le=10)
     # streams: the state a function returns is passed to its next invocation in the window
     tumbling_window_in_seconds: int | None = Field(None, ge=0, le=900)
+    # Kafka: members of the mapping's consumer group, each in its own worker process
+    parallelism: int | None = Field(None, ge=1, le=64)
 
     @model_validator(mode="before")
     @classmethod
@@ -414,6 +417,12 @@ class BridgeConfig(_Model):
     admin: AdminConfig = Field(default_factory=AdminConfig)
     # a mapping with a backlog logs a mapping.progress line at most this often; 0: never
     progress_log_seconds: float = Field(30.0, ge=0)
+    # where checkpoints (and leases) are kept: this bridge's SQLite file, or a DynamoDB
+    # table several bridges share (bridge/state.py)
+    state: StateConfig = Field(default_factory=SqliteState)
+    # worker processes that run the mappings (bridge/placement.py): "auto" is one per
+    # core; 0 runs every mapping in the daemon's own process
+    workers: int | Literal["auto"] = Field("auto", ge=0, le=64)
     functions: dict[str, FunctionConfig] = Field(default_factory=dict)
     mappings: list[MappingConfig] = Field(default_factory=list)
     apis: list[ApiConfig] = Field(default_factory=list)
@@ -516,6 +525,7 @@ def _source_problems(data: dict[str, Any], taken: set[Loc]) -> list[Problem]:
 #: mapping options only some sources take, and the connector attribute that says so
 _STREAM_OPTIONS = {
     "parallelization_factor": ("parallelizable", "DynamoDB Streams (and Kinesis)", 1),
+    "parallelism": ("group_members", "Kafka and DynamoDB Streams", 1),
     "tumbling_window_in_seconds": ("windowable", "DynamoDB Streams and Kafka", 0),
 }
 

@@ -27,6 +27,7 @@ from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar, runtime_c
 from pydantic import BaseModel
 
 from bridge.checkpoints import CheckpointNamespace
+from bridge.leases import Leases
 
 __all__ = [
     "BaseConnector",
@@ -135,6 +136,12 @@ class ConnectorContext:
     # the mapping's parallelization_factor (1-10): a parallelizable source spreads each
     # partition's records over this many sub-partitions by partition key
     parallelization_factor: int = 1
+    # the mapping's leases when the state store is shared by several bridges (None: it is
+    # not, and the source reads every partition itself): a source that can split its
+    # partitions (DynamoDB shards) reads and commits only those it holds (bridge/leases.py)
+    leases: Leases | None = None
+    # which member of a mapping with ``parallelism`` (0 to N-1; each in its own process)
+    member: int = 0
 
 
 @dataclass(slots=True, frozen=True)
@@ -186,6 +193,17 @@ class Connector(Protocol):
       ``tumbling_window_in_seconds`` (the engine does the windows, :mod:`bridge.windows`;
       ``encode_event([])`` must give the envelope of a window's final invocation, and a
       connector may have a ``stream_arn`` for the events' ``eventSourceARN``);
+      ``group_members`` (optional, default False): True when several connectors of one
+      mapping, each in its own process, share the source's partitions among themselves
+      (Kafka's consumer group; leases, ``context.leases``, for DynamoDB Streams), so the
+      mapping takes ``parallelism`` (:mod:`bridge.placement`);
+      ``singleton`` (optional, default False): True when, among bridges sharing their
+      state (``state: {type: dynamodb}``), only one may run the mapping at a time (a
+      schedule, a bucket, a feed): it runs where its lease is held
+      (:class:`bridge.leases.MappingLease`), ``standby`` elsewhere;
+      ``in_daemon`` (optional, default False): True when the mapping must run in the
+      daemon's own process, not in a worker (an event bus rule reads the spool the bus
+      in the daemon writes);
       ``defaults``: AWS's defaults of mapping options for this kind of source
       (``batch_size``, ``maximum_batching_window_seconds``, ``maximum_retry_attempts``...),
       and ``maximum_retry_attempts_with_on_failure``: what -1 (infinite) becomes when the
@@ -338,6 +356,23 @@ class Feed(Generic[T]):
     def queued(self) -> list[T]:
         """The items waiting, oldest first (a copy)."""
         return [item for item, _ in self._items]
+
+    def drop(self, unwanted: Callable[[T], bool]) -> int:
+        """Remove the waiting items ``unwanted`` says yes to (a partition given up), so
+        ``items()`` never yields them; their ``hand_over`` is cancelled. Returns how many."""
+        kept: deque[tuple[T, asyncio.Future[None] | None]] = deque()
+        dropped = 0
+        for item, taken in self._items:
+            if not unwanted(item):
+                kept.append((item, taken))
+                continue
+            dropped += 1
+            if taken is not None and not taken.done():
+                taken.cancel()
+        self._items = kept
+        if len(kept) < self._maxsize:
+            self._not_full.set()
+        return dropped
 
     async def put(self, item: T) -> None:
         await self._append(item, None)

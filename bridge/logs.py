@@ -28,6 +28,7 @@ _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
     "taskName",
     "event",
     "fields",
+    "worker",
 }
 
 
@@ -53,6 +54,9 @@ class JsonFormatter(logging.Formatter):
             for key, value in record.__dict__.items():  # extra={...} of the call
                 if key not in _STANDARD and not key.startswith("_"):
                     doc.setdefault(key, value)
+        worker = getattr(record, "worker", None)
+        if worker is not None:
+            doc["worker"] = worker
         if record.exc_info:
             doc["exception"] = self.formatException(record.exc_info)
         return json.dumps(doc, default=str, ensure_ascii=False)
@@ -74,13 +78,23 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pass
 
 
-def setup_logging(level: int, fmt: str = "text") -> None:
+def setup_logging(level: int, fmt: str = "text", *, worker: int | None = None) -> None:
     """Send logs at ``level`` and above to stderr in ``fmt`` (``text`` or ``json``),
     replacing the handler an earlier call set (so it may be called again, as tests do);
-    handlers others installed (pytest's capture) are left alone."""
+    handlers others installed (pytest's capture) are left alone. In a worker process
+    (:mod:`bridge.worker`) every line names the worker (``worker`` in JSON)."""
     global _handler
     handler = _StderrHandler()
-    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    text = TEXT_FORMAT
+    if worker is not None:
+        text = TEXT_FORMAT.replace("%(name)s", f"[worker {worker}] %(name)s")
+
+        def label(record: logging.LogRecord) -> bool:
+            record.worker = worker
+            return True
+
+        handler.addFilter(label)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(text))
     root = logging.getLogger()
     if _handler is not None:
         root.removeHandler(_handler)

@@ -56,12 +56,29 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector as _PromCollector
 
-__all__ = ["Collector", "Histogram", "MappingStats", "StatsSource", "stats_for"]
+__all__ = [
+    "Collector",
+    "Histogram",
+    "MappingStats",
+    "StatsSource",
+    "all_stats",
+    "publish",
+    "stats_for",
+]
 
 PREFIX = "trigger_bridge"
 SIZE_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 10000)
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
-STATES = ("starting", "running", "restarting", "failed", "paused", "disabled", "stopped")
+STATES = (
+    "starting",
+    "running",
+    "standby",  # shared state: another bridge runs it (bridge.leases.MappingLease)
+    "restarting",
+    "failed",
+    "paused",
+    "disabled",
+    "stopped",
+)
 
 
 @dataclass(slots=True)
@@ -78,6 +95,10 @@ class Histogram:
     def observe(self, value: float) -> None:
         self.counts[bisect.bisect_left(self.bounds, value)] += 1
         self.total += value
+
+    def add(self, other: Histogram) -> None:
+        self.counts = [a + b for a, b in zip(self.counts, other.counts, strict=True)]
+        self.total += other.total
 
     def buckets(self) -> list[tuple[str, float]]:
         out: list[tuple[str, float]] = []
@@ -111,6 +132,17 @@ class MappingStats:
         self.batch_size.observe(records)
         self.duration.observe(seconds)
 
+    def add(self, other: MappingStats) -> None:
+        """Add ``other``'s totals (another process's, for a mapping run in several)."""
+        for name in _COUNTS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.dead_lettered.update(other.dead_lettered)
+        self.batch_size.add(other.batch_size)
+        self.duration.add(other.duration)
+        if other.last_delivery > self.last_delivery:
+            self.last_delivery = other.last_delivery
+            self.iterator_age = other.iterator_age
+
     def delivered_now(self, records: int, newest_arrived: float) -> None:
         now = time.time()
         self.delivered += records
@@ -118,6 +150,8 @@ class MappingStats:
         self.iterator_age = max(0.0, now - newest_arrived)
 
 
+_COUNTS: tuple[str, ...] = ("read", "filtered", "delivered", "failed", "invocations")
+_COUNTS += ("function_errors", "throttles", "retries")
 _stats: dict[str, MappingStats] = {}
 
 
@@ -127,6 +161,17 @@ def stats_for(mapping: str) -> MappingStats:
     if stats is None:
         stats = _stats[mapping] = MappingStats()
     return stats
+
+
+def all_stats() -> dict[str, MappingStats]:
+    """Every mapping's stats in this process (a worker's answer to the daemon)."""
+    return dict(_stats)
+
+
+def publish(mapping: str, stats: MappingStats) -> None:
+    """Make ``stats`` the process's stats of ``mapping`` (the daemon, for a mapping its
+    workers run: their totals added up)."""
+    _stats[mapping] = stats
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,13 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from bridge import telemetry
-from bridge.checkpoints import SqliteCheckpointStore
+from bridge.checkpoints import CheckpointStore
 from bridge.config import BridgeConfig, MappingConfig
 from bridge.connector import ConnectorContext, PartitionControl
 from bridge.destinations import build_destination
 from bridge.errors import BridgeError, ConfigError
 from bridge.events import function_arn
 from bridge.front.config import EventBusConfig
+from bridge.leases import MappingLease, leases_for, mapping_lease
 from bridge.metrics import MappingView, stats_for
 from bridge.pipeline import CLOSE_TIMEOUT, Pipeline, PipelineOptions
 from bridge.registry import connector_class
@@ -75,9 +76,12 @@ class MappingRunner:
         mapping: MappingConfig,
         config: BridgeConfig,
         target: TargetHandle,
-        store: SqliteCheckpointStore,
+        store: CheckpointStore,
+        *,
+        member: int = 0,
     ) -> None:
         self.mapping = mapping
+        self.member = member  # of a mapping with parallelism (bridge/placement.py)
         self.config = config
         self.target = target
         self.store = store
@@ -103,6 +107,9 @@ class MappingRunner:
             account_id=config.account_id,
             state_dir=str(config.state_dir),
             parallelization_factor=mapping.parallelization_factor or 1,
+            # None unless the state is shared or the mapping has members in several workers
+            leases=leases_for(self.store, mapping.name, members=mapping.parallelism or 1),
+            member=self.member,
         )
         connector = cls(source, context)
         defaults = cls.defaults
@@ -159,8 +166,21 @@ class MappingRunner:
         )
 
     async def _run(self) -> None:
+        name = self.mapping.name
+        lease = mapping_lease(self.store, name, connector_class(self.mapping.source["type"]))
+        try:
+            await self._run_until_stopped(lease)
+        finally:
+            if lease is not None:
+                await lease.release()  # after the pipeline's last commits
+
+    async def _run_until_stopped(self, lease: MappingLease | None) -> None:
         delay = 1.0
         while not self._stopped.is_set():
+            if lease is not None and not lease.leases.holds(self.mapping.name):
+                self.state = "standby"  # another bridge runs it (shared state)
+                if not await lease.acquire(self._stopped):
+                    return
             started = time.monotonic()
             try:
                 self._pipeline = self._build()
@@ -169,8 +189,8 @@ class MappingRunner:
                     return
                 self.state = "running"
                 telemetry.emit(telemetry.MAPPING_STARTED, mapping=self.mapping.name)
-                await self._pipeline.run()
-                return
+                if lease is None or not await self._run_while_held(self._pipeline, lease):
+                    return
             except ConfigError as exc:
                 self._failed("failed", exc)
                 telemetry.emit(
@@ -201,6 +221,21 @@ class MappingRunner:
                 delay = min(MAX_RESTART_DELAY, delay * 2)
             finally:
                 self._pipeline = None
+
+    async def _run_while_held(self, pipeline: Pipeline, lease: MappingLease) -> bool:
+        """Run ``pipeline`` while this bridge holds the mapping's lease: False once it
+        ended (stopped), True if the lease was lost (then it was stopped and drained)."""
+        run = asyncio.create_task(pipeline.run())
+        keep = asyncio.create_task(lease.keep())
+        await asyncio.wait({run, keep}, return_when=asyncio.FIRST_COMPLETED)
+        lost = not run.done()
+        if lost:  # another bridge may take it over now: stop (and drain) at once
+            pipeline.stop()
+            await asyncio.wait({run})
+        keep.cancel()
+        await asyncio.gather(keep, return_exceptions=True)
+        run.result()  # its failure, if it failed
+        return lost
 
     def _failed(self, state: str, exc: BaseException) -> None:
         self.state, self.error, self.error_at = state, str(exc) or repr(exc), time.time()

@@ -30,10 +30,11 @@ import os
 from pathlib import Path
 
 from bridge import telemetry
-from bridge.checkpoints import SqliteCheckpointStore, StateLock
-from bridge.config import BridgeConfig, MappingConfig
+from bridge.checkpoints import CheckpointStore, StateLock
+from bridge.config import BridgeConfig, FunctionConfig, MappingConfig
 from bridge.errors import CheckpointError, ConfigError, TargetUnavailable
 from bridge.metrics import MappingView
+from bridge.placement import DAEMON, Placement, place
 from bridge.runners import (
     ApiRunner,
     BusRunner,
@@ -43,7 +44,9 @@ from bridge.runners import (
     rule_identity,
     wants_trust,
 )
+from bridge.state import open_store
 from bridge.targets import build_target
+from bridge.workers import APPLY_GRACE, WorkerPool
 
 __all__ = ["Supervisor", "read_paused"]
 
@@ -81,9 +84,22 @@ def _write_paused(state_dir: str, names: set[str]) -> None:
 
 
 class Supervisor:
-    def __init__(self) -> None:
+    """Runs a configuration; see the module's docstring.
+
+    ``worker_processes``: run the mappings in worker processes as ``workers:`` and
+    :mod:`bridge.placement` say (the daemon); else all in this process (a worker
+    itself, and the engine's tests). ``shared_state``: the state directory is the
+    daemon's, locked by it (a worker)."""
+
+    def __init__(self, *, worker_processes: bool = False, shared_state: bool = False) -> None:
+        self._worker_processes = worker_processes
+        self._shared_state = shared_state
+        self._placement = Placement()
+        self._pool: WorkerPool | None = None
+        self._functions: dict[str, FunctionConfig] = {}  # as this process runs them
+        self.members: dict[str, int] = {}  # a worker's: which member of a parallel mapping
         self._config: BridgeConfig | None = None
-        self._store: SqliteCheckpointStore | None = None
+        self._store: CheckpointStore | None = None
         self._targets: dict[str, TargetHandle] = {}
         self._runners: dict[str, MappingRunner] = {}
         self._apis: dict[str, ApiRunner] = {}
@@ -132,25 +148,29 @@ class Supervisor:
         as it was. Only then are changed mappings stopped and the new ones started."""
         async with self._applying:
             old = self._config
-            settings = ("state_dir", "region", "account_id", "retry_backoff")
+            settings = ("state_dir", "state", "region", "account_id", "retry_backoff")
             restart_all = old is not None and any(
                 getattr(old, k) != getattr(config, k) for k in settings
             )
-            old_functions = {} if old is None or restart_all else old.functions
+            placement = place(config, None if self._worker_processes else 0)
+            functions = placement.functions_of(DAEMON, config)  # with the daemon's shares
+            old_functions = {} if old is None or restart_all else self._functions
             changed_functions = {
                 name
-                for name in set(old_functions) | set(config.functions)
-                if old_functions.get(name) != config.functions.get(name)
+                for name in set(old_functions) | set(functions)
+                if old_functions.get(name) != functions.get(name)
             }
             if old is not None and wants_trust(old) != wants_trust(config):
                 changed_functions |= set(config.functions)  # their environment changes
-            store, targets = self._prepare(config, restart_all, changed_functions)
+            store, targets = self._prepare(config, functions, restart_all, changed_functions)
             # nothing below raises: swap
             if restart_all:
                 await self._stop_all()
             self._paused = read_paused(config.state_dir)
             wanted = {
-                m.name: m for m in config.mappings if m.enabled and m.name not in self._paused
+                m.name: m
+                for m in config.mappings
+                if m.enabled and m.name not in self._paused and placement.in_daemon(m.name)
             }
             to_stop = [
                 name
@@ -184,13 +204,12 @@ class Supervisor:
                     self._lock.release()
                 self._lock, self._new_lock = self._new_lock, None
             self._targets.update(targets)
-            self._config = config
+            self._config, self._functions, self._placement = config, functions, placement
+            await self._place_on_workers(config, placement)
             assert self._store is not None
             for name, mapping in wanted.items():
                 if name not in self._runners:
-                    self._runners[name] = MappingRunner(
-                        mapping, config, self._targets[mapping.function], self._store
-                    )
+                    self._start_runner(mapping)
             for name, api in wanted_apis.items():
                 if name not in self._apis:
                     self._apis[name] = ApiRunner(api, config, self.call)
@@ -199,17 +218,41 @@ class Supervisor:
                     self._buses[name] = BusRunner(bus, config, self.call)
             telemetry.emit(
                 telemetry.CONFIG_APPLIED,
-                mappings=len(wanted),
+                mappings=len(wanted),  # in this process; the workers say theirs
                 restarted=len([n for n in to_stop if n in wanted]),
                 stopped=len([n for n in to_stop if n not in wanted]),
                 apis=len(wanted_apis),
+                workers=placement.workers,
             )
+
+    async def _place_on_workers(self, config: BridgeConfig, placement: Placement) -> None:
+        """Start, tell or stop the worker processes so they run ``placement``'s part."""
+        timeout = config.shutdown_timeout_seconds + APPLY_GRACE
+        if placement.workers and self._pool is None:
+            self._pool = WorkerPool()
+        if self._pool is not None:
+            await self._pool.apply(config, placement, timeout=timeout)
+            if not placement.workers:
+                await self._pool.aclose(timeout)
+                self._pool = None
 
     # ------------------------------------------------------------ operations
 
+    @property
+    def worker_pids(self) -> dict[int, int | None]:
+        """Each worker process's pid (None while it is being started again)."""
+        return self._pool.pids if self._pool is not None else {}
+
+    async def refresh(self) -> None:
+        """Bring what the worker processes report up to date (before ``mapping_views``
+        is read for ``/metrics``, ``/status`` or the progress lines)."""
+        if self._pool is not None:
+            await self._pool.refresh()
+
     def mapping_views(self) -> list[MappingView]:
         """Every mapping of the running configuration, in file order, as ``/metrics`` and
-        ``status`` show it (disabled and paused ones too)."""
+        ``status`` show it (disabled and paused ones too; those of worker processes as
+        they last reported, see ``refresh``)."""
         if self._config is None:
             return []
         views = []
@@ -219,7 +262,10 @@ class Supervisor:
                 views.append(runner.view())
                 continue
             state = "paused" if m.name in self._paused else "disabled"
-            views.append(MappingView(m.name, m.source["type"], m.function, state))
+            view = MappingView(m.name, m.source["type"], m.function, state)
+            if m.enabled and state != "paused" and self._pool is not None:
+                view = self._pool.view(view)
+            views.append(view)
         return views
 
     def readiness(self) -> list[str]:
@@ -229,10 +275,10 @@ class Supervisor:
         if self._config is None:
             return ["no configuration applied yet"]
         problems = [
-            f"mapping {name}: {runner.state}"
-            + (f" ({runner.error})" if runner.error and runner.state != "running" else "")
-            for name, runner in self._runners.items()
-            if runner.state != "running"
+            f"mapping {v.name}: {v.state}"
+            + (f" ({v.error})" if v.error and v.state != "running" else "")
+            for v in self.mapping_views()
+            if v.state not in ("running", "standby", "paused", "disabled")
         ]
         for kind, addresses in (("api", self.apis), ("event bus", self.buses)):
             problems += [f"{kind} {n}: not listening" for n, a in addresses.items() if a is None]
@@ -253,6 +299,8 @@ class Supervisor:
             runner = self._runners.pop(name, None)
             if runner is not None:
                 await runner.stop()
+            elif self._pool is not None:
+                await self._pool.reapply(name)  # its workers read paused.json again
             telemetry.emit(telemetry.MAPPING_PAUSED, mapping=name)
             return True
 
@@ -266,12 +314,23 @@ class Supervisor:
             assert self._config is not None and self._store is not None
             _write_paused(self._config.state_dir, self._paused - {name})
             self._paused.discard(name)
-            if mapping.enabled and name not in self._runners:
-                self._runners[name] = MappingRunner(
-                    mapping, self._config, self._targets[mapping.function], self._store
-                )
+            if not self._placement.in_daemon(name):
+                if self._pool is not None:
+                    await self._pool.reapply(name)
+            elif mapping.enabled and name not in self._runners:
+                self._start_runner(mapping)
             telemetry.emit(telemetry.MAPPING_RESUMED, mapping=name)
             return True
+
+    def _start_runner(self, mapping: MappingConfig) -> None:
+        assert self._config is not None and self._store is not None
+        self._runners[mapping.name] = MappingRunner(
+            mapping,
+            self._config,
+            self._targets[mapping.function],
+            self._store,
+            member=self.members.get(mapping.name, 0),
+        )
 
     def _known(self, name: str) -> MappingConfig:
         for m in self._config.mappings if self._config else []:
@@ -280,22 +339,26 @@ class Supervisor:
         raise KeyError(name)
 
     def _prepare(
-        self, config: BridgeConfig, restart_all: bool, changed_functions: set[str]
-    ) -> tuple[SqliteCheckpointStore | None, dict[str, TargetHandle]]:
+        self,
+        config: BridgeConfig,
+        functions: dict[str, FunctionConfig],
+        restart_all: bool,
+        changed_functions: set[str],
+    ) -> tuple[CheckpointStore | None, dict[str, TargetHandle]]:
         """Build what ``config`` needs that is not running yet: the checkpoint store (when
         there is none or ``state_dir`` changed) and the targets of new or changed
         functions. Raises ``ConfigError`` (after undoing what it built) when one cannot be
         built, naming it."""
-        store: SqliteCheckpointStore | None = None
+        store: CheckpointStore | None = None
         lock: StateLock | None = None
         if self._store is None or restart_all:
-            path = Path(config.state_dir) / "checkpoints.sqlite3"
-            if self._lock is None or self._lock.path.parent != Path(config.state_dir):
+            same_dir = self._lock is not None and self._lock.path.parent == Path(config.state_dir)
+            if not (self._shared_state or same_dir):
                 lock = StateLock(config.state_dir)
             try:
                 if lock is not None:
                     lock.acquire()
-                store = SqliteCheckpointStore(path)
+                store = open_store(config.state, state_dir=config.state_dir, region=config.region)
             except CheckpointError as exc:
                 if lock is not None:
                     lock.release()
@@ -316,7 +379,7 @@ class Supervisor:
                 ) from exc
         targets: dict[str, TargetHandle] = {}
         try:
-            for name, function in config.functions.items():
+            for name, function in functions.items():
                 if name in changed_functions or name not in self._targets or restart_all:
                     try:
                         targets[name] = TargetHandle(build_target(name, function, config))
@@ -333,6 +396,10 @@ class Supervisor:
         return store, targets
 
     async def _stop_all(self) -> None:
+        if self._pool is not None:
+            assert self._config is not None
+            await self._pool.aclose(self._config.shutdown_timeout_seconds + APPLY_GRACE)
+            self._pool, self._placement = None, Placement()
         runners, self._runners = list(self._runners.values()), {}
         apis, self._apis = [*self._apis.values(), *self._buses.values()], {}
         self._buses = {}
@@ -341,7 +408,7 @@ class Supervisor:
         for handle in targets:
             await handle.aclose()
         if self._store is not None:
-            self._store.close()
+            await self._store.aclose()
             self._store = None
         self._config = None
 

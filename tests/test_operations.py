@@ -495,6 +495,9 @@ class _Views:
     def mapping_views(self) -> list[MappingView]:
         return self.views
 
+    async def refresh(self) -> None:
+        pass
+
 
 async def test_progress_lines_only_while_a_mapping_has_a_backlog(
     caplog: pytest.LogCaptureFixture,

@@ -56,7 +56,7 @@ async def _run(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    supervisor = Supervisor()
+    supervisor = Supervisor(worker_processes=True)
     current = config
 
     async def applied(new: BridgeConfig) -> None:

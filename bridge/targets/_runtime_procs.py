@@ -310,7 +310,9 @@ class Worker:
     def reset_sandbox(self) -> None:
         """Kill the process now (SIGKILL) and start a fresh one without backoff."""
         if self._process is not None and self._process.returncode is None:
-            _log.warning("worker %d: resetting function process %d", self.index, self._process.pid)
+            _log.warning(
+                "instance %d: resetting function process %d", self.index, self._process.pid
+            )
             self._reset_requested = True
             self._signal(signal.SIGKILL)
 
@@ -372,13 +374,13 @@ class Worker:
             pump = asyncio.create_task(self._pump(stream, level, process.pid))
             self._pumps.add(pump)
             pump.add_done_callback(self._pumps.discard)
-        _log.info("worker %d started function process %d", self.index, process.pid)
+        _log.info("instance %d started function process %d", self.index, process.pid)
 
     async def _supervise(self) -> None:
         try:
             await self._keep_running()
         except Exception:
-            _log.exception("worker %d stopped supervising its process", self.index)
+            _log.exception("instance %d stopped supervising its process", self.index)
 
     async def _keep_running(self) -> None:
         loop = asyncio.get_running_loop()
@@ -388,7 +390,7 @@ class Worker:
                 try:
                     await self._spawn()
                 except OSError as exc:
-                    _log.error("worker %d cannot start %s: %s", self.index, self._command, exc)
+                    _log.error("instance %d cannot start %s: %s", self.index, self._command, exc)
                     self._on_spawn_error(self, exc)
                     await self._rest(self._backoff.next_delay(0.0))
                 continue

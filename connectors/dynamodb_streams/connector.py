@@ -35,6 +35,12 @@ Guarantees:
   record itself (``eventName``, ``dynamodb.NewImage``...), and ``batchItemFailures`` name
   records by ``dynamodb.SequenceNumber``. Dead-lettered batches are described by
   ``DDBStreamBatchInfo`` (shard, first and last sequence number), as on AWS.
+- Several bridges on one mapping (a shared state store, ``state: {type: dynamodb}``):
+  each reads and commits only the shards whose lease it holds (``sharing.py``); a shard
+  whose lease is lost (taken over) is neither read nor committed any more. A bridge
+  that dies loses its leases after ``lease_duration_seconds`` and the others go on from
+  its shards' checkpoints: what it delivered after them comes again. Lineage holds
+  across bridges (a child is taken once its parent is finished, by whichever bridge).
 - ``LATEST`` starts open shards at their current end. Until a record of such a shard was
   settled there is no position to store; a restart in that window starts that shard at
   its end again (the Kinesis Client Library behaves the same way).
@@ -58,6 +64,7 @@ from connectors.aws import create_client, translate_errors
 from connectors.dynamodb_streams.config import DynamoDBStreamsSource
 from connectors.dynamodb_streams.normalize import batch_info, sample_event, stream_record
 from connectors.dynamodb_streams.shards import GONE, SHARD_PREFIX, Shard, ShardReader, error_code
+from connectors.dynamodb_streams.sharing import ShardLeases
 from connectors.dynamodb_streams.spread import Spread
 
 __all__ = ["DynamoDBStreamsConnector"]
@@ -73,6 +80,7 @@ class DynamoDBStreamsConnector(BaseConnector):
     ordered: ClassVar[bool] = True
     pausable: ClassVar[bool] = True  # shard readers ask context.partitions.room() first
     parallelizable: ClassVar[bool] = True  # context.parallelization_factor: see spread.py
+    group_members: ClassVar[bool] = True  # parallelism: members share the shards by lease
     windowable: ClassVar[bool] = True  # tumbling_window_in_seconds (bridge/windows.py)
     defaults: ClassVar[dict[str, Any]] = {
         "batch_size": 100,
@@ -124,6 +132,17 @@ class DynamoDBStreamsConnector(BaseConnector):
         self._refresh_now = asyncio.Event()
         factor = context.parallelization_factor
         self._spread = Spread(factor, context.partitions) if factor > 1 else None
+        self._sharing: ShardLeases | None = None  # several bridges share the mapping
+        if context.leases is not None:
+            self._sharing = ShardLeases(
+                context.leases,
+                shards=self._shards,
+                checkpoints=context.checkpoints,
+                what=self._what,
+                start=self._start,
+                stop=self._stop_reading,
+                spawn=self._spawn,
+            )
 
     @property
     def _what(self) -> str:
@@ -196,9 +215,10 @@ class DynamoDBStreamsConnector(BaseConnector):
     async def read(self) -> AsyncIterator[Sequence[Record]]:
         failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._failed = failed
-        for shard in list(self._shards.values()):
-            self._start(shard)
+        self._start_all()
         self._spawn(self._discover(), "discover")
+        if self._sharing is not None:
+            self._spawn(self._sharing.run(), "leases")
         async for chunk in self._queue.items([failed]):  # raises the failure of a reader
             yield chunk
 
@@ -210,6 +230,8 @@ class DynamoDBStreamsConnector(BaseConnector):
         self._tasks.clear()
         if self._failed is not None and not self._failed.done():
             self._failed.cancel()
+        if self._sharing is not None:  # the engine committed what settled: give them back
+            await self._sharing.release_all()
         await self._stack.aclose()
 
     def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
@@ -236,8 +258,7 @@ class DynamoDBStreamsConnector(BaseConnector):
                 )
             self._refresh_now.clear()
             await self._refresh()
-            for shard in list(self._shards.values()):
-                self._start(shard)
+            self._start_all()
 
     async def _describe(self) -> list[dict[str, Any]]:
         shards: list[dict[str, Any]] = []
@@ -292,11 +313,20 @@ class DynamoDBStreamsConnector(BaseConnector):
                 )
         if gone or stale:
             await self.context.checkpoints.write({}, [shard.key for shard in gone] + stale)
+            if self._sharing is not None:
+                await self._sharing.drop([s.shard_id for s in gone] + list(self._saved))
             for shard in gone:
                 del self._shards[shard.shard_id]
                 if self._spread is not None:
                     self._spread.forget(shard.shard_id)
             self._saved.clear()
+
+    def _start_all(self) -> None:
+        """Read every shard (not finished) of the stream; with leases, the rounds of
+        ``ShardLeases`` start the shards held instead."""
+        if self._sharing is None:
+            for shard in list(self._shards.values()):
+                self._start(shard)
 
     def _start(self, shard: Shard) -> None:
         if shard.task is None and not shard.finished.is_set():
@@ -332,6 +362,22 @@ class DynamoDBStreamsConnector(BaseConnector):
     def _shard_id(self, partition: str) -> str:
         return self._spread.shard_of(partition) if self._spread else partition
 
+    async def _stop_reading(self, shard: Shard) -> None:
+        """Its lease was lost: stop reading the shard, drop what of it was read and not
+        yet delivered (here and in the engine), and let its batches in flight end; their
+        commits are refused (``commit`` asks the lease). Its state here starts afresh."""
+        task, shard.task = shard.task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        partitions = self._partitions(shard.shard_id)
+        self._queue.drop(lambda chunk: bool(chunk) and chunk[0].partition in partitions)
+        await self.context.partitions.revoke(partitions)
+        if self._spread is not None:
+            self._spread.forget(shard.shard_id)
+        shard.last_read = None
+        shard.ended = False
+
     async def _maybe_finish(self, shard: Shard) -> None:
         """Mark a shard finished (durably, then for its children) once it ended and all
         that was read of it is committed."""
@@ -339,8 +385,12 @@ class DynamoDBStreamsConnector(BaseConnector):
             return
         if shard.last_read is not None and shard.last_read != shard.checkpoint:
             return
+        if self._sharing is not None and not self._sharing.holds(shard.shard_id):
+            return  # its new owner finishes it
         await self.context.checkpoints.write({shard.key: shard.state(done=True)})
         shard.finished.set()
+        if self._sharing is not None:
+            await self._sharing.finished(shard)
 
     # ------------------------------------------------------------ shaping
 
@@ -365,6 +415,10 @@ class DynamoDBStreamsConnector(BaseConnector):
         """Store the last sequence number of a contiguous settled run of one shard."""
         if not records:
             return
+        if self._sharing is not None and not self._sharing.holds(
+            self._shard_id(records[0].partition)
+        ):
+            return  # the lease was lost: the shard's new owner commits it now
         if self._spread is not None:
             await self._commit_spread(records[-1], self._spread)
             return

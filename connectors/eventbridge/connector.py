@@ -119,6 +119,7 @@ class EventBridgeConnector(BaseConnector):
     config_model: ClassVar[builtins.type[EventBridgeSource]] = EventBridgeSource
     ordered: ClassVar[bool] = False
     redelivery: ClassVar[Literal["bridge", "source"]] = "bridge"
+    in_daemon: ClassVar[bool] = True  # it reads the spool the bus (in the daemon) writes
     defaults: ClassVar[dict[str, Any]] = dict(ASYNC_INVOCATION_DEFAULTS)
     sample_event = staticmethod(sample_event)
 

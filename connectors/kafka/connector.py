@@ -113,6 +113,7 @@ class KafkaConnector(BaseConnector):
     redelivery: ClassVar[Literal["bridge", "source"]] = "bridge"
     pausable: ClassVar[bool] = True
     windowable: ClassVar[bool] = True  # tumbling_window_in_seconds (bridge/windows.py)
+    group_members: ClassVar[bool] = True  # parallelism: members of the consumer group
     defaults: ClassVar[dict[str, Any]] = {
         "batch_size": 100,
         "maximum_batching_window_seconds": 0.5,
@@ -221,8 +222,9 @@ class KafkaConnector(BaseConnector):
         other topics get another id too: a static member that rejoins with other topics
         would keep its old assignment, without a rebalance for the new topics."""
         setting = self.config.group_instance_id
+        member = self.context.member  # parallelism: each member is a member of its own
         if isinstance(setting, str):
-            return setting
+            return f"{setting}-{member}" if member else setting
         if not setting:
             return None
         token = await self.context.checkpoints.get(INSTANCE_KEY)
@@ -356,7 +358,10 @@ class KafkaConnector(BaseConnector):
     async def partitions_assigned(self, assigned: Collection[TopicPartition]) -> None:
         """Read the new partitions (they share the engine's read-ahead from now on), and
         fix the starting position of those the group never committed."""
-        self.context.partitions.reading([partition_name(tp.topic, tp.partition) for tp in assigned])
+        names = [partition_name(tp.topic, tp.partition) for tp in assigned]
+        if names:
+            log.info("%s: partitions assigned: %s", self._what, ", ".join(sorted(names)))
+        self.context.partitions.reading(names)
         consumer = self._consumer
         if consumer is None or not assigned or self.config.starting_position == "TRIM_HORIZON":
             return

@@ -80,6 +80,7 @@ class S3Connector(BaseConnector):
     type: ClassVar[str] = "s3"
     config_model: ClassVar[builtins.type[S3Source]] = S3Source
     ordered: ClassVar[bool] = True
+    singleton: ClassVar[bool] = True  # one bridge at a time, with shared state
     defaults: ClassVar[dict[str, Any]] = ASYNC_INVOCATION_DEFAULTS
     sample_event = staticmethod(sample_event)
     check_mapping = staticmethod(check_async_invocation)

@@ -110,6 +110,7 @@ class ScheduleConnector(BaseConnector):
     type: ClassVar[str] = "schedule"
     config_model: ClassVar[builtins.type[ScheduleSource]] = ScheduleSource
     ordered: ClassVar[bool] = True
+    singleton: ClassVar[bool] = True  # one bridge at a time, with shared state
     redelivery: ClassVar[Literal["bridge", "source"]] = "bridge"
     # EventBridge invokes a rule's Lambda target asynchronously: 2 retries, 6 hours
     defaults: ClassVar[dict[str, Any]] = {**ASYNC_INVOCATION_DEFAULTS, "maximum_concurrency": 1}

@@ -67,6 +67,7 @@ class WebSocketConnector(BaseConnector):
     type: ClassVar[str] = "websocket"
     config_model: ClassVar[builtins.type[WebSocketSource]] = WebSocketSource
     ordered: ClassVar[bool] = True
+    singleton: ClassVar[bool] = True  # one bridge at a time, with shared state
     redelivery: ClassVar[Literal["bridge", "source"]] = "bridge"
     pausable: ClassVar[bool] = True
     defaults: ClassVar[dict[str, Any]] = {

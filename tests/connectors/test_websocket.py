@@ -51,7 +51,9 @@ def bridge_config(tmp: Path, source: dict[str, Any], **mapping: Any) -> str:
 
 def invocations(tmp: Path) -> list[dict[str, Any]]:
     out = tmp / "calls.jsonl"
-    return [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
+    text = out.read_text() if out.exists() else ""
+    # complete lines only: the function may be half-way through writing the last one
+    return [json.loads(line) for line in text.splitlines(keepends=True) if line.endswith("\n")]
 
 
 def delivered(tmp: Path) -> list[dict[str, Any]]:

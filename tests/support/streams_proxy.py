@@ -12,6 +12,11 @@ lets a test turn on, per call kind:
   never returns them;
 - ``split_after(seq)``: the shard closes after ``seq`` and a child shard (its parent named
   in DescribeStream) carries every record after it, as when DynamoDB splits a shard.
+- ``fan_out(n)``: the stream shows ``n`` open shards instead of its one, each with the
+  records of the items whose keys hash to it (:meth:`StreamsProxy.fan_index`), as
+  DynamoDB spreads a table's items over shards by key. Sequence numbers stay the real
+  ones, so each shard's are increasing and ``AFTER_SEQUENCE_NUMBER`` works as on AWS.
+  (Not combined with the other faults.)
 
 It is a real HTTP server on loopback; the bridge talks to it as to DynamoDB. Request
 signatures are not checked by DynamoDB Local, so requests are forwarded as they are.
@@ -20,6 +25,7 @@ signatures are not checked by DynamoDB Local, so requests are forwarded as they 
 from __future__ import annotations
 
 import json
+import zlib
 from typing import Any
 
 import aiohttp
@@ -41,6 +47,8 @@ class StreamsProxy:
         self._split: int | None = None
         self._child = ""
         self._width = 21
+        self._fan = 0
+        self.fan_shards: list[str] = []  # the shard ids shown by fan_out, once described
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
 
@@ -56,6 +64,14 @@ class StreamsProxy:
     def split_after(self, seq: str) -> None:
         self._split = int(seq)
         self._width = len(seq)
+
+    def fan_out(self, shards: int) -> None:
+        self._fan = shards
+
+    def fan_index(self, keys: dict[str, Any]) -> int:
+        """Which of the fanned-out shards carries the item with these ``Keys`` (as a
+        stream record shows them: ``{"pk": {"S": "a"}}``)."""
+        return zlib.crc32(json.dumps(keys, sort_keys=True).encode()) % self._fan
 
     def _text(self, seq: int) -> str:
         """A sequence number as DynamoDB writes it (zero-padded, at least 21 digits)."""
@@ -90,6 +106,8 @@ class StreamsProxy:
         body = await request.read()
         operation = target.removeprefix(_STREAMS) if target.startswith(_STREAMS) else ""
         self.calls.append(operation or target)
+        if self._fan and operation in ("DescribeStream", "GetShardIterator", "GetRecords"):
+            return await self._fanned(request, operation, body)
         if operation == "GetRecords" and self._expire:
             self._expire -= 1
             return _error("ExpiredIteratorException", "Iterator expired (injected)")
@@ -183,6 +201,40 @@ class StreamsProxy:
         if closed:
             doc.pop("NextShardIterator", None)  # read past the end of a closed shard
         elif doc.get("NextShardIterator"):
+            doc["NextShardIterator"] = f"{which}|{doc['NextShardIterator']}"
+        return _ok(doc)
+
+    async def _fanned(self, request: web.Request, operation: str, body: bytes) -> web.Response:
+        """DescribeStream, GetShardIterator and GetRecords of a fanned-out stream."""
+        if operation == "DescribeStream":
+            status, raw = await self._forward(request, body)
+            doc: dict[str, Any] = json.loads(raw)
+            if status != 200:
+                return _ok(doc, status)
+            description = doc["StreamDescription"]
+            [real] = description["Shards"]
+            self.fan_shards = [f"{real['ShardId']}-fan{k}" for k in range(self._fan)]
+            description["Shards"] = [
+                {"ShardId": shard, "SequenceNumberRange": real["SequenceNumberRange"]}
+                for shard in self.fan_shards
+            ]
+            return _ok(doc)
+        args = json.loads(body)
+        if operation == "GetShardIterator":
+            real, _, index = str(args["ShardId"]).rpartition("-fan")
+            status, doc = await self._call(request, operation, {**args, "ShardId": real})
+            if status == 200:
+                doc["ShardIterator"] = f"fan{index}|{doc['ShardIterator']}"
+            return _ok(doc, status)
+        which, _, iterator = str(args["ShardIterator"]).partition("|")
+        status, doc = await self._call(request, operation, {**args, "ShardIterator": iterator})
+        if status != 200:
+            return _ok(doc, status)
+        index = int(which.removeprefix("fan"))
+        doc["Records"] = [
+            r for r in doc.get("Records", []) if self.fan_index(r["dynamodb"]["Keys"]) == index
+        ]
+        if doc.get("NextShardIterator"):
             doc["NextShardIterator"] = f"{which}|{doc['NextShardIterator']}"
         return _ok(doc)
 
