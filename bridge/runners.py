@@ -189,8 +189,11 @@ class MappingRunner:
                     return
                 self.state = "running"
                 telemetry.emit(telemetry.MAPPING_STARTED, mapping=self.mapping.name)
-                if lease is None or not await self._run_while_held(self._pipeline, lease):
+                if lease is None:
+                    await self._pipeline.run()
                     return
+                if not await self._run_while_held(self._pipeline, lease):
+                    return  # stopped; else the lease was lost: stand by again
             except ConfigError as exc:
                 self._failed("failed", exc)
                 telemetry.emit(
