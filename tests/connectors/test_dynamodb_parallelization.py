@@ -23,6 +23,7 @@ from connectors.dynamodb_streams import DynamoDBStreamsConnector, DynamoDBStream
 from connectors.dynamodb_streams.spread import Spread
 from tests.e2e.harness import RunningBridge, runtime_function, wait_for
 from tests.services.fixtures import AwsEndpoint
+from tests.support.jsonl import read_jsonl
 
 HANDLER = Path(__file__).parent / "functions" / "ddb_parallel"
 FACTOR = 4
@@ -67,10 +68,7 @@ mappings:
 
 
 def _calls(tmp: Path) -> list[dict[str, Any]]:
-    path = tmp / "calls.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line]
+    return read_jsonl(tmp / "calls.jsonl")
 
 
 def _pk(record: dict[str, Any]) -> str:

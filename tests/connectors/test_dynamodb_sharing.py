@@ -35,6 +35,7 @@ from connectors.dynamodb_streams.shards import Shard
 from connectors.dynamodb_streams.sharing import ShardLeases
 from tests.e2e.harness import runtime_function, wait_for
 from tests.services.fixtures import AwsEndpoint, unique_name
+from tests.support.jsonl import read_jsonl
 from tests.support.streams_proxy import StreamsProxy
 from tests.test_leases import state_config
 
@@ -111,7 +112,7 @@ class Bridge:
         path = self.folder / "calls.jsonl"
         if not path.exists():
             return []
-        calls = [json.loads(line) for line in path.read_text().splitlines() if line]
+        calls = read_jsonl(path)
         return [r for call in calls for r in call["records"]]
 
     def log_tail(self) -> str:

@@ -26,6 +26,7 @@ from connectors.dynamodb_streams import DynamoDBStreamsConnector, DynamoDBStream
 from connectors.dynamodb_streams.normalize import batch_info, stream_record
 from tests.e2e.harness import RunningBridge, runtime_function, wait_for
 from tests.services.fixtures import AwsEndpoint, DynamoTable
+from tests.support.jsonl import read_jsonl
 
 REPO = Path(__file__).resolve().parents[2]
 HANDLER = REPO / "tests" / "e2e" / "functions" / "ddb_recorder"
@@ -81,10 +82,7 @@ mappings:{"".join(mappings)}
 
 
 def _calls(tmp: Path) -> list[dict[str, Any]]:
-    path = tmp / "calls.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line]
+    return read_jsonl(tmp / "calls.jsonl")
 
 
 def _records(tmp: Path) -> list[dict[str, Any]]:

@@ -34,6 +34,7 @@ from connectors.s3 import S3Connector, S3Source
 from connectors.s3.listen import LISTEN_EVENTS
 from tests.e2e.harness import RunningBridge, runtime_function, wait_for
 from tests.services.fixtures import AwsEndpoint, unique_name
+from tests.support.jsonl import read_jsonl
 
 REPO = Path(__file__).resolve().parents[2]
 HANDLER = REPO / "tests" / "e2e" / "functions" / "s3_recorder"
@@ -84,10 +85,7 @@ mappings:
 
 
 def _calls(tmp: Path) -> list[list[dict[str, Any]]]:
-    path = tmp / "calls.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line)["records"] for line in path.read_text().splitlines() if line]
+    return [call["records"] for call in read_jsonl(tmp / "calls.jsonl")]
 
 
 def _events(tmp: Path) -> list[dict[str, Any]]:

@@ -22,6 +22,7 @@ from bridge.errors import ConfigError
 from connectors.sqs import SqsConnector, SqsSource
 from tests.e2e.harness import RunningBridge, runtime_function, wait_for
 from tests.services.fixtures import MOTO_FIFO_ORDER_XFAIL, AwsEndpoint, SqsQueue
+from tests.support.jsonl import read_jsonl
 
 REPO = Path(__file__).resolve().parents[2]
 HANDLER = REPO / "tests" / "e2e" / "functions" / "sqs_recorder"
@@ -49,10 +50,7 @@ mappings:
 
 
 def _calls(tmp: Path) -> list[dict[str, Any]]:
-    path = tmp / "calls.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line]
+    return read_jsonl(tmp / "calls.jsonl")
 
 
 def _bodies(tmp: Path) -> list[dict[str, Any]]:

@@ -24,6 +24,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from bridge.front.tls import LocalCA
 from bridge.spool import Spool
 from tests.e2e.harness import RunningBridge, wait_for
+from tests.support.jsonl import read_jsonl
 
 FEED_FUNCTION = Path(__file__).parent / "functions" / "feed"
 
@@ -50,10 +51,7 @@ def bridge_config(tmp: Path, source: dict[str, Any], **mapping: Any) -> str:
 
 
 def invocations(tmp: Path) -> list[dict[str, Any]]:
-    out = tmp / "calls.jsonl"
-    text = out.read_text() if out.exists() else ""
-    # complete lines only: the function may be half-way through writing the last one
-    return [json.loads(line) for line in text.splitlines(keepends=True) if line.endswith("\n")]
+    return read_jsonl(tmp / "calls.jsonl")
 
 
 def delivered(tmp: Path) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ from typing import Any
 
 from bridge.config import BridgeConfig, parse_config
 from bridge.supervisor import Supervisor
+from tests.support.jsonl import read_jsonl
 
 RECORDER = Path(__file__).parent / "functions" / "recorder"
 
@@ -52,10 +53,7 @@ def write_journal(path: Path, bodies: list[dict[str, Any]]) -> None:
 
 
 def calls(tmp: Path) -> list[dict[str, Any]]:
-    out = tmp / "calls.jsonl"
-    if not out.exists():
-        return []
-    return [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
+    return read_jsonl(tmp / "calls.jsonl")
 
 
 def delivered_lines(tmp: Path) -> list[int]:

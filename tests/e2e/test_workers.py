@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 from aiohttp import web
 
 from bridge.admin import read_admin_file
@@ -35,7 +34,8 @@ class Recorder:
         self.url = ""
         self.delay = delay  # seconds per invocation
 
-    def keys(self) -> list[str]:
+    def got(self) -> list[str]:
+        """The object key of every record received, in order of arrival."""
         return [r["s3"]["object"]["key"] for e in self.events for r in e.get("Records", [])]
 
     async def handle(self, request: web.Request) -> web.Response:
@@ -146,8 +146,8 @@ async def test_mappings_run_in_workers_that_report_pause_and_survive_a_hang_and_
             assert daemon.pid not in pids.values() and all(_alive(p) for p in pids.values())
             for name in ("a", "b", "c"):
                 (tmp_path / name / "first.txt").write_text(name)
-            await wait_for(lambda: len(sink.keys()) == 3, what="the first three files")
-            assert sorted(sink.keys()) == ["first.txt"] * 3
+            await wait_for(lambda: len(sink.got()) == 3, what="the first three files")
+            assert sorted(sink.got()) == ["first.txt"] * 3
             doc = await _status(state)
             assert all(_mapping(doc, n)["records"]["delivered"] == 1 for n in "abc")
 
@@ -157,10 +157,10 @@ async def test_mappings_run_in_workers_that_report_pause_and_survive_a_hang_and_
             assert _mapping(await _status(state), "b")["state"] == "paused"
             (tmp_path / "b" / "while-paused.txt").write_text("b")
             await asyncio.sleep(1.5)
-            assert "while-paused.txt" not in sink.keys()
+            assert "while-paused.txt" not in sink.got()
             resume = [sys.executable, "-m", "bridge", "resume", "b", "--config", str(config)]
             subprocess.run(resume, cwd=REPO, check=True, capture_output=True, timeout=60)
-            await wait_for(lambda: "while-paused.txt" in sink.keys(), what="the paused file")
+            await wait_for(lambda: "while-paused.txt" in sink.got(), what="the paused file")
 
             # a hung worker (SIGSTOP: a mapping burning its CPU, a stuck call) holds up only
             # its own mappings; the daemon still answers
@@ -170,7 +170,7 @@ async def test_mappings_run_in_workers_that_report_pause_and_survive_a_hang_and_
                 (tmp_path / "a" / "during-hang.txt").write_text("a")
                 (tmp_path / "b" / "during-hang.txt").write_text("b")
                 await wait_for(
-                    lambda: sink.keys().count("during-hang.txt") == 1, what="b during the hang"
+                    lambda: sink.got().count("during-hang.txt") == 1, what="b during the hang"
                 )
                 started = time.monotonic()
                 doc = await _status(state)
@@ -178,7 +178,7 @@ async def test_mappings_run_in_workers_that_report_pause_and_survive_a_hang_and_
                 assert _mapping(doc, "b")["records"]["delivered"] == 3
             finally:
                 os.kill(hung, signal.SIGCONT)
-            await wait_for(lambda: sink.keys().count("during-hang.txt") == 2, what="a after it")
+            await wait_for(lambda: sink.got().count("during-hang.txt") == 2, what="a after it")
             before = _mapping(await _status(state), "a")["records"]["read"]
 
             # a killed worker is started again and its mappings resume from their checkpoints
@@ -186,7 +186,7 @@ async def test_mappings_run_in_workers_that_report_pause_and_survive_a_hang_and_
             (tmp_path / "a" / "while-dead.txt").write_text("a")
             (tmp_path / "c" / "while-dead.txt").write_text("c")
             await wait_for(
-                lambda: sink.keys().count("while-dead.txt") == 2, timeout=30, what="after restart"
+                lambda: sink.got().count("while-dead.txt") == 2, timeout=30, what="after restart"
             )
             doc = await _status(state)
             assert int(doc["workers"]["0"]) != hung and doc["workers"]["1"] == other
@@ -199,7 +199,7 @@ async def test_mappings_run_in_workers_that_report_pause_and_survive_a_hang_and_
         assert code == 0
         await wait_for(lambda: not any(_alive(p) for p in pids.values()), timeout=5)
         # every file delivered; a kill may repeat, never lose (a's were all settled before)
-        assert set(sink.keys()) == {
+        assert set(sink.got()) == {
             "first.txt",
             "while-paused.txt",
             "during-hang.txt",
@@ -329,7 +329,7 @@ async def test_a_reload_that_removes_a_worker_moves_its_mappings_without_running
             for i in range(5):
                 (tmp_path / "b" / f"after-{i}.txt").write_text("b")
             wanted = {f"before-{i}.txt" for i in range(20)} | {f"after-{i}.txt" for i in range(5)}
-            await wait_for(lambda: set(sink.keys()) >= wanted, what="b's files in its new worker")
+            await wait_for(lambda: set(sink.got()) >= wanted, what="b's files in its new worker")
             assert list(doc["workers"]) == ["0"]
             await wait_for(lambda: not _alive(retired), timeout=10, what="worker 1 gone")
         finally:
@@ -340,7 +340,7 @@ async def test_a_reload_that_removes_a_worker_moves_its_mappings_without_running
         stopped = log.index("[worker 1] bridge: mapping.stopped mapping=b")
         assert log.index("[worker 0] bridge: mapping.started mapping=b") > stopped
         # drained, not killed: nothing of b was delivered twice
-        assert len(sink.keys()) == len(set(sink.keys()))
+        assert len(sink.got()) == len(set(sink.got()))
 
 
 async def test_a_worker_hung_through_a_reload_is_killed_and_started_with_the_new_config(
@@ -363,9 +363,9 @@ async def test_a_worker_hung_through_a_reload_is_killed_and_started_with_the_new
             (tmp_path / "a" / "after.txt").write_text("a")
             (tmp_path / "b" / "after.txt").write_text("b")
             # b's worker is not held up by a's
-            await wait_for(lambda: sink.keys().count("after.txt") == 1, what="b's file")
+            await wait_for(lambda: sink.got().count("after.txt") == 1, what="b's file")
             await wait_for(
-                lambda: sink.keys().count("after.txt") == 2, timeout=40, what="a's, after the kill"
+                lambda: sink.got().count("after.txt") == 2, timeout=40, what="a's, after the kill"
             )
             doc = await _status(state)
             assert int(doc["workers"]["0"]) != hung and not _alive(hung)
