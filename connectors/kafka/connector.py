@@ -32,6 +32,9 @@ Guarantees:
   in aiokafka's background task, and polling goes on even while every partition holds
   its share (after a minute of that, with all paused, so a poll takes nothing): a slow
   or failing function never makes the member leave its group (``max_poll_interval_ms``).
+- Idle cost: after a second without records the consumer asks its broker less often
+  (``connectors.kafka.pacing``: each Fetch held up to the heartbeat interval, not 500 ms);
+  the broker answers a held Fetch as soon as a record arrives, so that one comes at once.
 
 - Static membership (KIP-345, ``group_instance_id``): the member has an id stable for
   this host, state_dir, mapping, group and topics, so a bridge restarted after a crash
@@ -83,6 +86,7 @@ from connectors.kafka.normalize import (
     partition_name,
     sample_event,
 )
+from connectors.kafka.pacing import BUSY_WAIT_MS, FetchPace, idle_wait_ms, wake_fetcher
 
 __all__ = ["KafkaConnector"]
 
@@ -92,6 +96,7 @@ MAX_POLL_RECORDS = 500
 MAX_POLL_INTERVAL_MS = 600_000
 KEEPALIVE_AFTER = 60.0  # seconds without room anywhere before polling with all paused
 HELD_BACK_POLL_MS = 10  # how often to look again while partitions are held back
+IDLE_POLL_MS = 30_000  # how long a wait for records lasts while none come (see _fetch_round)
 INSTANCE_KEY = "kafka.instance"  # checkpoint holding this state_dir's random member token
 
 
@@ -176,6 +181,7 @@ class KafkaConnector(BaseConnector):
         self._stalled_since: float | None = None  # since when no partition had room
         self._watch = BrokerWatch(context.mapping)
         self._watcher: asyncio.Task[None] | None = None
+        self._pace: FetchPace | None = None  # set once the consumer is started
         # for offset_lag(): the next offset to deliver as far as the group knows it (the
         # last commit, else the first offset read since the partition was assigned)
         self._base: dict[TopicPartition, int] = {}
@@ -187,22 +193,28 @@ class KafkaConnector(BaseConnector):
         options = client_options(self.config)
         reset = "earliest" if self.config.starting_position == "TRIM_HORIZON" else "latest"
         session_ms = int(self.config.session_timeout_seconds * 1000)
+        heartbeat_ms = min(3000, session_ms // 3)
+        idle_ms = idle_wait_ms(heartbeat_ms, options["request_timeout_ms"])
         throttle_repeats("aiokafka")
         consumer = AIOKafkaConsumer(
             **options,
             group_id=self.group_id,
             group_instance_id=await self.instance_id(),
             session_timeout_ms=session_ms,
-            heartbeat_interval_ms=min(3000, session_ms // 3),
+            heartbeat_interval_ms=heartbeat_ms,
             enable_auto_commit=False,
             auto_offset_reset=reset,
             max_poll_interval_ms=MAX_POLL_INTERVAL_MS,
             metadata_max_age_ms=30_000,
+            # an idle consumer's pace (connectors/kafka/pacing.py)
+            fetch_max_wait_ms=BUSY_WAIT_MS,
+            consumer_timeout_ms=idle_ms,
         )
         self._consumer = consumer
         with translate_errors(self._what, self.bootstrap_servers):
             await asyncio.wait_for(consumer.start(), self._timeout)
             known = await asyncio.wait_for(consumer.topics(), self._timeout)
+        self._pace = FetchPace(consumer, idle_ms)
         missing = [t for t in self.config.topics if t not in known]
         if missing:
             raise SourceUnavailable(
@@ -232,6 +244,7 @@ class KafkaConnector(BaseConnector):
             token = uuid.uuid4().hex
             await self.context.checkpoints.write({INSTANCE_KEY: token})
         seed = [socket.gethostname(), token, self.context.mapping, self.group_id]
+        seed += [f"member {member}"] if member else []
         digest = hashlib.sha256("\n".join(seed + sorted(self.config.topics)).encode())
         return f"trigger-bridge-{digest.hexdigest()[:16]}"
 
@@ -264,7 +277,9 @@ class KafkaConnector(BaseConnector):
         the engine has room for. A partition without room is simply not taken from:
         aiokafka keeps its one fetched buffer and fetches nothing more for it until it is
         taken, so it is not read (``consumer.pause`` would throw that buffer away and fetch
-        it again on resume). Waits up to a second when nothing is buffered."""
+        it again on resume). Waits up to a second when nothing is buffered; when a second
+        brought nothing, the consumer goes to its idle pace (``connectors.kafka.pacing``)
+        and waits longer, until records come."""
         room = self.context.partitions.room
         rooms = {tp: room(partition_name(tp.topic, tp.partition)) for tp in consumer.assignment()}
         open_ = sorted(tp for tp, n in rooms.items() if n > 0)
@@ -283,15 +298,30 @@ class KafkaConnector(BaseConnector):
                 got = await consumer.getmany(tp, timeout_ms=0, max_records=min(share, rooms[tp]))
                 fetched.update(got)
             if fetched:
+                self._paced(idle=False)
                 return fetched
         limit = min(MAX_POLL_RECORDS, max(rooms[tp] for tp in open_))
-        # wait for data of the open partitions; briefly while others are held back, since
-        # they may get room any moment and a long wait here would leave them idle
-        wait_ms = 1000 if len(open_) == len(rooms) else HELD_BACK_POLL_MS
+        if len(open_) < len(rooms):
+            # others are held back: wait briefly, since they may get room any moment and a
+            # long wait here would leave them idle
+            held: dict[TopicPartition, list[Any]] = await consumer.getmany(
+                *open_, timeout_ms=HELD_BACK_POLL_MS, max_records=limit
+            )
+            if held:
+                self._paced(idle=False)
+            return held
+        # every partition has room: wait for any of them, those assigned meanwhile too (so
+        # a rebalance needs no look again); records of a new one come at most ``limit``
+        idle = self._pace is not None and self._pace.idle
         waited: dict[TopicPartition, list[Any]] = await consumer.getmany(
-            *open_, timeout_ms=wait_ms, max_records=limit
+            timeout_ms=IDLE_POLL_MS if idle else 1000, max_records=limit
         )
+        self._paced(idle=not waited)
         return waited
+
+    def _paced(self, *, idle: bool) -> None:
+        if self._pace is not None:
+            self._pace.set(idle=idle)
 
     async def _idle(
         self, consumer: AIOKafkaConsumer, rooms: dict[TopicPartition, int]
@@ -379,6 +409,7 @@ class KafkaConnector(BaseConnector):
                         start[tp] = hit.offset
             for tp, offset in start.items():
                 consumer.seek(tp, offset)
+            wake_fetcher(consumer)
             await consumer.commit(dict(start))
         except (KafkaError, OSError) as exc:
             log.warning("%s: could not fix the starting position: %s", self._what, exc)

@@ -9,7 +9,9 @@ connection to it) every ``retry_backoff_ms`` until a broker answers. So a coordi
 that stays unknown means the cluster does not answer for this group, and one known again
 means it does.
 
-``BrokerWatch`` looks twice a second. Unknown for ``UNAVAILABLE_AFTER`` seconds (a
+``BrokerWatch`` looks twice a second (one task of the event loop looks at every running
+watch, so a hundred idle mappings wake it no more often than one). Unknown for
+``UNAVAILABLE_AFTER`` seconds (a
 coordinator that moves to another broker is found again within milliseconds), it logs
 one ``source.unavailable mapping=... since=<when it was first seen> reason=...``; known
 again, one ``source.recovered mapping=... after=<seconds>s``. Nothing in between: the
@@ -21,13 +23,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 from bridge import telemetry
 from bridge.events import iso_timestamp
 
 __all__ = ["UNAVAILABLE_AFTER", "BrokerWatch", "unreachable"]
+
+log = logging.getLogger(__name__)
 
 UNAVAILABLE_AFTER = 3.0  # seconds without a coordinator before the source is said down
 CHECK_EVERY = 0.5
@@ -99,6 +104,50 @@ class BrokerWatch:
 
     async def run(self, consumer: Any, servers: str) -> None:
         """Watch ``consumer`` until cancelled."""
+        rounds = _Rounds.of_running_loop()
+        rounds.add(self, consumer, servers)
+        try:
+            await asyncio.get_running_loop().create_future()  # forever
+        finally:
+            rounds.discard(self)
+
+
+class _Rounds:
+    """The one task of an event loop that looks at every running ``BrokerWatch`` every
+    ``CHECK_EVERY`` seconds; it ends with the last watch."""
+
+    _of_loop: ClassVar[weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Rounds]] = (
+        weakref.WeakKeyDictionary()
+    )
+
+    @classmethod
+    def of_running_loop(cls) -> _Rounds:
+        loop = asyncio.get_running_loop()
+        rounds = cls._of_loop.get(loop)
+        if rounds is None:
+            rounds = cls._of_loop[loop] = cls()
+        return rounds
+
+    def __init__(self) -> None:
+        self._watched: dict[BrokerWatch, tuple[Any, str]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, watch: BrokerWatch, consumer: Any, servers: str) -> None:
+        self._watched[watch] = (consumer, servers)
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="kafka-broker-watch")
+
+    def discard(self, watch: BrokerWatch) -> None:
+        self._watched.pop(watch, None)
+        if not self._watched and self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    async def _run(self) -> None:
         while True:
-            self.observe(unreachable(consumer, servers))
+            for watch, (consumer, servers) in list(self._watched.items()):
+                try:
+                    watch.observe(unreachable(consumer, servers))
+                except Exception:  # one watch's bug must not blind the others
+                    log.exception("kafka source %s: watching the broker", watch.mapping)
             await asyncio.sleep(CHECK_EVERY)

@@ -17,6 +17,13 @@ Guarantees:
 - Never leaves the folder: symbolic links are not followed (nor emitted), and a path
   that resolves outside the folder is ignored. Hidden names (``.x``) are skipped
   unless ``include_hidden``: write to ``.name`` then rename for an atomic appearance.
+
+Between scans, changes are followed by a watcher (``connectors.local_dir.watch``): on Linux
+one inotify instance, read by the event loop, for every local_dir mapping of the process,
+so an idle mapping costs no thread and no wake-up; watchfiles (a thread per mapping) with
+``force_polling`` or where inotify is missing. When the watcher fails (an inotify limit),
+or the folder itself is removed or moved away, scans stand in for it every few seconds
+until it can be started again.
 """
 
 from __future__ import annotations
@@ -35,11 +42,10 @@ from collections.abc import AsyncIterator, Hashable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from watchfiles import awatch
-
 from bridge.connector import BaseConnector, ConnectorContext, FailureContext, Feed, Record
 from bridge.errors import ConfigError, NormalizeError
 from connectors.local_dir.config import LocalDirSource
+from connectors.local_dir.watch import folder_watch
 from connectors.s3_events import (
     ASYNC_INVOCATION_DEFAULTS,
     check_async_invocation,
@@ -78,6 +84,7 @@ class LocalDirConnector(BaseConnector):
         self._last_sequencer = 0
         self._scan_lock = asyncio.Lock()
         self._watcher_down = False
+        self._watch_started = asyncio.Event()  # the watcher follows the folder, or failed
         self._rescan_now = asyncio.Event()
         self._touched: set[str] | None = None  # keys emitted while a scan lists the folder
         self._check_lock = asyncio.Lock()
@@ -97,7 +104,7 @@ class LocalDirConnector(BaseConnector):
 
     async def read(self) -> AsyncIterator[Sequence[Record]]:
         self._tasks = [asyncio.create_task(self._watch(), name=f"{self.context.mapping}:watch")]
-        await asyncio.sleep(0.05)  # let the watcher start before the first scan
+        await self._watch_started.wait()  # so the first scan is followed by every change
         self._tasks.append(asyncio.create_task(self._rescan_loop()))
         async for chunk in self._queue.items(self._tasks):
             yield chunk
@@ -129,9 +136,9 @@ class LocalDirConnector(BaseConnector):
                 return
 
     async def _watch(self) -> None:
-        """Follow the folder's changes; when the watcher fails (watchfiles cannot follow a
-        name that is not UTF-8, an inotify limit...), say why, scan every few seconds
-        instead, and try the watcher again a while later."""
+        """Follow the folder's changes; when the watcher fails (an inotify limit, the
+        folder removed or moved away, watchfiles on a name that is not UTF-8...), say why,
+        scan every few seconds instead, and try the watcher again a while later."""
         while not self._stop.is_set():
             try:
                 await self._follow()
@@ -139,6 +146,7 @@ class LocalDirConnector(BaseConnector):
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                self._watch_started.set()
                 if not self._watcher_down:
                     log.warning(
                         "local_dir %s: the folder watcher failed (%s); scanning every %ss "
@@ -154,30 +162,32 @@ class LocalDirConnector(BaseConnector):
                 await asyncio.wait_for(self._stop.wait(), _WATCHER_RETRY)
 
     async def _follow(self) -> None:
-        async for changes in awatch(
-            self.root,
-            stop_event=self._stop,
-            force_polling=self.config.force_polling,
-            debounce=200,
-            step=20,
-            recursive=True,
-        ):
-            if self._watcher_down:  # back: one scan covers what it may have missed meanwhile
-                log.info("local_dir %s: the folder watcher is back", self.root)
-                self._watcher_down = False
-                self._rescan_now.set()
-            paths = sorted({Path(p) for _, p in changes})
-            # file system calls run in a thread: a slow disk (NFS) must not stall the loop
-            keys = await asyncio.to_thread(self._keys_of_files, paths)
-            if keys is None:
-                await self._scan()  # a folder appeared or vanished: diff everything
-                continue
-            records = []
-            for key in keys:  # each stat'ed afresh under the check lock
-                if (record := await self._check(key)) is not None:
-                    records.append(record)
-            if records:
-                await self._queue.put(records)
+        config = self.config
+        async with folder_watch(
+            self.root, include_hidden=config.include_hidden, force_polling=config.force_polling
+        ) as watch:
+            self._watch_started.set()
+            if watch.established:
+                self._watcher_back()
+            async for paths in watch:
+                self._watcher_back()
+                # file system calls run in a thread: a slow disk (NFS) must not stall the loop
+                keys = await asyncio.to_thread(self._keys_of_files, paths)
+                if keys is None:
+                    await self._scan()  # a folder appeared or vanished: diff everything
+                    continue
+                records = []
+                for key in keys:  # each stat'ed afresh under the check lock
+                    if (record := await self._check(key)) is not None:
+                        records.append(record)
+                if records:
+                    await self._queue.put(records)
+
+    def _watcher_back(self) -> None:
+        if self._watcher_down:  # one scan covers what it may have missed meanwhile
+            log.info("local_dir %s: the folder watcher is back", self.root)
+            self._watcher_down = False
+            self._rescan_now.set()
 
     def _keys_of_files(self, paths: list[Path]) -> list[str] | None:
         """(In a thread.) The eligible keys among ``paths``, or None when one of them is

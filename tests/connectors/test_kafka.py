@@ -28,6 +28,7 @@ from bridge.connector import ConnectorContext, FailureContext, Record
 from bridge.errors import CheckpointError, ConfigError, SourceUnavailable
 from connectors.kafka import KafkaConnector, KafkaSource
 from tests.e2e.harness import RunningBridge, runtime_function, wait_for
+from tests.support.jsonl import read_jsonl
 
 REPO = Path(__file__).resolve().parents[2]
 HANDLER = REPO / "tests" / "e2e" / "functions" / "kafka_recorder"
@@ -62,10 +63,7 @@ mappings:
 
 
 def _calls(tmp: Path, out: str = "calls.jsonl") -> list[dict[str, Any]]:
-    path = tmp / out
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line]
+    return read_jsonl(tmp / out)
 
 
 def _records(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -1223,4 +1221,129 @@ async def test_a_commit_the_group_refused_is_retried_not_taken_for_done(tmp_path
         await asyncio.wait_for(c.commit([_at(0, 4)]), 5)  # the retry goes through
         assert consumer.requests == [{TopicPartition("t", 0): 5}] * 2
     finally:
+        store.close()
+
+
+# ---------------------------------------------------------------- idle pace
+
+
+async def test_an_idle_consumer_asks_less_often_and_a_new_record_still_comes_at_once(
+    tmp_path: Path, kafka_bootstrap: str, kafka_topic_factory: Any
+) -> None:
+    """A second without records puts the consumer at its idle pace: the broker holds each
+    Fetch up to the heartbeat interval (3 s) instead of 500 ms. A broker answers a held
+    Fetch as soon as a record arrives, so one produced then comes at once all the same,
+    and puts the consumer back to its busy pace."""
+    topic = await kafka_topic_factory(partitions=2)
+    await _produce(kafka_bootstrap, topic, [{"n": 0}])
+    store = SqliteCheckpointStore(tmp_path / "c.sqlite3")
+    config = KafkaSource(
+        type="kafka",
+        bootstrap_servers=[kafka_bootstrap],
+        topics=[topic],
+        consumer_group_id=f"idle-{topic}",
+    )
+    c = KafkaConnector(config, ConnectorContext(mapping="k", checkpoints=store.namespace("k")))
+    reader = c.read()
+    fetches: list[float] = []
+    try:
+        await c.open()
+        assert c._consumer is not None and c._pace is not None
+        client = c._consumer._client
+        send = client.send
+
+        def counting(node_id: int, request: Any, **kw: Any) -> Any:
+            if type(request).__name__.startswith("FetchRequest"):
+                fetches.append(time.monotonic())
+            return send(node_id, request, **kw)
+
+        client.send = counting
+        [first] = await asyncio.wait_for(reader.__anext__(), 30)
+        assert json.loads(first.data.value) == {"n": 0}
+        following = asyncio.ensure_future(reader.__anext__())
+        await wait_for(lambda: c._pace is not None and c._pace.idle, timeout=5)
+        await asyncio.sleep(1)  # the last busy Fetch ends
+        idle_since = time.monotonic()
+        await asyncio.sleep(6.5)
+        assert 1 <= len([t for t in fetches if t > idle_since]) <= 3  # one every 3 s, not 13
+        async with _producer(kafka_bootstrap) as producer:
+            sent = time.monotonic()
+            await producer.send_and_wait(topic, b'{"n": 1}', partition=1)
+            [record] = await asyncio.wait_for(following, 5)
+            latency = time.monotonic() - sent
+        assert json.loads(record.data.value) == {"n": 1}
+        assert latency < 1.0, latency  # not the 3 s a Fetch may be held
+        assert not c._pace.idle
+    finally:
+        await reader.aclose()  # type: ignore[attr-defined]
+        await c.aclose()
+        store.close()
+
+
+async def test_an_idle_member_reads_a_partition_it_is_given_at_once(
+    tmp_path: Path,
+    kafka_bootstrap: str,
+    kafka_topic_factory: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An idle member's Fetch is held by the broker for seconds (8 here, so that it
+    outlasts the rebalance); aiokafka gives it up when the group rebalances, the broker
+    does not. The partitions the member is given must not wait for it: their first
+    requests do not queue behind it."""
+    import connectors.kafka.connector as kafka_connector
+
+    monkeypatch.setattr(kafka_connector, "idle_wait_ms", lambda *_: 8000)
+    topic = await kafka_topic_factory(partitions=2)
+    group = f"given-{topic}"
+    store = SqliteCheckpointStore(tmp_path / "c.sqlite3")
+    config = KafkaSource(
+        type="kafka", bootstrap_servers=[kafka_bootstrap], topics=[topic], consumer_group_id=group
+    )
+    c = KafkaConnector(config, ConnectorContext(mapping="k", checkpoints=store.namespace("k")))
+    assigned: list[tuple[float, int]] = []
+    real = c.partitions_assigned
+
+    async def noting(partitions: Any) -> None:
+        assigned.append((time.monotonic(), len(partitions)))
+        await real(partitions)
+
+    c.partitions_assigned = noting  # type: ignore[method-assign]
+    arrived: asyncio.Queue[tuple[float, Record]] = asyncio.Queue()
+
+    async def pull() -> None:
+        async for chunk in c.read():
+            for record in chunk:
+                arrived.put_nowait((time.monotonic(), record))
+
+    other = AIOKafkaConsumer(topic, bootstrap_servers=kafka_bootstrap, group_id=group)
+    puller = polling = None
+    try:
+        await c.open()
+        puller = asyncio.create_task(pull())
+        await wait_for(lambda: bool(assigned) and assigned[-1][1] == 2, timeout=30)
+        await other.start()
+
+        async def poll() -> None:
+            while True:
+                await other.getmany(timeout_ms=500)
+
+        polling = asyncio.create_task(poll())
+        await wait_for(lambda: len(other.assignment()) == 1 and assigned[-1][1] == 1, timeout=30)
+        [theirs] = other.assignment()
+        await wait_for(lambda: c._pace is not None and c._pace.idle, timeout=10)
+        await asyncio.sleep(1)  # a Fetch held for 8 s is on its way
+        polling.cancel()
+        await other.stop()  # leaves the group: the partition comes back
+        await _produce(kafka_bootstrap, topic, [{"n": 1}], partition=theirs.partition)
+        at, record = await asyncio.wait_for(arrived.get(), 30)
+        given = assigned[-1][0]
+        assert assigned[-1][1] == 2 and record.data.partition == theirs.partition
+        assert at - given < 1.0, at - given  # not the rest of the held Fetch's 8 s
+    finally:
+        for task in (puller, polling):
+            if task is not None:
+                task.cancel()
+        await asyncio.gather(*[t for t in (puller, polling) if t], return_exceptions=True)
+        await other.stop()
+        await c.aclose()
         store.close()

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
+from connectors.kafka import health
 from connectors.kafka.health import BrokerWatch
 
 
@@ -49,3 +53,35 @@ def test_a_lasting_outage_is_said_once_and_its_end_once(caplog: pytest.LogCaptur
     assert _lines(caplog, "source.recovered") == ["source.recovered mapping=m after=20.0s"]
     assert not watch.unavailable
     assert all(r.levelno == logging.WARNING for r in caplog.records)
+
+
+async def test_every_watch_of_a_process_is_looked_at_by_one_task(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An idle mapping costs no wake-ups of its own: one task looks at every consumer of
+    the loop, and it ends with the last watch."""
+    monkeypatch.setattr(health, "CHECK_EVERY", 0.02)
+
+    class _Consumer:
+        def __init__(self) -> None:
+            self.lookers: list[asyncio.Task[Any] | None] = []
+
+        @property
+        def _coordinator(self) -> Any:
+            self.lookers.append(asyncio.current_task())
+            return SimpleNamespace(coordinator_id=1)
+
+    consumers = [_Consumer() for _ in range(3)]
+    runs = [
+        asyncio.create_task(BrokerWatch(f"m{i}").run(c, "h:1")) for i, c in enumerate(consumers)
+    ]
+    await asyncio.sleep(0.2)
+    lookers = {task for c in consumers for task in c.lookers}
+    assert len(lookers) == 1 and None not in lookers
+    assert all(len(c.lookers) >= 3 for c in consumers)
+    for run in runs:
+        run.cancel()
+    await asyncio.gather(*runs, return_exceptions=True)
+    await asyncio.sleep(0)
+    [looker] = lookers
+    assert looker is not None and looker.done()

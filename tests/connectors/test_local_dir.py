@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import os
 import re
+import shutil
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -322,53 +325,254 @@ async def test_a_file_created_while_the_folder_is_listed_is_not_reported_deleted
     assert connector._emitted.get("new.txt") is not None
 
 
+@pytest.mark.parametrize("force_polling", [False, True], ids=["inotify", "watchfiles"])
 async def test_a_file_name_that_is_not_utf8_is_delivered_encoded_and_the_rest_flow(
-    tmp_path: Path, store: Any
+    tmp_path: Path, store: Any, force_polling: bool
 ) -> None:
     """S3 keys are bytes: a name with a byte that is not UTF-8 is URL-encoded byte for byte.
-    It is checkpointed like any other (not delivered again after a restart), and the
-    folder watcher, which cannot follow such names, is stood in for by scans."""
+    It is checkpointed like any other (not delivered again after a restart). inotify follows
+    such names; watchfiles (``force_polling``) cannot, and scans stand in for it."""
     folder = tmp_path / "in"
     folder.mkdir()
     (folder / "good.txt").write_text("good")
     with open(os.fsencode(folder) + b"/bad\xff.txt", "w") as f:
         f.write("bad")
-    async with opened(folder, store, rescan_interval_seconds=0) as connector:
+    options = {"rescan_interval_seconds": 0, "force_polling": force_polling}
+    async with opened(folder, store, **options) as connector:
         records = await take(connector, 2)
         events = {connector.normalize(r)["s3"]["object"]["key"]: r for r in records}
         assert set(events) == {"good.txt", "bad%FF.txt"}
         for record in records:
             await connector.commit([record])
-        # the watcher gives up on the name; the scans standing in find what comes next
         (folder / "later.txt").write_text("later")
         [later] = await take(connector, 1, timeout=15)
         assert later.data["key"] == "later.txt"
         await connector.commit([later])
-    async with opened(folder, store, rescan_interval_seconds=0) as connector:
+        if not force_polling:  # seen by the watcher itself
+            assert not connector._watcher_down
+            with open(os.fsencode(folder) + b"/new\xfe.txt", "w") as f:
+                f.write("new")
+            [new] = await take(connector, 1, timeout=5)
+            assert connector.normalize(new)["s3"]["object"]["key"] == "new%FE.txt"
+            await connector.commit([new])
+    async with opened(folder, store, **options) as connector:
         assert await nothing_more(connector) == []  # nothing is delivered again
 
 
 async def test_the_folder_watcher_comes_back_after_a_failure(
     tmp_path: Path, store: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """After the watcher fails it is tried again; once it works, changes are seen by it
-    (not by the slower stand-in scans) again."""
+    """After the watcher fails (here: the inotify watch limit, hit by a new folder) it is
+    tried again; once it works, changes are seen by it (not by the slower stand-in scans)
+    again."""
+    from connectors.local_dir import connector as module
+    from connectors.local_dir import watch
+
+    monkeypatch.setattr(module, "_WATCHER_RETRY", 0.5)
+    monkeypatch.setattr(module, "_STAND_IN_SCAN", 60.0)  # the scans find nothing in time
+    real = watch._Inotify._add
+    refused: list[str] = []
+
+    def limited(self: Any, path: str, *, required: bool = False) -> int | None:
+        if path.endswith("/sub") and not refused:
+            refused.append(path)
+            raise watch._error(errno.ENOSPC, path)
+        return real(self, path, required=required)
+
+    monkeypatch.setattr(watch._Inotify, "_add", limited)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    async with opened(folder, store, rescan_interval_seconds=0) as connector:
+        reader = connector.read()
+
+        async def next_keys() -> list[str]:
+            chunk = await asyncio.wait_for(reader.__anext__(), 5)
+            await connector.commit(list(chunk))
+            return [r.data["key"] for r in chunk]
+
+        first = asyncio.ensure_future(next_keys())
+        await asyncio.sleep(0.3)  # the watcher runs
+        (folder / "sub").mkdir()
+        (folder / "sub" / "a.txt").write_text("a")  # the watcher fails on the new folder
+        assert await first == ["sub/a.txt"]  # found by the scan run when the watcher failed
+        assert connector._watcher_down and refused
+        await asyncio.sleep(1.0)  # the watcher is tried again
+        assert not connector._watcher_down
+        (folder / "sub" / "back.txt").write_text("back")
+        assert await next_keys() == ["sub/back.txt"]
+        await reader.aclose()  # type: ignore[attr-defined]
+
+
+async def test_the_watchfiles_watcher_comes_back_after_a_failure(
+    tmp_path: Path, store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same with watchfiles (``force_polling``), which fails on a name that is not
+    UTF-8, and is known to be back at its first batch of changes."""
     from connectors.local_dir import connector as module
 
     monkeypatch.setattr(module, "_WATCHER_RETRY", 0.5)
     monkeypatch.setattr(module, "_STAND_IN_SCAN", 60.0)  # the scans find nothing in time
     folder = tmp_path / "in"
     folder.mkdir()
-    async with opened(folder, store, rescan_interval_seconds=0) as connector:
-        assert await nothing_more(connector, wait=0.3) == []
-        with open(os.fsencode(folder) + b"/bad\xff.txt", "w") as f:
+    bad = os.fsencode(folder) + b"/bad\xff.txt"
+    async with opened(folder, store, rescan_interval_seconds=0, force_polling=True) as connector:
+        reader = connector.read()
+
+        async def next_keys() -> list[str]:
+            chunk = await asyncio.wait_for(reader.__anext__(), 5)
+            await connector.commit(list(chunk))
+            return [r.data["key"] for r in chunk]
+
+        first = asyncio.ensure_future(next_keys())
+        await asyncio.sleep(0.5)  # the watcher runs
+        with open(bad, "w") as f:
             f.write("bad")  # the watcher fails on this name
-        await asyncio.sleep(0.5)
+        assert await first == ["bad\udcff.txt"]  # found by the scan run when it failed
         assert connector._watcher_down
-        [bad] = await take(connector, 1)  # found by the scan run when the watcher failed
-        await connector.commit([bad])
-        await asyncio.sleep(1.0)  # the watcher is tried again
+        os.remove(bad)  # so that it does not fail again
+        await asyncio.sleep(1.5)  # the watcher is tried again
         (folder / "back.txt").write_text("back")
-        [back] = await take(connector, 1, timeout=5)
-        assert back.data["key"] == "back.txt"
+        seen: list[str] = []
+        while len(seen) < 2:  # and the delete: seen by the watcher, or by the scan when back
+            seen += await next_keys()
+        assert sorted(seen) == ["back.txt", "bad\udcff.txt"]
         assert not connector._watcher_down
+        await reader.aclose()
+
+
+# ---------------------------------------------------------------- one watcher for all
+
+
+async def test_every_mapping_of_a_process_shares_one_inotify_watcher(
+    tmp_path: Path, store: Any
+) -> None:
+    """Three mappings, one inotify instance and no thread of their own; each gets the
+    changes of its own folder only. The instance goes with the last mapping."""
+    from connectors.local_dir import watch
+
+    folders = [tmp_path / f"in{i}" for i in range(3)]
+    async with contextlib.AsyncExitStack() as stack:
+        connectors = []
+        for i, folder in enumerate(folders):
+            config = LocalDirSource(type="local_dir", path=str(folder), rescan_interval_seconds=0)
+            c = LocalDirConnector(
+                config, ConnectorContext(mapping=f"m{i}", checkpoints=store.namespace(f"m{i}"))
+            )
+            await c.open()
+            stack.push_async_callback(c.aclose)
+            connectors.append(c)
+        readers = [c.read() for c in connectors]
+        firsts = [asyncio.ensure_future(r.__anext__()) for r in readers]
+        await asyncio.sleep(0.3)
+        hub = watch._Inotify._of_loop[asyncio.get_running_loop()]
+        assert len(hub.watches) == 3
+        assert not [t for t in threading.enumerate() if "AnyIO" in t.name]
+        for i, folder in enumerate(folders):
+            (folder / f"file{i}.txt").write_text(str(i))
+        chunks = await asyncio.wait_for(asyncio.gather(*firsts), 5)
+        assert [[r.data["key"] for r in chunk] for chunk in chunks] == [
+            ["file0.txt"],
+            ["file1.txt"],
+            ["file2.txt"],
+        ]
+        for r in readers:
+            await r.aclose()  # type: ignore[attr-defined]
+    assert asyncio.get_running_loop() not in watch._Inotify._of_loop
+
+
+async def test_nested_folders_of_two_mappings_each_get_their_keys(
+    tmp_path: Path, store: Any
+) -> None:
+    """One mapping on a folder, another on a folder inside it: a file there is an event of
+    each, under its own key; when the inner mapping stops, the outer one still sees it."""
+    outer = tmp_path / "data"
+    (outer / "in").mkdir(parents=True)
+    async with opened(outer, store, rescan_interval_seconds=0) as a:
+        config = LocalDirSource(type="local_dir", path=str(outer / "in"), rescan_interval_seconds=0)
+        b = LocalDirConnector(
+            config, ConnectorContext(mapping="b", checkpoints=store.namespace("b"))
+        )
+        await b.open()
+        a_reader, b_reader = a.read(), b.read()
+        a_first = asyncio.ensure_future(a_reader.__anext__())
+        b_first = asyncio.ensure_future(b_reader.__anext__())
+        await asyncio.sleep(0.3)  # both watch
+        (outer / "in" / "f.txt").write_text("f")
+        got_a, got_b = await asyncio.wait_for(asyncio.gather(a_first, b_first), 5)
+        assert [r.data["key"] for r in got_a] == ["in/f.txt"]
+        assert [r.data["key"] for r in got_b] == ["f.txt"]
+        await b_reader.aclose()  # type: ignore[attr-defined]
+        await b.aclose()
+        (outer / "in" / "g.txt").write_text("g")
+        got_a = await asyncio.wait_for(a_reader.__anext__(), 5)
+        assert [r.data["key"] for r in got_a] == ["in/g.txt"]
+        await a_reader.aclose()  # type: ignore[attr-defined]
+
+
+async def test_a_folder_moved_inside_is_followed_under_its_new_name(
+    tmp_path: Path, store: Any
+) -> None:
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "sub" / "a.txt").write_text("a")
+    outside = tmp_path / "outside"
+    async with opened(folder, store, rescan_interval_seconds=0) as connector:
+        reader = connector.read()
+
+        async def next_events() -> list[tuple[str, str]]:
+            chunk = await asyncio.wait_for(reader.__anext__(), 5)
+            await connector.commit(list(chunk))
+            return sorted(events(connector, list(chunk)))
+
+        assert await next_events() == [("ObjectCreated:Put", "sub/a.txt")]
+        (folder / "sub").rename(folder / "moved")
+        assert await next_events() == [
+            ("ObjectCreated:Put", "moved/a.txt"),
+            ("ObjectRemoved:Delete", "sub/a.txt"),
+        ]
+        (folder / "moved" / "b.txt").write_text("b")  # its watch follows the new name
+        assert await next_events() == [("ObjectCreated:Put", "moved/b.txt")]
+        (folder / "moved").rename(outside)
+        assert await next_events() == [
+            ("ObjectRemoved:Delete", "moved/a.txt"),
+            ("ObjectRemoved:Delete", "moved/b.txt"),
+        ]
+        (outside / "c.txt").write_text("c")  # no longer ours
+        (folder / "d.txt").write_text("d")
+        assert await next_events() == [("ObjectCreated:Put", "d.txt")]
+        await reader.aclose()  # type: ignore[attr-defined]
+
+
+async def test_a_removed_folder_is_scanned_for_until_the_watcher_can_follow_it_again(
+    tmp_path: Path, store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The watched folder itself removed: its files' deletes are delivered, scans stand in
+    for the watcher and find the folder when it is back, and the watcher follows it again."""
+    from connectors.local_dir import connector as module
+
+    monkeypatch.setattr(module, "_WATCHER_RETRY", 1.0)
+    monkeypatch.setattr(module, "_STAND_IN_SCAN", 0.3)
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "sub" / "a.txt").write_text("a")
+    async with opened(folder, store, rescan_interval_seconds=0) as connector:
+        reader = connector.read()
+
+        async def next_events() -> list[tuple[str, str]]:
+            chunk = await asyncio.wait_for(reader.__anext__(), 5)
+            await connector.commit(list(chunk))
+            return sorted(events(connector, list(chunk)))
+
+        assert await next_events() == [("ObjectCreated:Put", "sub/a.txt")]
+        shutil.rmtree(folder)
+        assert await next_events() == [("ObjectRemoved:Delete", "sub/a.txt")]
+        assert connector._watcher_down
+        folder.mkdir()
+        (folder / "d.txt").write_text("d")
+        assert await next_events() == [("ObjectCreated:Put", "d.txt")]  # a stand-in scan
+        await asyncio.sleep(1.5)  # the watcher is tried again
+        assert not connector._watcher_down
+        monkeypatch.setattr(module, "_STAND_IN_SCAN", 60.0)
+        (folder / "e.txt").write_text("e")
+        assert await next_events() == [("ObjectCreated:Put", "e.txt")]
+        await reader.aclose()
