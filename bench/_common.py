@@ -105,22 +105,22 @@ def bridge_pids(pid: int) -> list[int]:
     return pids
 
 
-def bridge_cpu_seconds(pid: int) -> float:
-    """CPU seconds of the bridge ``pid`` and its live workers (:func:`bridge_pids`)."""
+def _over_bridge(pid: int, measure: Callable[[int], float]) -> float:
     total = 0.0
     for p in bridge_pids(pid):
-        with contextlib.suppress(OSError):
-            total += cpu_seconds(p)
+        with contextlib.suppress(OSError):  # a worker that just exited
+            total += measure(p)
     return total
+
+
+def bridge_cpu_seconds(pid: int) -> float:
+    """CPU seconds of the bridge ``pid`` and its live workers (:func:`bridge_pids`)."""
+    return _over_bridge(pid, cpu_seconds)
 
 
 def bridge_rss_mib(pid: int) -> float:
     """RSS of the bridge ``pid`` and its live workers, MiB."""
-    total = 0.0
-    for p in bridge_pids(pid):
-        with contextlib.suppress(OSError):
-            total += rss_mib(p)
-    return total
+    return _over_bridge(pid, rss_mib)
 
 
 def unique(prefix: str) -> str:

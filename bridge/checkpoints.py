@@ -106,6 +106,19 @@ class StateLock:
             self._fd = None
 
 
+def open_sqlite(path: Path, table: str) -> sqlite3.Connection:
+    """A connection to the state's SQLite file as every process of a bridge opens it
+    (WAL, so readers and the other processes' writers do not block each other; a 5 s
+    wait for a writer), with ``table`` (its ``CREATE TABLE IF NOT EXISTS`` statement)
+    made. Raises ``sqlite3.Error`` or ``OSError``."""
+    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    db.execute("PRAGMA busy_timeout=5000")  # a `status` reading, another worker writing
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute(table)
+    return db
+
+
 class SqliteCheckpointStore:
     """A ``CheckpointStore`` in one SQLite file, safe to share between mappings."""
 
@@ -113,14 +126,11 @@ class SqliteCheckpointStore:
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA busy_timeout=5000")  # a `status` reading meanwhile
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute(
+            self._db = open_sqlite(
+                self.path,
                 "CREATE TABLE IF NOT EXISTS checkpoints ("
                 " namespace TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,"
-                " PRIMARY KEY (namespace, key)) WITHOUT ROWID"
+                " PRIMARY KEY (namespace, key)) WITHOUT ROWID",
             )
             self._db.execute("BEGIN IMMEDIATE")  # it can be written, not only read
             self._db.execute("ROLLBACK")

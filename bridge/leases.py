@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from bridge import telemetry
+from bridge.checkpoints import open_sqlite
 from bridge.errors import CheckpointError
 
 __all__ = [
@@ -393,15 +394,13 @@ class SqliteLeaseTable:
         self.path = Path(path)
         self.group = group
         try:
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA busy_timeout=5000")
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(
+            self._db = open_sqlite(
+                self.path,
                 "CREATE TABLE IF NOT EXISTS leases ("
                 " grp TEXT NOT NULL, key TEXT NOT NULL, owner TEXT, counter INTEGER NOT NULL,"
-                " PRIMARY KEY (grp, key)) WITHOUT ROWID"
+                " PRIMARY KEY (grp, key)) WITHOUT ROWID",
             )
-        except sqlite3.Error as exc:
+        except (OSError, sqlite3.Error) as exc:
             raise CheckpointError(f"lease table in {self.path}: {exc}") from exc
         self._lock = threading.Lock()
 
