@@ -5,9 +5,10 @@ talks to it in frames (a 4-byte big-endian length, then a pickled dict; both end
 this program, so pickle is safe here). Requests carry an ``id``, answered by a frame with
 the same ``id``:
 
-``{"op": "apply", "config": BridgeConfig}``
+``{"op": "apply", "config": BridgeConfig, "members": {mapping: int}}``
     run exactly the mappings of ``config`` (a :meth:`~bridge.placement.Placement.
-    worker_config`), as :meth:`Supervisor.apply` does; answer ``{"error": str | None}``.
+    worker_config`), as :meth:`Supervisor.apply` does, each parallel one as the member
+    ``members`` names; answer ``{"error": str | None}``.
 ``{"op": "views"}``
     answer ``{"views": [MappingView...], "stats": {mapping: MappingStats}}``: the views
     of its mappings, and the totals of every mapping this process ever ran (so a

@@ -527,7 +527,7 @@ async def test_parallelism_spreads_a_streams_shards_over_the_workers_of_one_brid
     and the shards it held are read on from their checkpoints (by it or the other)."""
     import os
 
-    from tests.e2e.test_workers import _recorder, _status, _up
+    from tests.e2e.test_workers import _recorder, _start, _status, _up
 
     shards = 4
     source = await dynamodb_table_factory(stream_view_type="NEW_IMAGE")
@@ -566,9 +566,7 @@ mappings:
 """
         )
         state = tmp_path / "state"
-        cmd = [sys.executable, "-m", "bridge", "run", "--config", str(config), "--no-reload"]
-        with (tmp_path / "bridge.log").open("ab") as log:
-            daemon = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        daemon = _start(config, tmp_path / "bridge.log")
         try:
             doc = await _up(state, workers=2)
             pids = {str(p) for p in doc["workers"].values()}
@@ -622,7 +620,7 @@ async def test_a_schedule_fires_on_one_bridge_of_three_and_moves_when_that_one_d
     ``missed: all`` no second is skipped, and each fires on one bridge only."""
     import os
 
-    from tests.e2e.test_workers import _recorder, _status
+    from tests.e2e.test_workers import _recorder, _start, _status
 
     state_table = unique_name("tb-state")
     async with _recorder() as sink:
@@ -653,12 +651,7 @@ mappings:
         daemons = []
         for folder in folders:
             (tmp_path / f"{folder.name}.yaml").write_text(config(folder))
-            cmd = [sys.executable, "-m", "bridge", "run", "--no-reload"]
-            cmd += ["--config", str(tmp_path / f"{folder.name}.yaml")]
-            with (folder / "bridge.log").open("ab") as log:
-                daemons.append(
-                    subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-                )
+            daemons.append(_start(tmp_path / f"{folder.name}.yaml", folder / "bridge.log"))
 
         async def states() -> list[str]:
             out = []
