@@ -155,9 +155,15 @@ def small_value(i: int) -> bytes:
 
 
 async def fill_topic(
-    bootstrap: str, topic: str, count: int, partitions: int, value: Callable[[int], bytes]
+    bootstrap: str,
+    topic: str,
+    count: int,
+    partitions: int,
+    value: Callable[[int], bytes],
+    keys: int = 0,
 ) -> float:
-    """Produce ``count`` records round-robin over the partitions; return records/s."""
+    """Produce ``count`` records round-robin over the partitions, with ``keys`` distinct
+    keys (record i: ``key-<i mod keys>``; 0: no keys); return records/s."""
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=256 * 1024, acks=1
     )
@@ -166,7 +172,8 @@ async def fill_topic(
     try:
         pending: list[asyncio.Future[Any]] = []
         for i in range(count):
-            pending.append(await producer.send(topic, value(i), partition=i % partitions))
+            key = f"key-{i % keys}".encode() if keys else None
+            pending.append(await producer.send(topic, value(i), key=key, partition=i % partitions))
             if len(pending) >= 20_000:
                 await asyncio.gather(*pending)
                 pending.clear()
@@ -449,6 +456,7 @@ class BridgeProcess:
                     "record",
                     "--pid",
                     str(self.proc.pid),
+                    "--subprocesses",  # the worker processes, where the mappings run
                     "--rate",
                     "250",
                     "--format",
@@ -514,6 +522,8 @@ def kafka_mapping(
     batch_size: int,
     window: float,
     parallelism: int = 1,
+    parallelization_factor: int = 1,
+    commit_interval: float = 0,
 ) -> str:
     return f"""
   - name: {name}
@@ -521,6 +531,8 @@ def kafka_mapping(
     batch_size: {batch_size}
     maximum_batching_window_seconds: {window}
     parallelism: {parallelism}
+    parallelization_factor: {parallelization_factor}
+    commit_interval_seconds: {commit_interval}
     source:
       type: kafka
       bootstrap_servers: {bootstrap}

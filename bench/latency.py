@@ -48,10 +48,12 @@ SOURCES = ("kafka", "s3", "dynamodb")
 PARTITIONS = 6
 RATE = 1000
 WARMUP_SECONDS = 3.0
+KEYS = 64  # distinct record keys (parallelization_factor spreads a partition by key)
 
 
 async def produce_steady(bootstrap: str, topic: str, seconds: float) -> tuple[int, float]:
-    """Send RATE records/s for ``seconds``, paced every millisecond; return (count, start)."""
+    """Send RATE records/s for ``seconds``, paced every millisecond, keyed over KEYS keys;
+    return (count, start)."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0, acks=1)
     await producer.start()
     started_wall = time.time()
@@ -66,7 +68,9 @@ async def produce_steady(bootstrap: str, topic: str, seconds: float) -> tuple[in
             due = int(elapsed * RATE)
             while sent < due:
                 value = b'{"t":%.6f}' % time.time()
-                pending.append(await producer.send(topic, value, partition=sent % PARTITIONS))
+                key = b"key-%d" % (sent % KEYS)
+                partition = sent % PARTITIONS
+                pending.append(await producer.send(topic, value, key=key, partition=partition))
                 sent += 1
             await asyncio.sleep(0.001)
         await asyncio.gather(*pending)

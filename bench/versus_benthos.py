@@ -4,14 +4,19 @@ Benthos then bridge, ...), so that the machine's load drifts over both alike. Pa
 
 - ``throughput``: a 6-partition backlog, batch 100, window 0.5 s (Benthos: a batching
   policy of count 100, period 500 ms, on the input, so batches are per partition as the
-  bridge's), 6 requests in flight (the bridge has at most one per partition).
-- ``unbatched``: the same with batch 1 (window 0): one invocation per record; Benthos with
-  ``max_in_flight`` 10 (the bridge: the function's ``concurrency`` 10, at most one per
-  partition, so 6).
+  bridge's), 6 requests in flight (Benthos's ``max_in_flight``, the bridge function's
+  ``concurrency``).
+- ``unbatched``: the same with batch 1 (window 0): one invocation per record, 10 in flight.
 - ``latency``: produce -> handler start at a steady 1,000 records/s (:mod:`bench.latency`'s
   producer and stamping endpoint), batch 100, window 0; Benthos with a batching policy of
   count 100 and period 1 ms (the nearest to "send what has come") and without batching
   (one request per record, 64 in flight), the better of the two counts.
+
+Records carry 64 distinct keys. Benthos (``checkpoint_limit`` 1024) delivers a
+partition's messages in any order and commits once a second (its ``commit_period``).
+"bridge" is the bridge with ``parallelization_factor`` 4 (batches of one partition at once,
+in order per key) and ``commit_interval_seconds`` 1; "bridge, in order per partition" is
+Lambda's Kafka semantics (one batch per partition at a time, a commit per batch).
 
 Record counts are multiples of partitions x batch size, so every batch is full and no
 partial batch waits out the window at the end: rates are the steady state. Rates are taken
@@ -46,7 +51,7 @@ from bench._common import (
     unique,
     workdir,
 )
-from bench.latency import PARTITIONS, RATE, WARMUP_SECONDS, produce_steady
+from bench.latency import KEYS, PARTITIONS, RATE, WARMUP_SECONDS, produce_steady
 
 __all__ = ["PARTS", "run"]
 
@@ -67,23 +72,34 @@ _LATENCY = {
     "benthos unbatched, 64 in flight": (1, "0s", 64, 1024),
 }
 
+# name -> (parallelization_factor, commit_interval_seconds) of the bridge's mapping; "bridge"
+# is the one the targets compare with: in order per key (as Benthos is not: it delivers a
+# partition's messages in any order), committing once a second (Benthos's commit_period)
+FACTOR = 4
+_BRIDGES = {"bridge": (FACTOR, 1.0), "bridge, in order per partition": (1, 0.0)}
+
 MakeProcess = Callable[[str, str, Path, str], BridgeProcess]  # topic, group, dir, URL
 
 
 def _peers(
-    bootstrap: str, benthos_bin: Path, *, batch: int, window: float,
+    bootstrap: str, benthos_bin: Path, *, batch: int, window: float, in_flight: int,
     benthos_configs: dict[str, tuple[int, str, int, int]],
 ) -> dict[str, MakeProcess]:  # fmt: skip
     """Each peer as a function (topic, group, workdir, endpoint URL) -> its process, not
-    yet started."""
+    yet started. The bridges' function has ``in_flight`` as its concurrency."""
 
-    def bridge(topic: str, group: str, tmp: Path, url: str) -> BridgeProcess:
-        mapping = kafka_mapping(
-            "versus", function="fn", bootstrap=bootstrap, topic=topic, group=group,
-            batch_size=batch, window=window, parallelism=os.cpu_count() or 1,
-        )  # fmt: skip
-        config = bridge_config(tmp, http_function(url), mapping) + "admin: {port: 0}\n"
-        return BridgeProcess(config, tmp, interval=SAMPLE_SECONDS)
+    def bridge(factor: int, commit_interval: float) -> MakeProcess:
+        def make(topic: str, group: str, tmp: Path, url: str) -> BridgeProcess:
+            mapping = kafka_mapping(
+                "versus", function="fn", bootstrap=bootstrap, topic=topic, group=group,
+                batch_size=batch, window=window, parallelism=os.cpu_count() or 1,
+                parallelization_factor=factor, commit_interval=commit_interval,
+            )  # fmt: skip
+            function = http_function(url, concurrency=in_flight)
+            config = bridge_config(tmp, function, mapping) + "admin: {port: 0}\n"
+            return BridgeProcess(config, tmp, interval=SAMPLE_SECONDS)
+
+        return make
 
     def peer(settings: tuple[int, str, int, int]) -> MakeProcess:
         size, period, in_flight, limit = settings
@@ -97,7 +113,8 @@ def _peers(
 
         return make
 
-    return {"bridge": bridge, **{name: peer(s) for name, s in benthos_configs.items()}}
+    bridges = {name: bridge(*settings) for name, settings in _BRIDGES.items()}
+    return {**bridges, **{name: peer(s) for name, s in benthos_configs.items()}}
 
 
 def _order(names: list[str], pair: int) -> list[str]:
@@ -212,11 +229,12 @@ async def _backlog_part(
     await create_topic(bootstrap, topic, PARTITIONS)
     runs: dict[str, list[dict[str, Any]]] = {}
     try:
-        await fill_topic(bootstrap, topic, total, PARTITIONS, small_value)
+        await fill_topic(bootstrap, topic, total, PARTITIONS, small_value, keys=KEYS)
         async with Sink() as sink:
+            in_flight = max(c[2] for c in configs.values())  # Benthos's max_in_flight
             peers = _peers(
                 bootstrap, benthos_bin, batch=batch, window=0.5 if batch > 1 else 0,
-                benthos_configs=configs,
+                in_flight=in_flight, benthos_configs=configs,
             )  # fmt: skip
             for pair in range(pairs):
                 for name in _order(list(peers), pair):
@@ -251,7 +269,9 @@ async def _latency_part(
     report.params["latency"] = f"{RATE} records/s for {seconds:g} s after {WARMUP_SECONDS:g} s"
     p99: dict[str, list[float]] = {}
     stats: dict[str, list[dict[str, Any]]] = {}
-    peers = _peers(bootstrap, benthos_bin, batch=BATCH, window=0, benthos_configs=_LATENCY)
+    peers = _peers(
+        bootstrap, benthos_bin, batch=BATCH, window=0, in_flight=10, benthos_configs=_LATENCY
+    )
     for pair in range(pairs):
         for name in _order(list(peers), pair):
             latencies, cpu_pct = await _latency_run(

@@ -265,7 +265,8 @@ class MappingConfig(_Model):
     # logs (Kafka, DynamoDB Streams, buckets, folders): commit at most this often per
     # partition; a crash may deliver again what settled in the last interval
     commit_interval_seconds: float | None = Field(None, ge=0, le=60)
-    # streams: batches of one shard at once, in order per partition key (DynamoDB's Keys)
+    # streams: batches of one shard at once, in order per partition key (DynamoDB's Keys);
+    # Kafka too (an extension: AWS refuses it there), in order per record key
     parallelization_factor: int | None = Field(None, ge=1, le=10)
     # streams: the state a function returns is passed to its next invocation in the window
     tumbling_window_in_seconds: int | None = Field(None, ge=0, le=900)
@@ -524,7 +525,7 @@ def _source_problems(data: dict[str, Any], taken: set[Loc]) -> list[Problem]:
 
 #: mapping options only some sources take, and the connector attribute that says so
 _STREAM_OPTIONS = {
-    "parallelization_factor": ("parallelizable", "DynamoDB Streams (and Kinesis)", 1),
+    "parallelization_factor": ("parallelizable", "DynamoDB Streams (and Kinesis) and Kafka", 1),
     "parallelism": ("group_members", "Kafka and DynamoDB Streams", 1),
     "tumbling_window_in_seconds": ("windowable", "DynamoDB Streams and Kafka", 0),
 }

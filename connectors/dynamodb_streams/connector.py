@@ -9,7 +9,7 @@ Guarantees:
   dead-lettered within ``maximum_retry_attempts`` / ``maximum_record_age_seconds``;
   meanwhile that shard is not read past its share of the read-ahead (``shards.py``).
 - ``parallelization_factor`` N > 1: in order per item instead. Each shard's records are
-  spread over N partitions by their ``Keys`` (``spread.py``), so up to N batches of a
+  spread over N partitions by their ``Keys`` (``bridge/spread.py``), so up to N batches of a
   shard are in flight at once and a failing batch blocks only the keys of its
   sub-partition; the shard's checkpoint still only covers records settled with
   everything before them in the shard, so a restart redelivers, never skips.
@@ -60,12 +60,12 @@ from typing import Any, ClassVar
 from bridge.connector import BaseConnector, ConnectorContext, FailureContext, Feed, Record
 from bridge.errors import ConfigError
 from bridge.events import stream_failure_base
+from bridge.spread import Spread
 from connectors.aws import create_client, translate_errors
 from connectors.dynamodb_streams.config import DynamoDBStreamsSource
 from connectors.dynamodb_streams.normalize import batch_info, sample_event, stream_record
 from connectors.dynamodb_streams.shards import GONE, SHARD_PREFIX, Shard, ShardReader, error_code
 from connectors.dynamodb_streams.sharing import ShardLeases
-from connectors.dynamodb_streams.spread import Spread
 
 __all__ = ["DynamoDBStreamsConnector"]
 
@@ -79,7 +79,7 @@ class DynamoDBStreamsConnector(BaseConnector):
     config_model: ClassVar[builtins.type[DynamoDBStreamsSource]] = DynamoDBStreamsSource
     ordered: ClassVar[bool] = True
     pausable: ClassVar[bool] = True  # shard readers ask context.partitions.room() first
-    parallelizable: ClassVar[bool] = True  # context.parallelization_factor: see spread.py
+    parallelizable: ClassVar[bool] = True  # parallelization_factor: bridge/spread.py
     group_members: ClassVar[bool] = True  # parallelism: members share the shards by lease
     windowable: ClassVar[bool] = True  # tumbling_window_in_seconds (bridge/windows.py)
     defaults: ClassVar[dict[str, Any]] = {
@@ -434,7 +434,7 @@ class DynamoDBStreamsConnector(BaseConnector):
 
     async def _commit_spread(self, record: Record, spread: Spread) -> None:
         """``record``'s sub-partition is settled up to it: store the shard's checkpoint if
-        that moved the shard's settled prefix (``spread.py``)."""
+        that moved the shard's settled prefix (``bridge/spread.py``)."""
         shard_id = spread.shard_of(record.partition)
         spread.settle(record)
         shard = self._shards.get(shard_id)

@@ -25,10 +25,10 @@ from typing import Any
 
 from bridge.connector import Feed, PartitionControl, Record
 from bridge.errors import SourceUnavailable
+from bridge.spread import Spread
 from connectors.aws import translate_errors
 from connectors.dynamodb_streams.config import DynamoDBStreamsSource
-from connectors.dynamodb_streams.normalize import creation_seconds
-from connectors.dynamodb_streams.spread import Spread
+from connectors.dynamodb_streams.normalize import creation_seconds, keys_json
 
 __all__ = ["GONE", "SHARD_PREFIX", "PollPace", "Shard", "ShardReader", "error_code"]
 
@@ -183,7 +183,9 @@ class ShardReader:
             seconds = creation_seconds(raw)
             records.append(
                 Record(
-                    partition=spread.partition(shard.shard_id, raw) if spread else shard.shard_id,
+                    partition=spread.partition(shard.shard_id, _keys(raw))
+                    if spread
+                    else shard.shard_id,
                     position=seq,
                     data=raw,
                     arrived=float(seconds) if seconds is not None else time.time(),
@@ -240,3 +242,12 @@ class ShardReader:
                     raise
                 await asyncio.sleep(0.5 * 2**attempt)
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _keys(raw: dict[str, Any]) -> bytes | None:
+    """A record's ``Keys`` as canonical JSON, its key for a ``Spread`` (None: no keys,
+    which the engine dead-letters)."""
+    try:
+        return keys_json(raw)
+    except (KeyError, TypeError, AttributeError, ValueError):
+        return None

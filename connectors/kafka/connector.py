@@ -11,7 +11,12 @@ Guarantees:
   duplicates are bounded by two batches per partition (the engine commits behind
   delivery: one batch in flight, the one before it committing).
 - Order: records of one partition are delivered in offset order, one batch in flight
-  per partition (the engine's ordered mode); partitions flow independently, so a
+  per partition (the engine's ordered mode). With ``parallelization_factor`` N > 1 (an
+  extension: AWS takes it for streams, not for Kafka) a partition's records are spread
+  over N sub-partitions by record key (``bridge/spread.py``), so up to N batches of a
+  partition are in flight, in order per key; records without a key stay in order among
+  themselves; the committed offset still never passes an unsettled record of any key.
+  Partitions flow independently, so a
   failing record holds up only its own partition: a partition that holds its share of
   the read-ahead is not taken from (so aiokafka fetches nothing more for it), the others
   are read on, and polling never stops, so the member stays in its group.
@@ -74,6 +79,7 @@ from bridge.connector import BaseConnector, ConnectorContext, FailureContext, Re
 from bridge.errors import CheckpointError, SourceUnavailable
 from bridge.events import iso_timestamp, stream_failure_base
 from bridge.log_throttle import throttle_repeats
+from bridge.spread import Spread
 from connectors.kafka.client import client_options, translate_errors
 from connectors.kafka.config import KafkaSource
 from connectors.kafka.destination import FailedRecord, KafkaFailureDocument
@@ -118,6 +124,7 @@ class KafkaConnector(BaseConnector):
     redelivery: ClassVar[Literal["bridge", "source"]] = "bridge"
     pausable: ClassVar[bool] = True
     windowable: ClassVar[bool] = True  # tumbling_window_in_seconds (bridge/windows.py)
+    parallelizable: ClassVar[bool] = True  # parallelization_factor: bridge/spread.py
     group_members: ClassVar[bool] = True  # parallelism: members of the consumer group
     defaults: ClassVar[dict[str, Any]] = {
         "batch_size": 100,
@@ -185,6 +192,9 @@ class KafkaConnector(BaseConnector):
         # for offset_lag(): the next offset to deliver as far as the group knows it (the
         # last commit, else the first offset read since the partition was assigned)
         self._base: dict[TopicPartition, int] = {}
+        factor = context.parallelization_factor
+        # parallelization_factor: each partition's records over sub-partitions by key
+        self._spread = Spread(factor, context.partitions) if factor > 1 else None
 
     # ------------------------------------------------------------ lifecycle
 
@@ -264,9 +274,14 @@ class KafkaConnector(BaseConnector):
                 name = partition_name(tp.topic, tp.partition)
                 if messages and tp not in self._base:
                     self._base[tp] = messages[0].offset
+                spread = self._spread
                 for m in messages:
                     stamp = m.timestamp  # epoch ms; -1 (or None) when the record has none
-                    add(Record(name, m.offset, m, stamp / 1000 if stamp and stamp > 0 else now))
+                    arrived = stamp / 1000 if stamp and stamp > 0 else now
+                    part = spread.partition(name, m.key) if spread is not None else name
+                    add(Record(part, m.offset, m, arrived))
+                if spread is not None and messages:
+                    spread.handed(name, chunk[len(chunk) - len(messages) :])
             if chunk:
                 yield chunk
 
@@ -280,7 +295,7 @@ class KafkaConnector(BaseConnector):
         it again on resume). Waits up to a second when nothing is buffered; when a second
         brought nothing, the consumer goes to its idle pace (``connectors.kafka.pacing``)
         and waits longer, until records come."""
-        room = self.context.partitions.room
+        room = self._spread.room if self._spread is not None else self.context.partitions.room
         rooms = {tp: room(partition_name(tp.topic, tp.partition)) for tp in consumer.assignment()}
         open_ = sorted(tp for tp, n in rooms.items() if n > 0)
         if not open_:
@@ -383,7 +398,10 @@ class KafkaConnector(BaseConnector):
             self._base.pop(tp, None)
         if names:
             log.info("%s: partitions revoked: %s", self._what, ", ".join(sorted(names)))
-            await self.context.partitions.revoke(names)
+            await self.context.partitions.revoke(self._engine_partitions(names))
+        if self._spread is not None:
+            for name in names:  # drained: read again from the group's commit if it comes back
+                self._spread.forget(name)
 
     async def partitions_assigned(self, assigned: Collection[TopicPartition]) -> None:
         """Read the new partitions (they share the engine's read-ahead from now on), and
@@ -391,7 +409,10 @@ class KafkaConnector(BaseConnector):
         names = [partition_name(tp.topic, tp.partition) for tp in assigned]
         if names:
             log.info("%s: partitions assigned: %s", self._what, ", ".join(sorted(names)))
-        self.context.partitions.reading(names)
+        if self._spread is not None:
+            for name in names:  # a clean state: it is read from the group's last commit
+                self._spread.forget(name)
+        self.context.partitions.reading(self._engine_partitions(names))
         consumer = self._consumer
         if consumer is None or not assigned or self.config.starting_position == "TRIM_HORIZON":
             return
@@ -414,6 +435,16 @@ class KafkaConnector(BaseConnector):
         except (KafkaError, OSError) as exc:
             log.warning("%s: could not fix the starting position: %s", self._what, exc)
 
+    def _engine_partitions(self, names: list[str]) -> list[str]:
+        """The engine's partitions of Kafka partitions: themselves, or their sub-partitions."""
+        spread = self._spread
+        return [p for n in names for p in spread.partitions(n)] if spread else names
+
+    def _kafka_partition(self, record: Record) -> str:
+        """``"<topic>-<partition>"`` of a record, whichever engine partition it went to."""
+        spread = self._spread
+        return spread.shard_of(record.partition) if spread is not None else record.partition
+
     # ------------------------------------------------------------ shaping
 
     def normalize(self, record: Record) -> dict[str, Any]:
@@ -430,14 +461,15 @@ class KafkaConnector(BaseConnector):
             return envelope(self.bootstrap_servers, [])
         first = records[0].partition
         if all(r.partition == first for r in records):  # the engine batches per partition
-            return envelope(self.bootstrap_servers, [(first, [r.encoded for r in records])])
+            name = self._kafka_partition(records[0])
+            return envelope(self.bootstrap_servers, [(name, [r.encoded for r in records])])
         groups: dict[str, list[bytes]] = {}
         for r in records:
-            groups.setdefault(r.partition, []).append(r.encoded)
+            groups.setdefault(self._kafka_partition(r), []).append(r.encoded)
         return envelope(self.bootstrap_servers, groups.items())
 
     def item_identifier(self, record: Record) -> Hashable:
-        return (record.partition, int(record.position))
+        return (self._kafka_partition(record), int(record.position))
 
     def identifier_key(self, identifier: Any) -> Hashable | None:
         """``{"partition": "<topic>-<partition>", "offset": <offset>}`` (the offset may be a
@@ -463,9 +495,10 @@ class KafkaConnector(BaseConnector):
         info: dict[str, dict[str, str]] = {}
         for r in records:
             stamp = iso_timestamp(r.data.timestamp / 1000)
-            entry = info.get(r.partition)
+            name = self._kafka_partition(r)
+            entry = info.get(name)
             if entry is None:
-                info[r.partition] = {
+                info[name] = {
                     "firstRecordOffset": str(r.position),
                     "lastRecordOffset": str(r.position),
                     "firstRecordTimestamp": stamp,
@@ -482,7 +515,7 @@ class KafkaConnector(BaseConnector):
         }
         failed = [
             FailedRecord(
-                partition=r.partition,
+                partition=self._kafka_partition(r),
                 offset=int(r.position),
                 timestamp=r.data.timestamp,
                 key=r.data.key,
@@ -496,8 +529,9 @@ class KafkaConnector(BaseConnector):
 
     async def commit(self, records: Sequence[Record]) -> None:
         """Commit ``offset + 1`` of the frontier record (``records[-1]``): everything of its
-        partition up to it is settled. Skipped with a warning when the partition is no
-        longer ours.
+        partition up to it is settled. With a spread, the frontier of one sub-partition
+        moves the partition's commit only as far as every key's records are settled
+        (``Spread.settle``). Skipped with a warning when the partition is no longer ours.
 
         aiokafka sends one OffsetCommit at a time, so commits of several partitions that
         arrive while one is on its way are sent together in the next request."""
@@ -507,7 +541,13 @@ class KafkaConnector(BaseConnector):
         if consumer is None or tp not in consumer.assignment():
             self._not_ours(tp, int(last.position))
             return
-        offset = int(last.position) + 1
+        if self._spread is not None:
+            covered = self._spread.settle(last)
+            if covered is None or int(covered) < self._base.get(tp, 0):
+                return  # nothing new is covered: a record of another key is still out
+            offset = int(covered) + 1
+        else:
+            offset = int(last.position) + 1
         if offset > self._to_commit.get(tp, -1):
             self._to_commit[tp] = offset
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()

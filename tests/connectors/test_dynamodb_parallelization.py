@@ -20,7 +20,6 @@ from bridge.config import parse_config
 from bridge.connector import ConnectorContext, PartitionControl, Record
 from bridge.errors import ConfigError
 from connectors.dynamodb_streams import DynamoDBStreamsConnector, DynamoDBStreamsSource
-from connectors.dynamodb_streams.spread import Spread
 from tests.e2e.harness import RunningBridge, runtime_function, wait_for
 from tests.services.fixtures import AwsEndpoint
 from tests.support.jsonl import read_jsonl
@@ -147,25 +146,6 @@ def _most_at_once(calls: list[dict[str, Any]]) -> int:
 # ---------------------------------------------------------------- the bookkeeping
 
 
-def _record(partition: str, seq: int) -> Record:
-    return Record(partition=partition, position=str(seq), data=None)
-
-
-def test_the_shard_checkpoint_moves_only_over_a_settled_prefix() -> None:
-    spread = Spread(2, PartitionControl())
-    a, b = spread.partitions("shardId-1")
-    assert (a, b) == ("shardId-1#0", "shardId-1#1")
-    read = [_record(a, 1), _record(b, 2), _record(b, 3), _record(a, 4), _record(b, 5)]
-    spread.handed("shardId-1", read)
-    assert spread.settle(_record(b, 5)) is None  # 1 (of a) is not settled yet
-    assert spread.settle(_record(a, 1)) == "3"  # 1, then 2 and 3 of b; 4 is not
-    assert spread.settle(_record(a, 1)) == "3"  # a commit again changes nothing
-    assert spread.settle(_record(a, 4)) == "5"
-    spread.handed("shardId-1", [_record(b, 6), _record(a, 7)])
-    assert spread.settle(_record(a, 7)) == "5"  # 6 of b still out
-    assert spread.shard_of(b) == "shardId-1"
-
-
 def test_parallelization_factor_is_refused_where_aws_refuses_it() -> None:
     def config(source: str, factor: int) -> str:
         return (
@@ -180,7 +160,7 @@ def test_parallelization_factor_is_refused_where_aws_refuses_it() -> None:
     with pytest.raises(ConfigError) as refused:
         parse_config(config("{type: sqs, queue_url: 'http://x/q'}", 4), "sqs.yaml")
     assert "parallelization_factor" in str(refused.value)
-    assert "applies to DynamoDB Streams (and Kinesis) only" in str(refused.value)
+    assert "applies to DynamoDB Streams (and Kinesis) and Kafka only" in str(refused.value)
     with pytest.raises(ConfigError) as too_many:
         parse_config(config(ddb, 11), "range.yaml")
     assert "parallelization_factor" in str(too_many.value)

@@ -1,25 +1,32 @@
-"""``parallelization_factor``: the records of one shard spread over ``factor``
-sub-partitions by item key, so the engine delivers up to ``factor`` batches of a shard at
-once (it runs one batch at a time per partition) while the changes of one item stay in
-order, as on AWS.
+"""``parallelization_factor``: the records of one log partition (a DynamoDB shard, a Kafka
+partition) spread over ``factor`` sub-partitions by record key, so the engine delivers up
+to ``factor`` batches of the partition at once (it runs one batch at a time per partition)
+while the records of one key stay in order, as Lambda does for streams.
 
-A record of shard ``S`` goes to partition ``S#k``: ``k`` is the CRC-32 of its ``Keys``
-(canonical JSON) mod ``factor``, the same in every process, so a restart routes an item
-as before. A record without keys goes to ``S#0`` (the engine dead-letters it there).
+A record of partition ``S`` goes to the engine's partition ``S#k``: ``k`` is the CRC-32
+of its key (bytes the connector gives: DynamoDB's ``Keys`` as canonical JSON, a Kafka
+record's key) mod ``factor``, the same in every process, so a restart routes a key as
+before. A record without a key goes to ``S#0``: records without keys keep their order
+among themselves.
 
-Checkpoints: the engine commits each sub-partition's frontier on its own, but a shard has
-one checkpoint (a sequence number, read ``AFTER_SEQUENCE_NUMBER`` on restart). It may
-only cover a record once every record of the shard read up to it settled in its own
-sub-partition. So each shard keeps the records handed over and not yet covered, in read
-order, and each sub-partition's settled frontier; ``settle`` pops the settled prefix, and
-its last sequence number is what the shard's checkpoint may move to.
+Checkpoints: the engine commits each sub-partition's frontier on its own, but a partition
+has one checkpoint (a position: a sequence number, an offset). It may only cover a record
+once every record of the partition read up to it settled in its own sub-partition. So
+each partition keeps the records handed over and not yet covered, in read order, and each
+sub-partition's settled frontier; ``settle`` pops the settled prefix, and its last position
+is what the partition's checkpoint may move to. Positions must be integers or strings of
+digits that grow in read order.
 
-Read-ahead: a shard is read while none of its sub-partitions is paused (its room is the
-least room among them: a key that does not move stops its shard once its sub-partition's
-share is full), and while what was read of it and not covered stays under ``factor``
-shares (the largest room the engine gave a sub-partition): a key with few records that
-fails forever stops its shard once the other keys got that far past it. Nothing grows
-without bound.
+Read-ahead: a partition is read while none of its sub-partitions is paused (its room is
+the least room among them: a key that does not move stops its partition once its
+sub-partition's share is full), and while what was read of it and not covered stays
+under ``factor`` shares (the largest room the engine gave a sub-partition): a key with
+few records that fails forever stops its partition once the other keys got that far past
+it. Nothing grows without bound.
+
+A partition that is lost (revoked, its lease taken) is ``forget``-ten once the engine
+drained it; a ``settle`` that comes after that is ignored, so a partition read again later
+starts from a clean state and can never be covered by what settled before.
 """
 
 from __future__ import annotations
@@ -32,7 +39,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bridge.connector import PartitionControl, Record
-from connectors.dynamodb_streams.normalize import keys_json
 
 __all__ = ["Spread"]
 
@@ -40,19 +46,20 @@ __all__ = ["Spread"]
 @dataclass(slots=True, eq=False)
 class _ShardSpread:
     partitions: list[str]
-    # (sequence number as a number, sub-partition, as DynamoDB wrote it): not yet covered
-    handed: deque[tuple[int, int, str]] = field(default_factory=deque)
-    settled: list[int] = field(default_factory=list)  # per sub: settled up to this seq
-    covered: str | None = None  # the last sequence number popped: all before it settled
+    # (position as a number, sub-partition, position as the source wrote it): not covered
+    handed: deque[tuple[int, int, Any]] = field(default_factory=deque)
+    settled: list[int] = field(default_factory=list)  # per sub: settled up to this position
+    covered: Any = None  # the last position popped: everything before it settled
     moved: asyncio.Event = field(default_factory=asyncio.Event)  # ``covered`` advanced
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # its checkpoint writes
 
 
 class Spread:
-    """The sub-partitions of every shard of one stream (see the module docstring).
+    """The sub-partitions of every partition of one source (see the module docstring).
+    Below, a *shard* is the source's partition and a *sub-partition* the engine's.
 
-    ``room``/``wait_room`` take a shard id, as ``PartitionControl``'s take a partition, so
-    a ``ShardReader`` asks either the same way."""
+    ``room``/``wait_room`` take a shard, as ``PartitionControl``'s take a partition, so a
+    reader asks either the same way."""
 
     def __init__(self, factor: int, control: PartitionControl) -> None:
         if factor < 2:
@@ -67,7 +74,7 @@ class Spread:
         state = self._shards.get(shard_id)
         if state is None:
             names = [f"{shard_id}#{k}" for k in range(self.factor)]
-            state = self._shards[shard_id] = _ShardSpread(names, settled=[0] * self.factor)
+            state = self._shards[shard_id] = _ShardSpread(names, settled=[-1] * self.factor)
             self._shard_of.update((name, shard_id) for name in names)
         return state
 
@@ -79,16 +86,14 @@ class Spread:
         """The shard id of one of its sub-partitions."""
         return self._shard_of.get(partition) or partition.rpartition("#")[0]
 
-    def partition(self, shard_id: str, raw: dict[str, Any]) -> str:
-        """The sub-partition of a GetRecords record of the shard."""
-        try:
-            k = zlib.crc32(keys_json(raw)) % self.factor
-        except (KeyError, TypeError, AttributeError, ValueError):
-            k = 0
+    def partition(self, shard_id: str, key: bytes | None) -> str:
+        """The sub-partition of a record of the shard with this key (None: no key)."""
+        k = zlib.crc32(key) % self.factor if key is not None else 0
         return self._state(shard_id).partitions[k]
 
     def forget(self, shard_id: str) -> None:
-        """The shard is gone from the stream: drop what is kept of it."""
+        """The shard is gone (ended, revoked, its lease lost) and the engine drained it:
+        drop what is kept of it. Settles of it that come later are ignored."""
         state = self._shards.pop(shard_id, None)
         for name in state.partitions if state else ():
             self._shard_of.pop(name, None)
@@ -102,13 +107,15 @@ class Spread:
         index = {name: k for k, name in enumerate(state.partitions)}
         state.handed.extend((int(r.position), index[r.partition], r.position) for r in records)
 
-    def settle(self, record: Record) -> str | None:
+    def settle(self, record: Record) -> Any:
         """The engine committed ``record``'s sub-partition up to it (it and everything of
-        that sub-partition read before it settled). Returns the sequence number the
-        shard's checkpoint may move to now: the last of the settled prefix of the shard
-        (None while nothing of the shard was covered in this session)."""
+        that sub-partition read before it settled). Returns the position the shard's
+        checkpoint may move to now: the last of the settled prefix of the shard (None
+        while nothing of the shard was covered since it was read, or once forgotten)."""
         shard_id = self.shard_of(record.partition)
-        state = self._state(shard_id)
+        state = self._shards.get(shard_id)
+        if state is None:
+            return None  # forgotten (or never read): nothing it settles covers anything
         k = state.partitions.index(record.partition)
         state.settled[k] = max(state.settled[k], int(record.position))
         handed, settled = state.handed, state.settled
@@ -116,13 +123,14 @@ class Spread:
         while handed and handed[0][0] <= settled[handed[0][1]]:
             last = handed.popleft()[2]
         if last is not None:
-            state.covered = last  # as written (zero-padded): it goes back to GetShardIterator
+            state.covered = last  # as the source wrote it (a zero-padded sequence number)
             state.moved.set()
         return state.covered
 
-    def covered(self, shard_id: str) -> str | None:
+    def covered(self, shard_id: str) -> Any:
         """See ``settle``."""
-        return self._state(shard_id).covered
+        state = self._shards.get(shard_id)
+        return state.covered if state is not None else None
 
     def lock(self, shard_id: str) -> asyncio.Lock:
         """Held while the shard's checkpoint is written: sub-partitions commit at once,
