@@ -23,7 +23,10 @@ change of what a lane holds is told to ``Lanes`` (read-ahead).
 
 With ``commit_interval`` (seconds, frontier lanes) a lane's committer first waits that
 long, so everything settled meanwhile goes out in one commit: coalesced by time as well
-as by count. Stopping cuts the wait short (``interrupt``), and the drain commits at once.
+as by count. The wait ends early once the lane holds half its read-ahead share settled
+and not committed (what is not committed counts against the share, so waiting longer
+would pause the lane and cap it at a share per interval), and when stopping
+(``interrupt``) or flushing: the drain commits at once.
 """
 
 from __future__ import annotations
@@ -108,6 +111,8 @@ class AckTracker:
         if lane.gone or record.seq <= lane.settled_seq:
             return
         lane.settled = record
+        if lane.due is not None and self._due(lane, record):
+            lane.due.set()
         if lane.committer is None:
             task = asyncio.get_running_loop().create_task(
                 self._commit_lane(lane), name=f"{self._mapping}:commit:{lane.partition}"
@@ -150,7 +155,7 @@ class AckTracker:
         """Wait for the commits under way (of ``lanes``, or of all): when it returns,
         everything that was committable when it was called has been committed (coalescing
         waits are cut short meanwhile)."""
-        self._hurry.set()
+        self._hurry_all()
         try:
             await self._flush(lanes)
         finally:
@@ -173,7 +178,7 @@ class AckTracker:
         """The pipeline is stopping: every ``committed_upto`` wait returns now, and the
         committers stop coalescing."""
         self._interrupted = True
-        self._hurry.set()
+        self._hurry_all()
         for lane in list(self._lanes.by_partition.values()):
             _release_waiters(lane, None)
 
@@ -203,8 +208,7 @@ class AckTracker:
         try:
             while not lane.gone:
                 if self.commit_interval and not self._hurry.is_set():
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._hurry.wait(), self.commit_interval)
+                    await self._coalesce(lane)
                 target = lane.settled
                 if target is None or target.seq <= lane.committed:
                     return
@@ -221,6 +225,35 @@ class AckTracker:
             if lane.committer is asyncio.current_task():
                 lane.committer = None
             self._lanes.forget_if_idle(lane)
+
+    async def _coalesce(self, lane: Lane) -> None:
+        """Wait ``commit_interval``, or until ``lane.due`` (see the module docstring)."""
+        due = lane.due = asyncio.Event()
+        if self._due(lane, lane.settled):
+            return
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(due.wait(), self.commit_interval)
+        finally:
+            lane.due = None
+
+    def _due(self, lane: Lane, record: Record | None) -> bool:
+        """Whether ``lane``, settled up to ``record``, holds half its share uncommitted."""
+        if record is None:
+            return False
+        share, share_bytes = self._lanes.share()
+        return (
+            lane.paused
+            or record.seq - lane.committed >= share // 2
+            or record.mark - lane.committed_bytes >= share_bytes // 2
+        )
+
+    def _hurry_all(self) -> None:
+        """End every coalescing wait now."""
+        self._hurry.set()
+        for lane in list(self._lanes.by_partition.values()):
+            if lane.due is not None:
+                lane.due.set()
 
     async def _commit_records(self) -> None:
         """Commit settled records (per record) until there are none."""

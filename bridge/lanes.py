@@ -64,6 +64,7 @@ class Lane:
     committed: int = 0
     committed_bytes: int = 0
     committer: asyncio.Task[None] | None = None
+    due: asyncio.Event | None = None  # set while the committer coalesces: commit now
     waiters: list[tuple[int, asyncio.Future[None]]] = field(default_factory=list)
     # acks per record: records read and neither committed nor forgotten
     live: dict[Record, None] = field(default_factory=dict)

@@ -208,6 +208,29 @@ async def test_a_frontier_commits_the_newest_settled_record_and_releases_its_lan
     assert lanes.count == 0 and lanes.nbytes == 0 and "p" not in lanes.by_partition
 
 
+async def test_a_commit_interval_commits_early_once_a_lane_holds_half_its_share() -> None:
+    """Uncommitted records count against a lane's read-ahead share: waiting out a long
+    interval would pause the lane and cap it at one share per interval."""
+    connector = FakeConnector()
+    lanes = Lanes(connector, mapping="m", limit=100, limit_bytes=1 << 30, min_share=100)
+    tracker = AckTracker(connector, mapping="m", lanes=lanes, per_record=False, commit_interval=60)
+    records = [_record("p", n) for n in range(100)]
+    _read(tracker, lanes, *records)
+    tracker.settle(records[:10])
+    await asyncio.sleep(0.05)
+    assert connector.commits == []  # coalescing: 10 of a share of 100
+    tracker.settle(records[10:50])
+    await asyncio.sleep(0.05)
+    assert connector.commits == [[49]]  # half the share: committed without the 60 s
+    assert lanes.by_partition["p"].count == 50
+    tracker.settle(records[50:60])
+    await asyncio.sleep(0.05)
+    assert connector.commits == [[49]]  # coalescing again
+    await tracker.flush()  # a flush (a drain, a revoke) cuts the wait short
+    assert connector.commits == [[49], [59]]
+    await tracker.aclose()
+
+
 async def test_a_filtered_record_waits_for_the_record_before_it_then_goes_with_it() -> None:
     connector = FakeConnector()
     tracker, lanes = _tracked(connector)
