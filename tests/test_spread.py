@@ -62,7 +62,9 @@ def test_a_settle_after_forget_cannot_cover_what_is_read_again() -> None:
     assert spread.settle(_record(a, 8)) == 9
 
 
-def test_room_is_the_least_room_of_the_sub_partitions_and_bounded_by_what_is_uncovered() -> None:
+def test_room_is_factor_shares_less_what_is_not_covered() -> None:
+    """One sub-partition holding its share (waiting for a slot) does not stop the
+    partition; what was read and not covered does, at ``factor`` shares."""
     rooms = {"t-0#0": 100, "t-0#1": 30}
 
     class Control(PartitionControl):
@@ -70,9 +72,13 @@ def test_room_is_the_least_room_of_the_sub_partitions_and_bounded_by_what_is_unc
             return rooms[partition]
 
     spread = Spread(2, Control())
-    assert spread.room("t-0") == 30
-    a = spread.partitions("t-0")[0]
-    spread.handed("t-0", [_record(a, i) for i in range(190)])  # 2 shares of 100, less 10
+    assert spread.room("t-0") == 200
+    a, b = spread.partitions("t-0")
+    spread.handed("t-0", [_record(a, i) for i in range(190)])
     assert spread.room("t-0") == 10
-    rooms["t-0#1"] = 0
-    assert spread.room("t-0") == 0  # one sub-partition is paused: the partition waits
+    rooms["t-0#0"] = 0  # paused: the share seen before still counts
+    assert spread.room("t-0") == 10
+    spread.handed("t-0", [_record(b, i) for i in range(190, 200)])
+    assert spread.room("t-0") == 0
+    assert spread.settle(_record(a, 189)) == 189
+    assert spread.room("t-0") == 190
