@@ -15,8 +15,9 @@ Benthos then bridge, ...), so that the machine's load drifts over both alike. Pa
 Records carry 64 distinct keys. Benthos (``checkpoint_limit`` 1024) delivers a
 partition's messages in any order and commits once a second (its ``commit_period``).
 "bridge" is the bridge with ``parallelization_factor`` 4 (batches of one partition at once,
-in order per key) and ``commit_interval_seconds`` 1; "bridge, in order per partition" is
-Lambda's Kafka semantics (one batch per partition at a time, a commit per batch).
+in order per key), ``commit_interval_seconds`` 1 and one worker; "bridge, in order per
+partition" is Lambda's Kafka semantics (one batch per partition at a time, a commit per
+batch) with ``parallelism`` 2 (a worker per core). Each target takes the better bridge.
 
 Record counts are multiples of partitions x batch size, so every batch is full and no
 partial batch waits out the window at the end: rates are the steady state. Rates are taken
@@ -72,11 +73,17 @@ _LATENCY = {
     "benthos unbatched, 64 in flight": (1, "0s", 64, 1024),
 }
 
-# name -> (parallelization_factor, commit_interval_seconds) of the bridge's mapping; "bridge"
-# is the one the targets compare with: in order per key (as Benthos is not: it delivers a
-# partition's messages in any order), committing once a second (Benthos's commit_period)
+# name -> (parallelization_factor, commit_interval_seconds, parallelism) of the bridge's
+# mapping. "bridge": in order per key (Benthos delivers a partition's messages in any
+# order), committing once a second (Benthos's commit_period), one worker (a second one
+# competes with the sink and the broker for 2 cores: measured slower). The targets compare
+# the better bridge row of a part with Benthos's row (the latency part: its better row).
 FACTOR = 4
-_BRIDGES = {"bridge": (FACTOR, 1.0), "bridge, in order per partition": (1, 0.0)}
+_CORES = os.cpu_count() or 1
+_BRIDGES = {
+    "bridge": (FACTOR, 1.0, 1),
+    "bridge, in order per partition": (1, 0.0, _CORES),
+}
 
 MakeProcess = Callable[[str, str, Path, str], BridgeProcess]  # topic, group, dir, URL
 
@@ -88,11 +95,11 @@ def _peers(
     """Each peer as a function (topic, group, workdir, endpoint URL) -> its process, not
     yet started. The bridges' function has ``in_flight`` as its concurrency."""
 
-    def bridge(factor: int, commit_interval: float) -> MakeProcess:
+    def bridge(factor: int, commit_interval: float, parallelism: int) -> MakeProcess:
         def make(topic: str, group: str, tmp: Path, url: str) -> BridgeProcess:
             mapping = kafka_mapping(
                 "versus", function="fn", bootstrap=bootstrap, topic=topic, group=group,
-                batch_size=batch, window=window, parallelism=os.cpu_count() or 1,
+                batch_size=batch, window=window, parallelism=parallelism,
                 parallelization_factor=factor, commit_interval=commit_interval,
             )  # fmt: skip
             function = http_function(url, concurrency=in_flight)
@@ -210,8 +217,10 @@ def _summary(
     return rows
 
 
-def _pair_ratios(runs: dict[str, list[dict[str, Any]]], key: str, peer: str) -> list[float]:
-    return [b[key] / p[key] for b, p in zip(runs["bridge"], runs[peer], strict=True)]
+def _pair_ratios(
+    runs: dict[str, list[dict[str, Any]]], key: str, bridge: str, peer: str
+) -> list[float]:
+    return [b[key] / p[key] for b, p in zip(runs[bridge], runs[peer], strict=True)]
 
 
 async def _backlog_part(
@@ -250,15 +259,16 @@ async def _backlog_part(
     key = "records/s" if part == "throughput" else "requests/s"
     unit = "records/s" if part == "throughput" else "invocations/s"
     report.rows += _summary(runs, key, part, unit)
-    ratios = _pair_ratios(runs, key, "benthos")
+    best = max(_BRIDGES, key=lambda n: statistics.median(r[key] for r in runs[n]))
+    ratios = _pair_ratios(runs, key, best, "benthos")
     goal = 1.3 if part == "throughput" else 1.0
-    medians = statistics.median(r[key] for r in runs["bridge"]) / statistics.median(
+    medians = statistics.median(r[key] for r in runs[best]) / statistics.median(
         r[key] for r in runs["benthos"]
     )
     what = "Kafka -> http batch 100" if part == "throughput" else "unbatched invocations/s"
     report.targets.append({"target": f"{what} >= {goal}x Benthos",
                            "measured": f"{medians:.2f}x (pairs {min(ratios):.2f}-"
-                           f"{max(ratios):.2f}x)", "met": medians >= goal})  # fmt: skip
+                           f"{max(ratios):.2f}x; {best})", "met": medians >= goal})  # fmt: skip
 
 
 async def _latency_part(
@@ -290,10 +300,11 @@ async def _latency_part(
     report.rows += _summary(stats, "p50 ms", "latency", "p50 ms")
     report.rows += _summary(stats, "p99 ms", "latency", "p99 ms")
     best = min(_LATENCY, key=lambda n: statistics.median(p99[n]))
-    bridge, peer = statistics.median(p99["bridge"]), statistics.median(p99[best])
+    ours = min(_BRIDGES, key=lambda n: statistics.median(p99[n]))
+    bridge, peer = statistics.median(p99[ours]), statistics.median(p99[best])
     report.targets.append({"target": "produce -> handler p99 at 1,000 records/s below "
                            "Benthos's (its better config)",
-                           "measured": f"{bridge:.1f} ms vs {peer:.1f} ms ({best})",
+                           "measured": f"{bridge:.1f} ms ({ours}) vs {peer:.1f} ms ({best})",
                            "met": bridge < peer})  # fmt: skip
 
 
