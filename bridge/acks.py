@@ -228,9 +228,9 @@ class AckTracker:
 
     async def _coalesce(self, lane: Lane) -> None:
         """Wait ``commit_interval``, or until ``lane.due`` (see the module docstring)."""
-        due = lane.due = asyncio.Event()
         if self._due(lane, lane.settled):
             return
+        due = lane.due = asyncio.Event()
         try:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(due.wait(), self.commit_interval)

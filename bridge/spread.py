@@ -21,9 +21,9 @@ Read-ahead: a partition is read while what was read of it and not covered stays 
 ``factor`` shares (the largest room the engine gave a sub-partition), so it holds about
 what ``factor`` partitions of its own would. A sub-partition that holds its share is not
 a reason to stop: with fewer slots than sub-partitions, one always waits for its turn
-with a full share, and stopping the partition for it starved the others (half the
-throughput, measured). A key with few records that fails forever stops its partition
-once the other keys got ``factor`` shares past it. Nothing grows without bound.
+with a full share, and stopping the partition for it would starve its other keys. A key
+with few records that fails forever stops its partition once the other keys got
+``factor`` shares past it. Nothing grows without bound.
 
 A partition that is lost (revoked, its lease taken) is ``forget``-ten once the engine
 drained it; a ``settle`` that comes after that is ignored, so a partition read again later
