@@ -17,10 +17,9 @@ import asyncio
 import time
 from collections.abc import Mapping
 
-import aiohttp
-
 from bridge.errors import FunctionError, TargetRejected, TargetUnavailable
 from bridge.events import iso_timestamp
+from bridge.targets._http1 import Http1Error, Http1Pool
 
 __all__ = ["HttpTarget"]
 
@@ -51,26 +50,20 @@ class HttpTarget:
         self.cloudevents = cloudevents
         self._slots = asyncio.Semaphore(concurrency)
         self._concurrency = concurrency
-        # aiohttp rather than httpx: measured at a third of httpx's CPU time per request
-        # (docs/benchmarks.md), which was half of the bridge's cost per batch
-        self._session: aiohttp.ClientSession | None = None
+        # a small HTTP/1.1 client of our own (bridge/targets/_http1.py): aiohttp's
+        # machinery was half of the bridge's CPU per unbatched invocation, as httpx's had
+        # been before it (docs/benchmarks.md). 10 s to connect, then ``timeout`` seconds
+        # without a byte of the answer.
+        self._pool: Http1Pool | None = None
 
     async def start(self) -> None:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._concurrency),
-                timeout=self._timeouts(self.timeout),
-            )
-
-    @staticmethod
-    def _timeouts(seconds: float) -> aiohttp.ClientTimeout:
-        """10 s to connect, then ``seconds`` without data (httpx's read timeout)."""
-        return aiohttp.ClientTimeout(total=None, sock_connect=10.0, sock_read=seconds)
+        if self._pool is None:
+            self._pool = Http1Pool(self.url, max_idle=self._concurrency)
 
     async def invoke(self, payload: bytes, *, request_id: str, timeout: float | None) -> bytes:
-        if self._session is None:
+        if self._pool is None:
             await self.start()
-        assert self._session is not None
+        assert self._pool is not None
         headers = dict(self.headers)
         if self.cloudevents:
             headers.update(
@@ -84,18 +77,14 @@ class HttpTarget:
             )
         async with self._slots:
             try:
-                async with self._session.post(
-                    self.url,
-                    data=payload,
-                    headers=headers,
-                    timeout=self._timeouts(timeout or self.timeout),
-                    allow_redirects=False,  # a 3xx is the answer, as with httpx's default
-                ) as response:
-                    status = response.status
-                    content = await response.read()
-                    retry_after = response.headers.get("Retry-After")
-            except (aiohttp.ClientError, TimeoutError) as exc:
+                # a 3xx is the answer: redirects are not followed
+                response = await self._pool.post(
+                    payload, headers, read_timeout=timeout or self.timeout
+                )
+            except (Http1Error, TimeoutError) as exc:
                 raise TargetUnavailable(f"function {self.name}: {self.url}: {exc!r}") from exc
+        status, content = response.status, response.body
+        retry_after = response.headers.get("retry-after")
         if 200 <= status < 300:
             return content
         text = content.decode("utf-8", "replace")
@@ -111,6 +100,6 @@ class HttpTarget:
         raise TargetRejected(what, status=status)
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
