@@ -323,6 +323,22 @@ class Sink:
             await asyncio.sleep(0.25)
 
 
+def steady_window(
+    arrivals: list[tuple[float, int]], total: int, cut: float = 0.05
+) -> tuple[float, float, int, int]:
+    """(start, end, records, requests) of the steady part of a backlog run at the endpoint
+    (``arrivals``: the sink's (time, records so far) per request): from
+    the request that brought the count past ``cut`` of ``total`` to the one that brought
+    it past ``1 - cut``. So neither the start (members joining, the first fetches) nor the
+    tail (the last partial batches waiting out the batching window, which no record count
+    can avoid when records are spread by key) weigh on the rate."""
+    low, high = total * cut, total * (1 - cut)
+    i = next(i for i, (_, n) in enumerate(arrivals) if n >= low)
+    j = next(j for j, (_, n) in enumerate(arrivals) if n >= high)
+    (start, first), (end, last) = arrivals[i], arrivals[j]
+    return start, end, last - first, j - i
+
+
 def kafka_event(batch_size: int, bootstrap: str, topic: str) -> bytes:
     """A Kafka event of ``batch_size`` small records, built by the bridge's own code."""
     from bridge.events import dumps

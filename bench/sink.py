@@ -4,12 +4,13 @@ Run as its own process (``python -m bench.sink --port P``) so that it never shar
 bridge's event loop. Every POST is a function invocation: the server counts the records in
 it (occurrences of ``"offset":``, one per Kafka record, of ``"eventSource":"aws:``, one
 per S3 or DynamoDB record, and in websocket events of ``"sequenceNumber":``, counted in C)
-into per-100 ms buckets; of websocket events it also keeps the ``n`` field of each message
-of the bench's feed (:mod:`bench.ws_feed`), to check order, gaps and duplicates; in
-``--stamp`` mode
-also reads each record's send time (:func:`produced_times`) to keep ``(produced_at,
-received_at)`` pairs for the latency scenario. ``GET /stats`` returns what was seen as JSON
-(``GET /count`` only the record and pair counts); ``POST /reset`` clears it.
+into per-100 ms buckets, and keeps the time of each request with the records seen so far
+(rates over a steady window: ``bench._common.steady_window``); of websocket events it also
+keeps the ``n`` field of each message of the bench's feed (:mod:`bench.ws_feed`), to check
+order, gaps and duplicates; in ``--stamp`` mode also reads each record's send time
+(:func:`produced_times`) to keep ``(produced_at, received_at)`` pairs for the latency
+scenario. ``GET /stats`` returns what was seen as JSON (``GET /count`` only the record and
+pair counts); ``POST /reset`` clears it.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ class _State:
         self.first = 0.0
         self.last = 0.0
         self.buckets: Counter[int] = Counter()  # int(t * 10) -> records
+        self.arrivals: list[tuple[float, int]] = []  # (time, records so far), per request
         self.pairs: list[tuple[float, float]] = []
         self.feed_n: list[int] = []  # websocket events: the feed's message numbers, in order
 
@@ -83,6 +85,7 @@ class _State:
             self.first = now
         self.last = now
         self.buckets[int(now * 10)] += count
+        self.arrivals.append((now, self.records))
         if self.stamp:
             for produced in produced_times(json.loads(body)):
                 self.pairs.append((produced, now))
@@ -94,6 +97,7 @@ class _State:
             "first": self.first,
             "last": self.last,
             "buckets": sorted(self.buckets.items()),
+            "arrivals": self.arrivals,
             "pairs": self.pairs,
             "feed": self.feed_check(),
         }

@@ -19,10 +19,11 @@ in order per key), ``commit_interval_seconds`` 1 and one worker; "bridge, in ord
 partition" is Lambda's Kafka semantics (one batch per partition at a time, a commit per
 batch) with ``parallelism`` 2 (a worker per core). Each target takes the better bridge.
 
-Record counts are multiples of partitions x batch size, so every batch is full and no
-partial batch waits out the window at the end: rates are the steady state. Rates are taken
-at the endpoint (first to last record), CPU of each process between those two moments
-(sampled every 0.1 s from /proc).
+Rates are the steady state, taken at the endpoint between the requests that brought the
+count past 5 % and past 95 % of the records (``bench._common.steady_window``): keyed
+records spread over sub-partitions leave partial batches at the end whatever the record
+count, and they wait out the batching window. CPU of each process is taken between those
+two moments (sampled every 0.1 s from /proc).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from bench._common import (
     percentile,
     services_env,
     small_value,
+    steady_window,
     unique,
     workdir,
 )
@@ -144,16 +146,16 @@ async def _backlog_run(
             except TimeoutError:
                 proc.check_alive()
                 raise
-            first = stats["first"] - epoch - proc.t0
-            last = stats["last"] - epoch - proc.t0
+            start, end, records, requests = steady_window(stats["arrivals"], total)
+            first, last = start - epoch - proc.t0, end - epoch - proc.t0
             cpu = proc.cpu_between(first, last)
             rss = max(m for _, m in proc.rss)
     seconds = max(last - first, 1e-9)
     return {
-        "records/s": stats["records"] / seconds,
-        "requests/s": stats["requests"] / seconds,
+        "records/s": records / seconds,
+        "requests/s": requests / seconds,
         "seconds": seconds,
-        "CPU µs/record": cpu / stats["records"] * 1e6,
+        "CPU µs/record": cpu / records * 1e6,
         "CPU % of a core": cpu / seconds * 100,
         "peak RSS MiB": rss,
     }
