@@ -208,7 +208,7 @@ async def test_a_frontier_commits_the_newest_settled_record_and_releases_its_lan
     assert lanes.count == 0 and lanes.nbytes == 0 and "p" not in lanes.by_partition
 
 
-async def test_a_commit_interval_commits_early_once_a_lane_holds_half_its_share() -> None:
+async def test_a_commit_interval_commits_early_once_a_lane_holds_a_quarter_of_its_share() -> None:
     """Uncommitted records count against a lane's read-ahead share: waiting out a long
     interval would pause the lane and cap it at one share per interval."""
     connector = FakeConnector()
@@ -216,18 +216,18 @@ async def test_a_commit_interval_commits_early_once_a_lane_holds_half_its_share(
     tracker = AckTracker(connector, mapping="m", lanes=lanes, per_record=False, commit_interval=60)
     records = [_record("p", n) for n in range(100)]
     _read(tracker, lanes, *records)
-    tracker.settle(records[:10])
+    tracker.settle(records[:24])
     await asyncio.sleep(0.05)
-    assert connector.commits == []  # coalescing: 10 of a share of 100
-    tracker.settle(records[10:50])
+    assert connector.commits == []  # coalescing: 24 of a share of 100
+    tracker.settle(records[24:25])
     await asyncio.sleep(0.05)
-    assert connector.commits == [[49]]  # half the share: committed without the 60 s
-    assert lanes.by_partition["p"].count == 50
-    tracker.settle(records[50:60])
+    assert connector.commits == [[24]]  # a quarter of the share: committed without the 60 s
+    assert lanes.by_partition["p"].count == 75
+    tracker.settle(records[25:45])
     await asyncio.sleep(0.05)
-    assert connector.commits == [[49]]  # coalescing again
+    assert connector.commits == [[24]]  # coalescing again
     await tracker.flush()  # a flush (a drain, a revoke) cuts the wait short
-    assert connector.commits == [[49], [59]]
+    assert connector.commits == [[24], [44]]
     await tracker.aclose()
 
 
