@@ -87,11 +87,6 @@ class Spread:
         """The shard id of one of its sub-partitions."""
         return self._shard_of.get(partition) or partition.rpartition("#")[0]
 
-    def partition(self, shard_id: str, key: bytes | None) -> str:
-        """The sub-partition of a record of the shard with this key (None: no key)."""
-        k = zlib.crc32(key) % self.factor if key is not None else 0
-        return self._state(shard_id).partitions[k]
-
     def forget(self, shard_id: str) -> None:
         """The shard is gone (ended, revoked, its lease lost) and the engine drained it:
         drop what is kept of it. Settles of it that come later are ignored."""
@@ -101,12 +96,19 @@ class Spread:
 
     # ------------------------------------------------------------ checkpoints
 
-    def handed(self, shard_id: str, records: Sequence[Record]) -> None:
-        """``records`` (in read order, partitions from ``partition``) go to the engine
-        now; called before the engine can see, let alone settle, them."""
+    def hand(self, shard_id: str, records: Sequence[tuple[Any, bytes | None]]) -> list[str]:
+        """Records of the shard, as (position, key) in read order, go to the engine now:
+        their sub-partitions, in the same order. Called before the engine can see, let
+        alone settle, them; once per chunk (this is the hot path of a spread source)."""
         state = self._state(shard_id)
-        index = {name: k for k, name in enumerate(state.partitions)}
-        state.handed.extend((int(r.position), index[r.partition], r.position) for r in records)
+        names, factor, crc = state.partitions, self.factor, zlib.crc32
+        out: list[str] = []
+        add, note = out.append, state.handed.append
+        for position, key in records:
+            k = crc(key) % factor if key is not None else 0
+            add(names[k])
+            note((int(position), k, position))
+        return out
 
     def settle(self, record: Record) -> Any:
         """The engine committed ``record``'s sub-partition up to it (it and everything of

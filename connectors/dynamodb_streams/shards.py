@@ -174,28 +174,30 @@ class ShardReader:
             await asyncio.sleep(pace.next_wait(bool(raws)))
 
     async def _hand_over(self, shard: Shard, raws: list[dict[str, Any]]) -> None:
-        records = []
-        spread = self.spread
+        fresh = []
         for raw in raws:
             seq = raw["dynamodb"]["SequenceNumber"]
             if shard.last_read is not None and not _later(seq, shard.last_read):
                 continue  # defensive: never hand a record over twice in one session
+            fresh.append((seq, raw))
+            shard.last_read = seq
+        if not fresh:
+            return
+        spread = self.spread
+        # before the engine can see, let alone settle, them
+        parts = spread.hand(shard.shard_id, [(s, _keys(r)) for s, r in fresh]) if spread else ()
+        records = []
+        for i, (seq, raw) in enumerate(fresh):
             seconds = creation_seconds(raw)
             records.append(
                 Record(
-                    partition=spread.partition(shard.shard_id, _keys(raw))
-                    if spread
-                    else shard.shard_id,
+                    partition=parts[i] if parts else shard.shard_id,
                     position=seq,
                     data=raw,
                     arrived=float(seconds) if seconds is not None else time.time(),
                 )
             )
-            shard.last_read = seq
-        if records:
-            if spread is not None:
-                spread.handed(shard.shard_id, records)  # before the engine can settle them
-            await self.queue.hand_over(records)
+        await self.queue.hand_over(records)
 
     async def _iterator(self, shard: Shard) -> str | None:
         """An iterator right after what was read (or committed), else at the start."""

@@ -275,13 +275,11 @@ class KafkaConnector(BaseConnector):
                 if messages and tp not in self._base:
                     self._base[tp] = messages[0].offset
                 spread = self._spread
-                for m in messages:
+                parts = spread.hand(name, [(m.offset, m.key) for m in messages]) if spread else ()
+                for i, m in enumerate(messages):
                     stamp = m.timestamp  # epoch ms; -1 (or None) when the record has none
                     arrived = stamp / 1000 if stamp and stamp > 0 else now
-                    part = spread.partition(name, m.key) if spread is not None else name
-                    add(Record(part, m.offset, m, arrived))
-                if spread is not None and messages:
-                    spread.handed(name, chunk[len(chunk) - len(messages) :])
+                    add(Record(parts[i] if parts else name, m.offset, m, arrived))
             if chunk:
                 yield chunk
 
