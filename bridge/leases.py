@@ -373,12 +373,18 @@ class Leases:
 
     async def release_all(self) -> None:
         """Give up every lease held (a clean stop, after the last commits): free at once
-        for the other bridges. Failures are logged; those leases expire instead."""
+        for the other bridges. A lease that changed since it was last seen is read again
+        and released if it is still ours: a renewal cancelled by the stop may have
+        reached the table anyway. Failures are logged; those leases expire instead."""
         held, self._held = self._held, {}
 
         async def release_one(key: str, lease: Lease) -> None:
             try:
-                await self.table.release(lease)
+                if await self.table.release(lease):
+                    return
+                current = next((x for x in await self.table.list() if x.key == key), None)
+                if current is not None and current.owner == self.owner:
+                    await self.table.release(current)
             except CheckpointError as exc:
                 log.warning("%s: releasing lease %s failed: %s", self.group, key, exc)
 

@@ -307,6 +307,21 @@ async def test_released_leases_are_free_for_others_at_once(tables: Any) -> None:
     assert sorted(await b.balance()) == ["s1", "s2"]
 
 
+async def test_a_renewal_that_lands_after_the_stop_began_does_not_keep_a_lease(
+    tables: Any,
+) -> None:
+    """The stop cancels the renewal round, but a renewal already sent may still reach the
+    table: the release, made with the counter seen before it, must not leave the lease
+    owned until it expires (seen with three bridges on DynamoDB Local)."""
+    a, b = bridge(tables(), Clock(), "a"), bridge(tables(), Clock(), "b")
+    await a.balance(["s1", "s2"])
+    [lease] = [x for x in await tables().list() if x.key == "s1"]
+    assert await tables().renew(lease) is not None  # landed; ``a`` never saw its answer
+    await a.release_all()
+    assert await owners(tables()) == {"s1": None, "s2": None}
+    assert sorted(await b.balance()) == ["s1", "s2"]
+
+
 async def test_finishing_deletes_the_lease(tables: Any) -> None:
     a = bridge(tables(), Clock(), "a")
     await a.balance(["s1", "s2"])
