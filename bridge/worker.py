@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
 
 async def _serve(sock: socket.socket) -> int:
     from bridge.metrics import all_stats
-    from bridge.supervisor import Supervisor
+    from bridge.supervisor import Supervisor, freeze_heap
 
     reader, writer = await asyncio.open_connection(sock=sock)
     supervisor = Supervisor(shared_state=True)
@@ -92,6 +92,7 @@ async def _serve(sock: socket.socket) -> int:
             try:
                 supervisor.members = message["members"]
                 await supervisor.apply(message["config"])
+                freeze_heap()
             except Exception as exc:  # a ConfigError, or a bug: the daemon shows it
                 log.exception("worker: cannot apply the configuration")
                 error = str(exc) or type(exc).__name__
