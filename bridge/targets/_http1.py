@@ -107,8 +107,8 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._last_data = self.loop.time()
         if self.answer is None or self.answer.done():
-            self._buf += data  # unasked bytes: the connection is not reused
-            self.reusable = False
+            self.reusable = False  # bytes nobody asked for: the connection is done
+            self.close()
             return
         self._buf += data
         try:
@@ -146,6 +146,9 @@ class _Connection(asyncio.Protocol):
             self.close()
         else:
             self._timer = self.loop.call_later(self._timeout - quiet, self._check_timeout)
+
+    def transport_closing(self) -> bool:
+        return self.transport is None or self.transport.is_closing()
 
     def close(self) -> None:
         self.closed = True
@@ -290,7 +293,9 @@ class Http1Pool:
 
     def head(self, headers: Mapping[str, str], length: int) -> bytes:
         """The request line and headers of a POST of ``length`` bytes."""
-        lines = [f"POST {self.target} HTTP/1.1", f"Host: {self._authority}"]
+        lines = [f"POST {self.target} HTTP/1.1"]
+        if not any(k.lower() == "host" for k in headers):
+            lines.append(f"Host: {self._authority}")
         lines += [f"{k}: {v}" for k, v in headers.items()]
         lines += [f"Content-Length: {length}", "", ""]
         return "\r\n".join(lines).encode("latin-1")
@@ -316,8 +321,9 @@ class Http1Pool:
     async def _connection(self) -> _Connection:
         while self._idle:
             conn = self._idle.pop()
-            if not conn.closed and conn.transport is not None and not conn.transport.is_closing():
+            if conn.reusable and not conn.closed and not conn.transport_closing():
                 return conn
+            conn.close()
         loop = asyncio.get_running_loop()
         try:
             _, conn = await asyncio.wait_for(

@@ -157,6 +157,38 @@ async def test_an_idle_connection_the_server_closed_is_not_reused() -> None:
     assert server.connections == 2
 
 
+async def test_bytes_after_an_answer_retire_its_connection() -> None:
+    """Bytes past the answer's end, at once or later on an idle connection, are nobody's
+    answer: the connection is not used again, and the next request gets a clean one."""
+
+    async def late_junk(request: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n1")
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\njunk")
+        return True
+
+    async with _serve(late_junk) as server:
+        pool = Http1Pool(server.url)
+        assert await _post(pool) == (200, b"1")
+        await asyncio.sleep(0.15)  # the junk arrives while the connection is idle
+        server.answer = _fixed(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n2x")
+        assert await _post(pool) == (200, b"2")  # "x" is past the end: retired too
+        server.answer = _fixed(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n3")
+        assert await _post(pool) == (200, b"3")
+        pool.close()
+    assert server.connections == 3
+
+
+async def test_a_configured_host_header_replaces_the_url_s() -> None:
+    async with _serve(_fixed(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")) as server:
+        pool = Http1Pool(server.url)
+        await pool.post(b"", {"Host": "fn.example"}, read_timeout=5)
+        pool.close()
+    lines = server.requests[0].decode().split("\r\n")
+    assert [x for x in lines if x.lower().startswith("host:")] == ["Host: fn.example"]
+
+
 @pytest.mark.parametrize(
     ("data", "message"),
     [
