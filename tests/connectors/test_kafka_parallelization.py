@@ -139,11 +139,13 @@ async def test_a_rebalance_between_two_bridges_loses_nothing_and_keeps_each_key_
     """A second bridge joins the group mid-stream: partitions are revoked from the first
     (drained, committed up to what every key settled), then read again by their new
     owner from that commit. Every record arrives; a key's records are never delivered by
-    two bridges at once, and each key's first deliveries are in offset order."""
+    two bridges at once, and each key's first deliveries are in offset order. The second
+    half of the records is produced once the second bridge holds partitions, so both
+    deliver whatever the machine's speed."""
     partitions, total = 4, 800
     topic = await kafka_topic_factory(partitions=partitions)
-    values = [{"n": i, "k": f"key-{i % 16}", "sleep": 0.01} for i in range(total)]
-    await _produce_keyed(kafka_bootstrap, topic, values)
+    values = [{"n": i, "k": f"key-{i % 16}", "sleep": 0.02} for i in range(total)]
+    await _produce_keyed(kafka_bootstrap, topic, values[: total // 2])
     source = {"consumer_group_id": "shared"}
 
     def config(name: str) -> str:
@@ -155,8 +157,13 @@ async def test_a_rebalance_between_two_bridges_loses_nothing_and_keeps_each_key_
     a = _start(tmp_path, config("a"), "a")
     b = None
     try:
-        await wait_for(lambda: len(_deliveries(tmp_path)) >= 100, timeout=60)
+        await wait_for(lambda: len(_deliveries(tmp_path)) >= 60, timeout=60)
         b = _start(tmp_path, config("b"), "b")
+        log = tmp_path / "b.log"
+        await wait_for(
+            lambda: log.exists() and "partitions assigned" in log.read_text(), 60, "b assigned"
+        )
+        await _produce_keyed(kafka_bootstrap, topic, values[total // 2 :])
         await wait_for(
             lambda: {v["n"] for *_, v, _ in _deliveries(tmp_path)} == set(range(total)), 120
         )
