@@ -71,6 +71,13 @@ async def nothing_more(connector: LocalDirConnector, wait: float = 0.6) -> list[
     return out
 
 
+async def next_chunk(connector: LocalDirConnector, reader: Any) -> list[Record]:
+    """The open reader's next chunk (within 5 s), committed."""
+    chunk = list(await asyncio.wait_for(reader.__anext__(), 5))
+    await connector.commit(chunk)
+    return chunk
+
+
 def events(connector: LocalDirConnector, records: list[Record]) -> list[tuple[str, str]]:
     return [
         (e["eventName"], e["s3"]["object"]["key"])
@@ -386,9 +393,7 @@ async def test_the_folder_watcher_comes_back_after_a_failure(
         reader = connector.read()
 
         async def next_keys() -> list[str]:
-            chunk = await asyncio.wait_for(reader.__anext__(), 5)
-            await connector.commit(list(chunk))
-            return [r.data["key"] for r in chunk]
+            return [r.data["key"] for r in await next_chunk(connector, reader)]
 
         first = asyncio.ensure_future(next_keys())
         await asyncio.sleep(0.3)  # the watcher runs
@@ -419,9 +424,7 @@ async def test_the_watchfiles_watcher_comes_back_after_a_failure(
         reader = connector.read()
 
         async def next_keys() -> list[str]:
-            chunk = await asyncio.wait_for(reader.__anext__(), 5)
-            await connector.commit(list(chunk))
-            return [r.data["key"] for r in chunk]
+            return [r.data["key"] for r in await next_chunk(connector, reader)]
 
         first = asyncio.ensure_future(next_keys())
         await asyncio.sleep(0.5)  # the watcher runs
@@ -520,9 +523,7 @@ async def test_a_folder_moved_inside_is_followed_under_its_new_name(
         reader = connector.read()
 
         async def next_events() -> list[tuple[str, str]]:
-            chunk = await asyncio.wait_for(reader.__anext__(), 5)
-            await connector.commit(list(chunk))
-            return sorted(events(connector, list(chunk)))
+            return sorted(events(connector, await next_chunk(connector, reader)))
 
         assert await next_events() == [("ObjectCreated:Put", "sub/a.txt")]
         (folder / "sub").rename(folder / "moved")
@@ -559,9 +560,7 @@ async def test_a_removed_folder_is_scanned_for_until_the_watcher_can_follow_it_a
         reader = connector.read()
 
         async def next_events() -> list[tuple[str, str]]:
-            chunk = await asyncio.wait_for(reader.__anext__(), 5)
-            await connector.commit(list(chunk))
-            return sorted(events(connector, list(chunk)))
+            return sorted(events(connector, await next_chunk(connector, reader)))
 
         assert await next_events() == [("ObjectCreated:Put", "sub/a.txt")]
         shutil.rmtree(folder)
