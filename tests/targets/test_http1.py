@@ -1,18 +1,19 @@
 """``bridge.targets._http1``: the http target's HTTP/1.1 client, against raw loopback
 servers that answer byte by byte as a test scripts them (framing, keep-alive, a server
-that closes, lies or stops), and against a TLS server with a self-signed certificate."""
+that closes, lies or stops), and against a TLS server whose certificate comes from the
+bridge's own authority (``bridge.front.tls.LocalCA``)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import ssl
-import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
+from bridge.front.tls import LocalCA
 from bridge.targets._http1 import Http1Error, Http1Pool
 
 Answer = Callable[[bytes, asyncio.StreamWriter], Awaitable[bool]]  # False: close after
@@ -280,24 +281,13 @@ async def test_a_cancelled_request_closes_its_connection() -> None:
     assert server.connections == 2
 
 
-def _self_signed(tmp: Path) -> tuple[Path, Path]:
-    key, cert = tmp / "key.pem", tmp / "cert.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
-         "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return key, cert
-
-
 async def test_https_verifies_the_server_and_keeps_its_connection(tmp_path: Path) -> None:
-    key, cert = _self_signed(tmp_path)
-    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server_tls.load_cert_chain(cert, key)
+    ca = LocalCA(tmp_path / "ca")  # the bridge's own authority, made for the test
+    ca.ensure()
+    server_tls = ca.server_context(["127.0.0.1"])
     answer = _fixed(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecret")
     async with _serve(answer, tls=server_tls) as server:
-        trusting = ssl.create_default_context(cafile=str(cert))
+        trusting = ssl.create_default_context(cafile=str(ca.cert_path))
         pool = Http1Pool(server.url, ssl_context=trusting)
         assert await _post(pool) == (200, b"secret")
         assert await _post(pool) == (200, b"secret")
