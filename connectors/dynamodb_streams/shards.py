@@ -19,8 +19,9 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any
 
 from bridge.connector import Feed, PartitionControl, Record
@@ -184,14 +185,17 @@ class ShardReader:
         if not fresh:
             return
         spread = self.spread
-        # before the engine can see, let alone settle, them
-        parts = spread.hand(shard.shard_id, [(s, _keys(r)) for s, r in fresh]) if spread else ()
+        parts: Iterable[str] = (  # handed to the spread before the engine can settle them
+            spread.hand(shard.shard_id, [(s, _keys(r)) for s, r in fresh])
+            if spread is not None
+            else repeat(shard.shard_id)
+        )
         records = []
-        for i, (seq, raw) in enumerate(fresh):
+        for (seq, raw), part in zip(fresh, parts, strict=False):  # parts: maybe endless
             seconds = creation_seconds(raw)
             records.append(
                 Record(
-                    partition=parts[i] if parts else shard.shard_id,
+                    partition=part,
                     position=seq,
                     data=raw,
                     arrived=float(seconds) if seconds is not None else time.time(),

@@ -69,7 +69,8 @@ import logging
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Collection, Hashable, Sequence
+from collections.abc import AsyncIterator, Collection, Hashable, Iterable, Sequence
+from itertools import repeat
 from typing import Any, ClassVar, Literal
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -275,11 +276,14 @@ class KafkaConnector(BaseConnector):
                 if messages and tp not in self._base:
                     self._base[tp] = messages[0].offset
                 spread = self._spread
-                parts = spread.hand(name, [(m.offset, m.key) for m in messages]) if spread else ()
-                for i, m in enumerate(messages):
+                parts: Iterable[str] = (
+                    spread.hand(name, [(m.offset, m.key) for m in messages])
+                    if spread is not None
+                    else repeat(name)
+                )
+                for m, part in zip(messages, parts, strict=False):  # parts: maybe endless
                     stamp = m.timestamp  # epoch ms; -1 (or None) when the record has none
-                    arrived = stamp / 1000 if stamp and stamp > 0 else now
-                    add(Record(parts[i] if parts else name, m.offset, m, arrived))
+                    add(Record(part, m.offset, m, stamp / 1000 if stamp and stamp > 0 else now))
             if chunk:
                 yield chunk
 
