@@ -527,13 +527,13 @@ async def test_parallelism_spreads_a_streams_shards_over_the_workers_of_one_brid
     and the shards it held are read on from their checkpoints (by it or the other)."""
     import os
 
-    from tests.e2e.test_workers import _recorder, _start, _status, _up
+    from tests.support.daemon import daemon_status, http_recorder, start_daemon, wait_daemon_up
 
     shards = 4
     source = await dynamodb_table_factory(stream_view_type="NEW_IMAGE")
     async with (
         StreamsProxy(dynamodb_endpoint.url) as proxy,
-        _recorder(delay=0.01) as sink,
+        http_recorder(delay=0.01) as sink,
     ):
         proxy.fan_out(shards)
         stream = replace(dynamodb_endpoint, url=proxy.url)
@@ -566,9 +566,9 @@ mappings:
 """
         )
         state = tmp_path / "state"
-        daemon = _start(config, tmp_path / "bridge.log")
+        daemon = start_daemon(config, tmp_path / "bridge.log")
         try:
-            doc = await _up(state, workers=2)
+            doc = await wait_daemon_up(state, workers=2)
             pids = {str(p) for p in doc["workers"].values()}
 
             def split() -> list[int]:
@@ -593,7 +593,7 @@ mappings:
             await write(range(5, 10))
             wanted = {(n, v) for n in names for v in range(10)}
             await wait_for(lambda: set(delivered()) >= wanted, 90, "every version after the kill")
-            doc = await _status(state)
+            doc = await daemon_status(state)
             assert str(doc["workers"]["0"]) not in pids  # started again
         finally:
             daemon.send_signal(signal.SIGTERM)
@@ -620,10 +620,10 @@ async def test_a_schedule_fires_on_one_bridge_of_three_and_moves_when_that_one_d
     ``missed: all`` no second is skipped, and each fires on one bridge only."""
     import os
 
-    from tests.e2e.test_workers import _recorder, _start, _status
+    from tests.support.daemon import daemon_status, http_recorder, start_daemon
 
     state_table = unique_name("tb-state")
-    async with _recorder() as sink:
+    async with http_recorder() as sink:
 
         def config(folder: Path) -> str:
             folder.mkdir()
@@ -651,13 +651,13 @@ mappings:
         daemons = []
         for folder in folders:
             (tmp_path / f"{folder.name}.yaml").write_text(config(folder))
-            daemons.append(_start(tmp_path / f"{folder.name}.yaml", folder / "bridge.log"))
+            daemons.append(start_daemon(tmp_path / f"{folder.name}.yaml", folder / "bridge.log"))
 
         async def states() -> list[str]:
             out = []
             for folder in folders:
                 try:
-                    doc = await _status(folder / "state")
+                    doc = await daemon_status(folder / "state")
                 except (AssertionError, OSError):
                     out.append("down")
                     continue
@@ -676,7 +676,7 @@ mappings:
             await _wait_async(one_runs, 60, "one bridge runs the schedule, two stand by")
             await wait_for(lambda: len(times()) >= 3, 30, "three firings")
             holder = (await states()).index("running")
-            doc = await _status(folders[holder] / "state")
+            doc = await daemon_status(folders[holder] / "state")
             for pid in [*(int(p) for p in doc["workers"].values()), daemons[holder].pid]:
                 os.kill(pid, signal.SIGKILL)  # its worker first: no clean stop, no release
             daemons[holder].wait(timeout=10)

@@ -12,107 +12,34 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bridge.checkpoints import SqliteCheckpointStore
 from bridge.config import parse_config
 from bridge.connector import ConnectorContext, FailureContext, Record
 from bridge.errors import CheckpointError, ConfigError, SourceUnavailable
 from connectors.kafka import KafkaConnector, KafkaSource
-from tests.e2e.harness import RunningBridge, runtime_function, wait_for
-from tests.support.jsonl import read_jsonl
+from tests.e2e.harness import RunningBridge, wait_for
+from tests.support.kafka_run import (
+    committed_offsets,
+    kafka_config,
+    kafka_producer,
+    produce_values,
+    read_calls,
+    records_of,
+    start_bridge,
+    stop_bridge,
+    values_of,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 HANDLER = REPO / "tests" / "e2e" / "functions" / "kafka_recorder"
-
-
-def _config(
-    tmp: Path,
-    servers: str,
-    topics: list[str],
-    *,
-    out: str = "calls.jsonl",
-    name: str = "",
-    concurrency: int = 2,
-    source: dict[str, Any] | None = None,
-    **options: Any,
-) -> str:
-    src = {"type": "kafka", "bootstrap_servers": servers, "topics": topics, **(source or {})}
-    extra = "".join(f"\n    {k}: {json.dumps(v)}" for k, v in options.items())
-    env = {"RECORDER_OUT": f"{tmp}/{out}", "RECORDER_NAME": name}
-    function = runtime_function(HANDLER, env, concurrency=concurrency, timeout=30)
-    return f"""
-state_dir: {tmp}/state-{name or "a"}
-shutdown_timeout_seconds: 10
-retry_backoff: {{initial_seconds: 0.05, max_seconds: 0.2}}
-functions:
-{function}
-mappings:
-  - name: k
-    function: recorder
-    source: {json.dumps(src)}{extra}
-"""
-
-
-def _calls(tmp: Path, out: str = "calls.jsonl") -> list[dict[str, Any]]:
-    return read_jsonl(tmp / out)
-
-
-def _records(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [r for c in calls for rs in c["event"]["records"].values() for r in rs]
-
-
-def _values(calls: list[dict[str, Any]]) -> list[Any]:
-    return [json.loads(base64.b64decode(r["value"])) for r in _records(calls) if r["value"]]
-
-
-@contextlib.asynccontextmanager
-async def _producer(servers: str) -> AsyncIterator[AIOKafkaProducer]:
-    producer = AIOKafkaProducer(bootstrap_servers=servers, acks="all")
-    await producer.start()
-    try:
-        yield producer
-    finally:
-        await producer.stop()
-
-
-async def _produce(
-    servers: str, topic: str, values: list[Any], *, partition: int | None = None, **kw: Any
-) -> None:
-    async with _producer(servers) as producer:
-        sent = [
-            await producer.send(
-                topic,
-                json.dumps(v).encode(),
-                key=str(v["n"]).encode() if isinstance(v, dict) and "n" in v else None,
-                partition=partition if partition is not None else None,
-                **kw,
-            )
-            for v in values
-        ]
-        await asyncio.gather(*sent)
-
-
-async def _committed(servers: str, group: str, topic: str, partitions: int) -> dict[int, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=servers, group_id=group)
-    await consumer.start()
-    try:
-        out = {}
-        for p in range(partitions):
-            got = await consumer.committed(TopicPartition(topic, p))
-            if got is not None:
-                out[p] = got
-        return out
-    finally:
-        await consumer.stop()
 
 
 def _free_port() -> int:
@@ -129,11 +56,11 @@ async def test_every_record_is_delivered_in_partition_order(
 ) -> None:
     topic = await kafka_topic_factory(partitions=6)
     total = 3000
-    await _produce(kafka_bootstrap, topic, [{"n": i} for i in range(total)])
-    async with RunningBridge(_config(tmp_path, kafka_bootstrap, [topic])):
-        await wait_for(lambda: len(_records(_calls(tmp_path))) >= total, timeout=90)
-    calls = _calls(tmp_path)
-    assert sorted(v["n"] for v in _values(calls)) == list(range(total))  # each exactly once
+    await produce_values(kafka_bootstrap, topic, [{"n": i} for i in range(total)])
+    async with RunningBridge(kafka_config(tmp_path, kafka_bootstrap, [topic])):
+        await wait_for(lambda: len(records_of(read_calls(tmp_path))) >= total, timeout=90)
+    calls = read_calls(tmp_path)
+    assert sorted(v["n"] for v in values_of(calls)) == list(range(total))  # each exactly once
     by_partition: dict[int, list[int]] = defaultdict(list)
     for call in calls:
         assert len(call["event"]["records"]) == 1  # ordered: one partition per batch
@@ -146,7 +73,7 @@ async def test_every_record_is_delivered_in_partition_order(
     for offsets in by_partition.values():
         assert offsets == list(range(len(offsets)))  # offset order, no gap, no repeat
     group = "trigger-bridge-k"
-    assert await _committed(kafka_bootstrap, group, topic, 6) == {
+    assert await committed_offsets(kafka_bootstrap, group, topic, 6) == {
         p: len(offsets) for p, offsets in by_partition.items()
     }
 
@@ -160,12 +87,12 @@ async def test_a_backlog_is_read_from_every_partition_at_once(
     topic = await kafka_topic_factory(partitions=6)
     per_partition = 2000
     for p in range(6):
-        await _produce(
+        await produce_values(
             kafka_bootstrap, topic, [{"p": p, "i": i} for i in range(per_partition)], partition=p
         )
-    async with RunningBridge(_config(tmp_path, kafka_bootstrap, [topic], concurrency=6)):
-        await wait_for(lambda: len(_calls(tmp_path)) >= 12, timeout=60)
-    first = [next(iter(c["event"]["records"])) for c in _calls(tmp_path)[:12]]
+    async with RunningBridge(kafka_config(tmp_path, kafka_bootstrap, [topic], concurrency=6)):
+        await wait_for(lambda: len(read_calls(tmp_path)) >= 12, timeout=60)
+    first = [next(iter(c["event"]["records"])) for c in read_calls(tmp_path)[:12]]
     assert len(set(first)) == 6, first
 
 
@@ -176,7 +103,7 @@ async def test_event_has_aws_self_managed_kafka_shape(
     appended = await kafka_topic_factory(
         partitions=1, config={"message.timestamp.type": "LogAppendTime"}
     )
-    async with _producer(kafka_bootstrap) as producer:
+    async with kafka_producer(kafka_bootstrap) as producer:
         await producer.send_and_wait(
             topic,
             b'{"a": 1}',
@@ -188,10 +115,12 @@ async def test_event_has_aws_self_managed_kafka_shape(
         await producer.send_and_wait(topic, None, key=b"gone")  # a tombstone
         await producer.send_and_wait(appended, b"plain", key=b"k")
     async with RunningBridge(
-        _config(tmp_path, kafka_bootstrap, [topic, appended], maximum_batching_window_seconds=1)
+        kafka_config(
+            tmp_path, kafka_bootstrap, [topic, appended], maximum_batching_window_seconds=1
+        )
     ):
-        await wait_for(lambda: len(_records(_calls(tmp_path))) >= 4)
-    events = [c["event"] for c in _calls(tmp_path)]
+        await wait_for(lambda: len(records_of(read_calls(tmp_path))) >= 4)
+    events = [c["event"] for c in read_calls(tmp_path)]
     for event in events:
         assert list(event) == ["eventSource", "bootstrapServers", "records"]
         assert event["eventSource"] == "SelfManagedKafka"
@@ -296,17 +225,17 @@ async def test_bridge_retries_an_unreachable_broker_and_delivers_once_it_answers
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     topic = await kafka_topic_factory(partitions=1)
-    await _produce(kafka_bootstrap, topic, [{"n": i} for i in range(5)])
+    await produce_values(kafka_bootstrap, topic, [{"n": i} for i in range(5)])
     port = _free_port()
     servers = f"127.0.0.1:{port}"
     caplog.set_level("ERROR", logger="bridge")
-    async with RunningBridge(_config(tmp_path, servers, [topic])) as bridge:
+    async with RunningBridge(kafka_config(tmp_path, servers, [topic])) as bridge:
         await wait_for(lambda: len(_unavailable(caplog, servers)) >= 1, timeout=30)
         assert bridge.supervisor.running == ["k"]  # still there: it retries, no crash
-        assert _calls(tmp_path) == []
+        assert read_calls(tmp_path) == []
         proxy = await _proxy(port, kafka_bootstrap)  # the "broker" comes up
         try:
-            await wait_for(lambda: len(_records(_calls(tmp_path))) == 5, timeout=60)
+            await wait_for(lambda: len(records_of(read_calls(tmp_path))) == 5, timeout=60)
         finally:
             proxy.close()
     [message, *_] = _unavailable(caplog, servers)
@@ -408,12 +337,12 @@ async def test_poison_record_is_dead_lettered_to_a_kafka_topic_while_others_flow
 ) -> None:
     topic = await kafka_topic_factory(partitions=3)
     dlq = await kafka_topic_factory(partitions=1)
-    await _produce(
+    await produce_values(
         kafka_bootstrap, topic, [{"n": 0}, {"n": 1, "fail": True}, {"n": 2}], partition=0
     )
-    await _produce(kafka_bootstrap, topic, [{"n": 10 + i} for i in range(50)], partition=1)
-    await _produce(kafka_bootstrap, topic, [{"n": 100 + i} for i in range(50)], partition=2)
-    text = _config(
+    await produce_values(kafka_bootstrap, topic, [{"n": 10 + i} for i in range(50)], partition=1)
+    await produce_values(kafka_bootstrap, topic, [{"n": 100 + i} for i in range(50)], partition=2)
+    text = kafka_config(
         tmp_path,
         kafka_bootstrap,
         [topic],
@@ -422,19 +351,21 @@ async def test_poison_record_is_dead_lettered_to_a_kafka_topic_while_others_flow
         on_failure=f"kafka://{dlq}",
     ).replace("initial_seconds: 0.05, max_seconds: 0.2", "initial_seconds: 1, max_seconds: 1")
     async with RunningBridge(text):
-        await wait_for(lambda: {0, 2} <= {v["n"] for v in _values(_calls(tmp_path))}, timeout=60)
+        await wait_for(
+            lambda: {0, 2} <= {v["n"] for v in values_of(read_calls(tmp_path))}, timeout=60
+        )
         [message] = await _read_topic(kafka_bootstrap, dlq, 1)
-        await wait_for(lambda: len(_values(_calls(tmp_path))) >= 103, timeout=30)
+        await wait_for(lambda: len(values_of(read_calls(tmp_path))) >= 103, timeout=30)
         await asyncio.sleep(1)  # nothing more comes: the poison is not retried again
-    calls = _calls(tmp_path)
-    ok = [v["n"] for v in _values(calls) if not v.get("fail")]
+    calls = read_calls(tmp_path)
+    ok = [v["n"] for v in values_of(calls) if not v.get("fail")]
     assert sorted(set(ok)) == [0, 2, *range(10, 60), *range(100, 150)]
-    poison_calls = [c for c in calls if any(v.get("fail") for v in _values([c]))]
-    assert len([c for c in poison_calls if len(_records([c])) == 1]) == 3  # 1 try + 2 retries
-    others_done = max(c["end"] for c in calls if any(v["n"] >= 10 for v in _values([c])))
+    poison_calls = [c for c in calls if any(v.get("fail") for v in values_of([c]))]
+    assert len([c for c in poison_calls if len(records_of([c])) == 1]) == 3  # 1 try + 2 retries
+    others_done = max(c["end"] for c in calls if any(v["n"] >= 10 for v in values_of([c])))
     assert others_done < max(c["at"] for c in poison_calls)  # partitions 1, 2 did not wait
     # partition 0 stayed in order: 2 only after the poison was given up
-    assert [v["n"] for v in _values(calls) if v["n"] < 10][-1] == 2
+    assert [v["n"] for v in values_of(calls) if v["n"] < 10][-1] == 2
     assert message.key == b"1"  # keyed like the original record, as AWS does
     doc = json.loads(message.value)
     assert list(doc) == [
@@ -459,7 +390,11 @@ async def test_poison_record_is_dead_lettered_to_a_kafka_topic_while_others_flow
     assert name == f"{topic}-0" and record["offset"] == 1
     assert json.loads(base64.b64decode(record["value"])) == {"n": 1, "fail": True}
     # dead-lettered counts as settled: everything is committed
-    assert await _committed(kafka_bootstrap, "trigger-bridge-k", topic, 3) == {0: 3, 1: 50, 2: 50}
+    assert await committed_offsets(kafka_bootstrap, "trigger-bridge-k", topic, 3) == {
+        0: 3,
+        1: 50,
+        2: 50,
+    }
 
 
 async def test_a_dead_letter_larger_than_the_topic_takes_is_sent_without_its_payload(
@@ -470,8 +405,10 @@ async def test_a_dead_letter_larger_than_the_topic_takes_is_sent_without_its_pay
     a destination's size limit, the failure record goes without its payload."""
     topic = await kafka_topic_factory(partitions=1)
     dlq = await kafka_topic_factory(partitions=1, config={"max.message.bytes": "2000"})
-    await _produce(kafka_bootstrap, topic, [{"n": 0, "fail": True, "pad": "x" * 5000}, {"n": 1}])
-    text = _config(
+    await produce_values(
+        kafka_bootstrap, topic, [{"n": 0, "fail": True, "pad": "x" * 5000}, {"n": 1}]
+    )
+    text = kafka_config(
         tmp_path,
         kafka_bootstrap,
         [topic],
@@ -481,13 +418,13 @@ async def test_a_dead_letter_larger_than_the_topic_takes_is_sent_without_its_pay
     )
     async with RunningBridge(text):
         [message] = await _read_topic(kafka_bootstrap, dlq, 1)
-        await wait_for(lambda: 1 in [v["n"] for v in _values(_calls(tmp_path))], timeout=30)
+        await wait_for(lambda: 1 in [v["n"] for v in values_of(read_calls(tmp_path))], timeout=30)
     doc = json.loads(message.value)
     assert "payload" not in doc and len(message.value) < 2000
     assert doc["requestContext"]["condition"] == "RetryAttemptsExhausted"
     assert doc["KafkaBatchInfo"]["recordInfo"]["offset"] == "0"
     assert doc["KafkaBatchInfo"]["payloadSize"] > 5000  # what the payload would have been
-    assert await _committed(kafka_bootstrap, "trigger-bridge-k", topic, 1) == {0: 2}
+    assert await committed_offsets(kafka_bootstrap, "trigger-bridge-k", topic, 1) == {0: 2}
 
 
 async def test_a_partition_failing_forever_does_not_stop_the_others(
@@ -497,24 +434,24 @@ async def test_a_partition_failing_forever_does_not_stop_the_others(
     has a backlog three times the mapping's read-ahead. Partition 0 is paused at its
     share, partition 1 is read and delivered to the end."""
     topic = await kafka_topic_factory(partitions=2)
-    await _produce(
+    await produce_values(
         kafka_bootstrap, topic, [{"n": i, "fail": True} for i in range(3000)], partition=0
     )
-    await _produce(kafka_bootstrap, topic, [{"n": i} for i in range(3000)], partition=1)
-    text = _config(tmp_path, kafka_bootstrap, [topic], batch_size=10)  # read-ahead 1,000
+    await produce_values(kafka_bootstrap, topic, [{"n": i} for i in range(3000)], partition=1)
+    text = kafka_config(tmp_path, kafka_bootstrap, [topic], batch_size=10)  # read-ahead 1,000
     async with RunningBridge(text):
         await wait_for(
-            lambda: len([v for v in _values(_calls(tmp_path)) if not v.get("fail")]) >= 3000,
+            lambda: len([v for v in values_of(read_calls(tmp_path)) if not v.get("fail")]) >= 3000,
             timeout=90,
         )
         committed = {}
         for _ in range(100):
-            committed = await _committed(kafka_bootstrap, "trigger-bridge-k", topic, 2)
+            committed = await committed_offsets(kafka_bootstrap, "trigger-bridge-k", topic, 2)
             if committed.get(1) == 3000:
                 break
             await asyncio.sleep(0.1)
     assert committed == {1: 3000}  # and nothing of partition 0
-    ok = [v["n"] for v in _values(_calls(tmp_path)) if not v.get("fail")]
+    ok = [v["n"] for v in values_of(read_calls(tmp_path)) if not v.get("fail")]
     assert sorted(set(ok)) == list(range(3000))
 
 
@@ -536,16 +473,20 @@ async def test_a_function_failing_on_every_partition_does_not_make_the_member_le
     topic = await kafka_topic_factory(partitions=2)
     flag = tmp_path / "failing"
     flag.touch()
-    await _produce(kafka_bootstrap, topic, [{"n": i, "fail_while": str(flag)} for i in range(3000)])
-    async with RunningBridge(_config(tmp_path, kafka_bootstrap, [topic], batch_size=10)):
-        await wait_for(lambda: len(_calls(tmp_path)) >= 2, timeout=30)
+    await produce_values(
+        kafka_bootstrap, topic, [{"n": i, "fail_while": str(flag)} for i in range(3000)]
+    )
+    async with RunningBridge(kafka_config(tmp_path, kafka_bootstrap, [topic], batch_size=10)):
+        await wait_for(lambda: len(read_calls(tmp_path)) >= 2, timeout=30)
         await asyncio.sleep(10)  # well past max_poll_interval_ms
         assert not [r for r in caplog.records if "partitions revoked" in r.getMessage()]
         flag.unlink()
-        await wait_for(lambda: {v["n"] for v in _values(_calls(tmp_path))} >= set(range(3000)))
+        await wait_for(
+            lambda: {v["n"] for v in values_of(read_calls(tmp_path))} >= set(range(3000))
+        )
         committed: dict[int, int] = {}
         for _ in range(100):
-            committed = await _committed(kafka_bootstrap, "trigger-bridge-k", topic, 2)
+            committed = await committed_offsets(kafka_bootstrap, "trigger-bridge-k", topic, 2)
             if sum(committed.values()) == 3000:
                 break
             await asyncio.sleep(0.1)
@@ -600,8 +541,8 @@ async def test_partial_batch_response_retries_from_the_first_reported_record(
     topic = await kafka_topic_factory(partitions=1)
     values = [{"n": i} for i in range(5)]
     values[2]["report_once"] = True
-    await _produce(kafka_bootstrap, topic, values)
-    text = _config(
+    await produce_values(kafka_bootstrap, topic, values)
+    text = kafka_config(
         tmp_path,
         kafka_bootstrap,
         [topic],
@@ -610,33 +551,33 @@ async def test_partial_batch_response_retries_from_the_first_reported_record(
         function_response_types=["ReportBatchItemFailures"],
     )
     async with RunningBridge(text):
-        await wait_for(lambda: len(_calls(tmp_path)) >= 2, timeout=30)
+        await wait_for(lambda: len(read_calls(tmp_path)) >= 2, timeout=30)
         await asyncio.sleep(1)
-    calls = _calls(tmp_path)
-    assert [[r["offset"] for r in _records([c])] for c in calls] == [[0, 1, 2, 3, 4], [2, 3, 4]]
-    assert await _committed(kafka_bootstrap, "trigger-bridge-k", topic, 1) == {0: 5}
+    calls = read_calls(tmp_path)
+    assert [[r["offset"] for r in records_of([c])] for c in calls] == [[0, 1, 2, 3, 4], [2, 3, 4]]
+    assert await committed_offsets(kafka_bootstrap, "trigger-bridge-k", topic, 1) == {0: 5}
 
 
 async def test_filter_matches_the_json_value_and_settles_the_rest(
     tmp_path: Path, kafka_bootstrap: str, kafka_topic_factory: Any
 ) -> None:
     topic = await kafka_topic_factory(partitions=1)
-    await _produce(kafka_bootstrap, topic, [{"n": i, "keep": i % 2 == 0} for i in range(6)])
-    async with _producer(kafka_bootstrap) as producer:
+    await produce_values(kafka_bootstrap, topic, [{"n": i, "keep": i % 2 == 0} for i in range(6)])
+    async with kafka_producer(kafka_bootstrap) as producer:
         await producer.send_and_wait(topic, b"plain text, not JSON")
         await producer.send_and_wait(topic, b'{"n": 99, "keep": true}')
     pattern = {"value": {"keep": [True]}}
-    text = _config(
+    text = kafka_config(
         tmp_path, kafka_bootstrap, [topic], filter_criteria={"filters": [{"pattern": pattern}]}
     )
     async with RunningBridge(text):
-        await wait_for(lambda: len(_records(_calls(tmp_path))) >= 4, timeout=30)
+        await wait_for(lambda: len(records_of(read_calls(tmp_path))) >= 4, timeout=30)
         for _ in range(100):  # filtered records are settled, so committed too
-            if await _committed(kafka_bootstrap, "trigger-bridge-k", topic, 1) == {0: 8}:
+            if await committed_offsets(kafka_bootstrap, "trigger-bridge-k", topic, 1) == {0: 8}:
                 break
             await asyncio.sleep(0.1)
-    assert sorted(v["n"] for v in _values(_calls(tmp_path))) == [0, 2, 4, 99]
-    assert await _committed(kafka_bootstrap, "trigger-bridge-k", topic, 1) == {0: 8}
+    assert sorted(v["n"] for v in values_of(read_calls(tmp_path))) == [0, 2, 4, 99]
+    assert await committed_offsets(kafka_bootstrap, "trigger-bridge-k", topic, 1) == {0: 8}
 
 
 async def test_a_value_that_is_not_json_never_matches_a_pattern_on_its_contents(
@@ -647,7 +588,7 @@ async def test_a_value_that_is_not_json_never_matches_a_pattern_on_its_contents(
     pattern on ``value`` at all (its base64 text is not what is matched), while plain
     string patterns match plain-string values."""
     topic = await kafka_topic_factory(partitions=1)
-    async with _producer(kafka_bootstrap) as producer:
+    async with kafka_producer(kafka_bootstrap) as producer:
         for value in (b'{"n": 1}', b"plain text", b"\xff\xfe\xfd", b'{"n": 2, "kind": "x"}'):
             await producer.send_and_wait(topic, value)
         await producer.send_and_wait(topic, b"wanted")
@@ -656,15 +597,15 @@ async def test_a_value_that_is_not_json_never_matches_a_pattern_on_its_contents(
         {"pattern": {"value": [{"prefix": "want"}]}},  # plain strings starting so
         {"pattern": {"value": [{"anything-but": ["error"]}]}},  # any string but "error"
     ]
-    text = _config(tmp_path, kafka_bootstrap, [topic], filter_criteria={"filters": filters})
+    text = kafka_config(tmp_path, kafka_bootstrap, [topic], filter_criteria={"filters": filters})
     async with RunningBridge(text):
         for _ in range(100):  # filtered records are settled, so committed too
-            if await _committed(kafka_bootstrap, "trigger-bridge-k", topic, 1) == {0: 5}:
+            if await committed_offsets(kafka_bootstrap, "trigger-bridge-k", topic, 1) == {0: 5}:
                 break
             await asyncio.sleep(0.1)
-    delivered = [base64.b64decode(r["value"]) for r in _records(_calls(tmp_path))]
+    delivered = [base64.b64decode(r["value"]) for r in records_of(read_calls(tmp_path))]
     assert delivered == [b'{"n": 1}', b"plain text", b"wanted"]
-    assert await _committed(kafka_bootstrap, "trigger-bridge-k", topic, 1) == {0: 5}
+    assert await committed_offsets(kafka_bootstrap, "trigger-bridge-k", topic, 1) == {0: 5}
 
 
 async def test_only_records_older_than_the_maximum_age_are_dead_lettered(
@@ -675,13 +616,13 @@ async def test_only_records_older_than_the_maximum_age_are_dead_lettered(
     delivered."""
     topic = await kafka_topic_factory(partitions=1)
     an_hour_ago = int((time.time() - 3600) * 1000)
-    async with _producer(kafka_bootstrap) as producer:
+    async with kafka_producer(kafka_bootstrap) as producer:
         for n in range(5):
             stamp = an_hour_ago if n < 3 else None
             value = json.dumps({"n": n}).encode()
             await producer.send_and_wait(topic, value, timestamp_ms=stamp)
     failures = tmp_path / "failures.jsonl"
-    text = _config(
+    text = kafka_config(
         tmp_path,
         kafka_bootstrap,
         [topic],
@@ -689,9 +630,9 @@ async def test_only_records_older_than_the_maximum_age_are_dead_lettered(
         on_failure=f"file://{failures}",
     )
     async with RunningBridge(text):
-        await wait_for(lambda: len(_values(_calls(tmp_path))) >= 2, timeout=30)
+        await wait_for(lambda: len(values_of(read_calls(tmp_path))) >= 2, timeout=30)
         await wait_for(lambda: failures.exists() and failures.read_text().strip() != "")
-    assert [v["n"] for v in _values(_calls(tmp_path))] == [3, 4]
+    assert [v["n"] for v in values_of(read_calls(tmp_path))] == [3, 4]
     [doc] = [json.loads(line) for line in failures.read_text().splitlines()]
     assert doc["requestContext"]["condition"] == "RecordAgeExceeded"
     info = doc["KafkaBatchInfo"]
@@ -705,24 +646,24 @@ async def test_infinite_retries_with_an_on_failure_destination_stop_after_ten(
     """AWS: "When you configure both infinite retries and an on-failure destination,
     Lambda automatically applies a maximum of 10 retry attempts.\""""
     topic = await kafka_topic_factory(partitions=1)
-    await _produce(kafka_bootstrap, topic, [{"n": 0, "fail": True}, {"n": 1}])
+    await produce_values(kafka_bootstrap, topic, [{"n": 0, "fail": True}, {"n": 1}])
     failures = tmp_path / "failures.jsonl"
-    text = _config(
+    text = kafka_config(
         tmp_path, kafka_bootstrap, [topic], batch_size=1, on_failure=f"file://{failures}"
     )
     async with RunningBridge(text):
-        await wait_for(lambda: 1 in [v["n"] for v in _values(_calls(tmp_path))], timeout=60)
+        await wait_for(lambda: 1 in [v["n"] for v in values_of(read_calls(tmp_path))], timeout=60)
     [doc] = [json.loads(line) for line in failures.read_text().splitlines()]
     assert doc["requestContext"]["approximateInvokeCount"] == 11  # 1 + 10 retries
-    assert [v["n"] for v in _values(_calls(tmp_path))].count(0) == 11
+    assert [v["n"] for v in values_of(read_calls(tmp_path))].count(0) == 11
 
 
 async def test_latest_starts_at_the_end_and_trim_horizon_at_the_beginning(
     tmp_path: Path, kafka_bootstrap: str, kafka_topic_factory: Any
 ) -> None:
     topic = await kafka_topic_factory(partitions=2)
-    await _produce(kafka_bootstrap, topic, [{"n": i, "old": True} for i in range(10)])
-    latest = _config(
+    await produce_values(kafka_bootstrap, topic, [{"n": i, "old": True} for i in range(10)])
+    latest = kafka_config(
         tmp_path,
         kafka_bootstrap,
         [topic],
@@ -731,7 +672,7 @@ async def test_latest_starts_at_the_end_and_trim_horizon_at_the_beginning(
     async with RunningBridge(latest):
         # the position LATEST found is committed as soon as the group has the partitions
         async def positioned() -> bool:
-            got = await _committed(kafka_bootstrap, "g-latest", topic, 2)
+            got = await committed_offsets(kafka_bootstrap, "g-latest", topic, 2)
             return sum(got.values()) == 10 and len(got) == 2
 
         for _ in range(300):
@@ -739,12 +680,12 @@ async def test_latest_starts_at_the_end_and_trim_horizon_at_the_beginning(
                 break
             await asyncio.sleep(0.1)
         assert await positioned()
-        await _produce(kafka_bootstrap, topic, [{"n": 100 + i} for i in range(4)])
-        await wait_for(lambda: len(_records(_calls(tmp_path))) >= 4, timeout=30)
+        await produce_values(kafka_bootstrap, topic, [{"n": 100 + i} for i in range(4)])
+        await wait_for(lambda: len(records_of(read_calls(tmp_path))) >= 4, timeout=30)
         await asyncio.sleep(1)
-    assert sorted(v["n"] for v in _values(_calls(tmp_path))) == [100, 101, 102, 103]
+    assert sorted(v["n"] for v in values_of(read_calls(tmp_path))) == [100, 101, 102, 103]
     out = "horizon.jsonl"
-    horizon = _config(
+    horizon = kafka_config(
         tmp_path,
         kafka_bootstrap,
         [topic],
@@ -753,8 +694,8 @@ async def test_latest_starts_at_the_end_and_trim_horizon_at_the_beginning(
         source={"consumer_group_id": "g-horizon"},
     )
     async with RunningBridge(horizon):
-        await wait_for(lambda: len(_records(_calls(tmp_path, out))) >= 14, timeout=30)
-    assert sorted(v["n"] for v in _values(_calls(tmp_path, out))) == [
+        await wait_for(lambda: len(records_of(read_calls(tmp_path, out))) >= 14, timeout=30)
+    assert sorted(v["n"] for v in values_of(read_calls(tmp_path, out))) == [
         *range(10),
         100,
         101,
@@ -768,32 +709,19 @@ async def test_at_timestamp_starts_at_the_first_record_at_or_after_it(
 ) -> None:
     topic = await kafka_topic_factory(partitions=1)
     base = 1_700_000_000_000
-    async with _producer(kafka_bootstrap) as producer:
+    async with kafka_producer(kafka_bootstrap) as producer:
         for i in range(6):
             await producer.send_and_wait(
                 topic, json.dumps({"n": i}).encode(), timestamp_ms=base + i * 1000
             )
     source = {"starting_position": "AT_TIMESTAMP", "starting_position_timestamp": base / 1000 + 3}
-    async with RunningBridge(_config(tmp_path, kafka_bootstrap, [topic], source=source)):
-        await wait_for(lambda: len(_records(_calls(tmp_path))) >= 3, timeout=30)
+    async with RunningBridge(kafka_config(tmp_path, kafka_bootstrap, [topic], source=source)):
+        await wait_for(lambda: len(records_of(read_calls(tmp_path))) >= 3, timeout=30)
         await asyncio.sleep(1)
-    assert [v["n"] for v in _values(_calls(tmp_path))] == [3, 4, 5]
+    assert [v["n"] for v in values_of(read_calls(tmp_path))] == [3, 4, 5]
 
 
 # ---------------------------------------------------------------- crashes and groups
-
-
-def _start(tmp: Path, config: str, name: str) -> subprocess.Popen[bytes]:
-    path = tmp / f"{name}.yaml"
-    path.write_text(config)
-    cmd = [sys.executable, "-m", "bridge", "run", "--config", str(path), "--no-reload"]
-    with (tmp / f"{name}.log").open("ab") as log:
-        return subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> int:
-    process.send_signal(signal.SIGTERM)
-    return process.wait(timeout=60)
 
 
 async def test_kill_mid_stream_loses_nothing_and_repeats_only_what_was_in_flight(
@@ -801,29 +729,30 @@ async def test_kill_mid_stream_loses_nothing_and_repeats_only_what_was_in_flight
 ) -> None:
     partitions, batch, total = 6, 10, 600
     topic = await kafka_topic_factory(partitions=partitions)
-    await _produce(kafka_bootstrap, topic, [{"n": i, "sleep": 0.01} for i in range(total)])
-    config = _config(tmp_path, kafka_bootstrap, [topic], batch_size=batch, concurrency=3)
-    first = _start(tmp_path, config, "first")
+    await produce_values(kafka_bootstrap, topic, [{"n": i, "sleep": 0.01} for i in range(total)])
+    config = kafka_config(tmp_path, kafka_bootstrap, [topic], batch_size=batch, concurrency=3)
+    first = start_bridge(tmp_path, config, "first")
     try:
-        await wait_for(lambda: len(_records(_calls(tmp_path))) >= 150, timeout=60)
+        await wait_for(lambda: len(records_of(read_calls(tmp_path))) >= 150, timeout=60)
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=10)
-    before = len(_records(_calls(tmp_path)))
+    before = len(records_of(read_calls(tmp_path)))
     assert before < total  # killed mid-stream
-    second = _start(tmp_path, config, "second")
+    second = start_bridge(tmp_path, config, "second")
     try:
         await wait_for(
-            lambda: {v["n"] for v in _values(_calls(tmp_path))} == set(range(total)), timeout=90
+            lambda: {v["n"] for v in values_of(read_calls(tmp_path))} == set(range(total)),
+            timeout=90,
         )
         await asyncio.sleep(1)
     finally:
-        assert _stop(second) == 0
-    seen = Counter(v["n"] for v in _values(_calls(tmp_path)))
+        assert stop_bridge(second) == 0
+    seen = Counter(v["n"] for v in values_of(read_calls(tmp_path)))
     duplicates = sum(n - 1 for n in seen.values())
     # at most two batches per partition: one in flight, one delivered and committing
     assert duplicates <= 2 * partitions * batch
-    committed = await _committed(kafka_bootstrap, "trigger-bridge-k", topic, partitions)
+    committed = await committed_offsets(kafka_bootstrap, "trigger-bridge-k", topic, partitions)
     assert sum(committed.values()) == total  # and the restart committed everything
 
 
@@ -832,28 +761,29 @@ async def test_two_bridges_in_one_group_share_partitions_without_overlap_or_loss
 ) -> None:
     partitions, total = 6, 600
     topic = await kafka_topic_factory(partitions=partitions)
-    await _produce(kafka_bootstrap, topic, [{"n": i, "sleep": 0.02} for i in range(total)])
+    await produce_values(kafka_bootstrap, topic, [{"n": i, "sleep": 0.02} for i in range(total)])
     source = {"consumer_group_id": "shared"}
-    a = _start(
+    a = start_bridge(
         tmp_path,
-        _config(tmp_path, kafka_bootstrap, [topic], name="a", batch_size=5, source=source),
+        kafka_config(tmp_path, kafka_bootstrap, [topic], name="a", batch_size=5, source=source),
         "a",
     )
     b: subprocess.Popen[bytes] | None = None
     try:
-        await wait_for(lambda: len(_records(_calls(tmp_path))) >= 60, timeout=60)
-        b = _start(
+        await wait_for(lambda: len(records_of(read_calls(tmp_path))) >= 60, timeout=60)
+        b = start_bridge(
             tmp_path,
-            _config(tmp_path, kafka_bootstrap, [topic], name="b", batch_size=5, source=source),
+            kafka_config(tmp_path, kafka_bootstrap, [topic], name="b", batch_size=5, source=source),
             "b",
         )
         await wait_for(
-            lambda: {v["n"] for v in _values(_calls(tmp_path))} == set(range(total)), timeout=120
+            lambda: {v["n"] for v in values_of(read_calls(tmp_path))} == set(range(total)),
+            timeout=120,
         )
     finally:
-        codes = [_stop(p) for p in (a, b) if p is not None]
+        codes = [stop_bridge(p) for p in (a, b) if p is not None]
     assert codes == [0, 0]
-    calls = _calls(tmp_path)
+    calls = read_calls(tmp_path)
     assert {c["who"] for c in calls} == {"a", "b"}  # the second process got partitions
     spans: dict[str, list[tuple[float, float, str]]] = defaultdict(list)
     for c in calls:
@@ -863,7 +793,10 @@ async def test_two_bridges_in_one_group_share_partitions_without_overlap_or_loss
         items.sort()
         for (_, end, _), (start, _, _) in itertools.pairwise(items):
             assert end <= start, f"{name}: two batches of one partition overlapped"
-    assert sum((await _committed(kafka_bootstrap, "shared", topic, partitions)).values()) == total
+    assert (
+        sum((await committed_offsets(kafka_bootstrap, "shared", topic, partitions)).values())
+        == total
+    )
 
 
 async def test_a_revoked_partition_is_never_invoked_again_by_its_old_owner(
@@ -874,27 +807,29 @@ async def test_a_revoked_partition_is_never_invoked_again_by_its_old_owner(
     shutdown timeout they are cancelled, and from the moment the new owner invokes a
     partition the old one never invokes it again."""
     topic = await kafka_topic_factory(partitions=2)
-    await _produce(kafka_bootstrap, topic, [{"n": i, "fail": True} for i in range(40)])
+    await produce_values(kafka_bootstrap, topic, [{"n": i, "fail": True} for i in range(40)])
     source = {"consumer_group_id": f"revoke-{topic}"}  # no members left over from other runs
 
     def config(name: str) -> str:
-        text = _config(tmp_path, kafka_bootstrap, [topic], name=name, batch_size=5, source=source)
+        text = kafka_config(
+            tmp_path, kafka_bootstrap, [topic], name=name, batch_size=5, source=source
+        )
         return text.replace("shutdown_timeout_seconds: 10", "shutdown_timeout_seconds: 2")
 
-    a = _start(tmp_path, config("a"), "a")
+    a = start_bridge(tmp_path, config("a"), "a")
     b: subprocess.Popen[bytes] | None = None
     try:
-        await wait_for(lambda: len({c["who"] for c in _calls(tmp_path)}) == 1, timeout=60)
+        await wait_for(lambda: len({c["who"] for c in read_calls(tmp_path)}) == 1, timeout=60)
         await wait_for(
-            lambda: len({n for c in _calls(tmp_path) for n in c["event"]["records"]}) == 2
+            lambda: len({n for c in read_calls(tmp_path) for n in c["event"]["records"]}) == 2
         )
-        b = _start(tmp_path, config("b"), "b")
-        await wait_for(lambda: "b" in {c["who"] for c in _calls(tmp_path)}, timeout=60)
+        b = start_bridge(tmp_path, config("b"), "b")
+        await wait_for(lambda: "b" in {c["who"] for c in read_calls(tmp_path)}, timeout=60)
         await asyncio.sleep(3)  # both go on retrying their own partitions
     finally:
-        codes = [_stop(p) for p in (a, b) if p is not None]
+        codes = [stop_bridge(p) for p in (a, b) if p is not None]
     assert codes == [0, 0]
-    calls = _calls(tmp_path)
+    calls = read_calls(tmp_path)
     [(moved, _)] = {(n, 0) for c in calls if c["who"] == "b" for n in c["event"]["records"]}
     taken_over = min(c["at"] for c in calls if c["who"] == "b")
     by_a = [c["at"] for c in calls if c["who"] == "a" and moved in c["event"]["records"]]
@@ -919,15 +854,15 @@ async def test_a_spare_member_stays_in_its_group_and_takes_over(
     monkeypatch.setattr(kafka_connector, "MAX_POLL_INTERVAL_MS", 6000)
     topic = await kafka_topic_factory(partitions=1)
     source = {"consumer_group_id": f"spare-{topic}"}
-    await _produce(kafka_bootstrap, topic, [{"n": i} for i in range(5)])
+    await produce_values(kafka_bootstrap, topic, [{"n": i} for i in range(5)])
     bridges = {
         name: RunningBridge(
-            _config(tmp_path, kafka_bootstrap, [topic], name=name, batch_size=5, source=source)
+            kafka_config(tmp_path, kafka_bootstrap, [topic], name=name, batch_size=5, source=source)
         )
         for name in ("a", "b")
     }
     async with bridges["a"], bridges["b"]:
-        await wait_for(lambda: len(_values(_calls(tmp_path))) >= 5, timeout=60)
+        await wait_for(lambda: len(values_of(read_calls(tmp_path))) >= 5, timeout=60)
         await asyncio.sleep(9)  # the spare member polls with nothing assigned
 
         def owns(name: str) -> bool:
@@ -938,8 +873,8 @@ async def test_a_spare_member_stays_in_its_group_and_takes_over(
         await wait_for(lambda: owns("a") or owns("b"))
         owner = "a" if owns("a") else "b"
         await bridges[owner].supervisor.aclose()
-        await _produce(kafka_bootstrap, topic, [{"n": i} for i in range(5, 10)])
-        await wait_for(lambda: {v["n"] for v in _values(_calls(tmp_path))} >= set(range(10)))
+        await produce_values(kafka_bootstrap, topic, [{"n": i} for i in range(5, 10)])
+        await wait_for(lambda: {v["n"] for v in values_of(read_calls(tmp_path))} >= set(range(10)))
 
 
 # ---------------------------------------------------------------- static membership
@@ -991,29 +926,29 @@ async def test_a_bridge_restarted_after_kill_9_delivers_long_before_the_session_
     The restarted bridge is the same static member: it is given its partitions at once."""
     session = 10.0
     topic = await kafka_topic_factory(partitions=3)
-    config = _config(tmp_path, kafka_bootstrap, [topic], source={"consumer_group_id": topic})
-    first = _start(tmp_path, config, "first")
+    config = kafka_config(tmp_path, kafka_bootstrap, [topic], source={"consumer_group_id": topic})
+    first = start_bridge(tmp_path, config, "first")
     second: subprocess.Popen[bytes] | None = None
     try:
-        await _produce(kafka_bootstrap, topic, [{"n": i} for i in range(3)])
-        await wait_for(lambda: len(_values(_calls(tmp_path))) >= 3, timeout=60)
+        await produce_values(kafka_bootstrap, topic, [{"n": i} for i in range(3)])
+        await wait_for(lambda: len(values_of(read_calls(tmp_path))) >= 3, timeout=60)
         await asyncio.sleep(1)  # its commits are in
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=10)
-        seen = len(_values(_calls(tmp_path)))
+        seen = len(values_of(read_calls(tmp_path)))
         restarted = time.monotonic()
-        second = _start(tmp_path, config, "second")
-        await _produce(kafka_bootstrap, topic, [{"n": i} for i in range(3, 6)])
-        await wait_for(lambda: len(_values(_calls(tmp_path))) > seen, timeout=60)
+        second = start_bridge(tmp_path, config, "second")
+        await produce_values(kafka_bootstrap, topic, [{"n": i} for i in range(3, 6)])
+        await wait_for(lambda: len(values_of(read_calls(tmp_path))) > seen, timeout=60)
         first_delivery = time.monotonic() - restarted
         await wait_for(
-            lambda: {v["n"] for v in _values(_calls(tmp_path))} >= set(range(6)), timeout=60
+            lambda: {v["n"] for v in values_of(read_calls(tmp_path))} >= set(range(6)), timeout=60
         )
     finally:
         if first.poll() is None:
             first.kill()
         if second is not None:
-            assert _stop(second) == 0
+            assert stop_bridge(second) == 0
     # the process and its function runtimes start, the member joins: a second or two
     assert first_delivery < session / 2, first_delivery
 
@@ -1027,7 +962,9 @@ async def test_a_stopped_static_member_hands_its_partitions_over_at_once(
     topic = await kafka_topic_factory(partitions=1)
     source = {"consumer_group_id": f"handover-{topic}"}
     bridges = {
-        name: RunningBridge(_config(tmp_path, kafka_bootstrap, [topic], name=name, source=source))
+        name: RunningBridge(
+            kafka_config(tmp_path, kafka_bootstrap, [topic], name=name, source=source)
+        )
         for name in ("a", "b")
     }
 
@@ -1041,10 +978,10 @@ async def test_a_stopped_static_member_hands_its_partitions_over_at_once(
         owner, other = ("a", "b") if owns("a") else ("b", "a")
         await bridges[owner].supervisor.aclose()
         stopped = time.monotonic()
-        await _produce(kafka_bootstrap, topic, [{"n": 1}])
-        await wait_for(lambda: bool(_values(_calls(tmp_path))), timeout=60)
+        await produce_values(kafka_bootstrap, topic, [{"n": 1}])
+        await wait_for(lambda: bool(values_of(read_calls(tmp_path))), timeout=60)
         taken_over = time.monotonic() - stopped
-    assert {c["who"] for c in _calls(tmp_path)} == {other}
+    assert {c["who"] for c in read_calls(tmp_path)} == {other}
     assert taken_over < session / 2, taken_over
 
 
@@ -1235,7 +1172,7 @@ async def test_an_idle_consumer_asks_less_often_and_a_new_record_still_comes_at_
     Fetch as soon as a record arrives, so one produced then comes at once all the same,
     and puts the consumer back to its busy pace."""
     topic = await kafka_topic_factory(partitions=2)
-    await _produce(kafka_bootstrap, topic, [{"n": 0}])
+    await produce_values(kafka_bootstrap, topic, [{"n": 0}])
     store = SqliteCheckpointStore(tmp_path / "c.sqlite3")
     config = KafkaSource(
         type="kafka",
@@ -1266,7 +1203,7 @@ async def test_an_idle_consumer_asks_less_often_and_a_new_record_still_comes_at_
         idle_since = time.monotonic()
         await asyncio.sleep(6.5)
         assert 1 <= len([t for t in fetches if t > idle_since]) <= 3  # one every 3 s, not 13
-        async with _producer(kafka_bootstrap) as producer:
+        async with kafka_producer(kafka_bootstrap) as producer:
             sent = time.monotonic()
             await producer.send_and_wait(topic, b'{"n": 1}', partition=1)
             [record] = await asyncio.wait_for(following, 5)
@@ -1334,7 +1271,7 @@ async def test_an_idle_member_reads_a_partition_it_is_given_at_once(
         await asyncio.sleep(1)  # a Fetch held for 8 s is on its way
         polling.cancel()
         await other.stop()  # leaves the group: the partition comes back
-        await _produce(kafka_bootstrap, topic, [{"n": 1}], partition=theirs.partition)
+        await produce_values(kafka_bootstrap, topic, [{"n": 1}], partition=theirs.partition)
         at, record = await asyncio.wait_for(arrived.get(), 30)
         given = assigned[-1][0]
         assert assigned[-1][1] == 2 and record.data.partition == theirs.partition

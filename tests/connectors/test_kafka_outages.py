@@ -9,9 +9,16 @@ from collections import Counter
 from datetime import datetime
 from pathlib import Path
 
-from tests.connectors.test_kafka import _calls, _config, _produce, _start, _stop, _values
 from tests.e2e.harness import wait_for
 from tests.support.kafka_broker import PrivateKafka
+from tests.support.kafka_run import (
+    kafka_config,
+    produce_values,
+    read_calls,
+    start_bridge,
+    stop_bridge,
+    values_of,
+)
 
 # "2026-11-30 08:45:27,341 WARNING bridge: source.unavailable mapping=k since=..."
 _LINE = re.compile(r"^\S+ (\S+),\d+ (\w+) (\S+): (.*)$")
@@ -46,9 +53,9 @@ async def test_a_broker_killed_mid_run_is_one_line_each_way_and_nothing_is_lost(
     try:
         topic = "outage"
         await broker.create_topic(topic, partitions=2)
-        await _produce(broker.bootstrap, topic, [{"n": i} for i in range(10)])
-        bridge = _start(tmp_path, _config(tmp_path, broker.bootstrap, [topic]), "bridge")
-        await wait_for(lambda: len(_values(_calls(tmp_path))) >= 10, timeout=60)
+        await produce_values(broker.bootstrap, topic, [{"n": i} for i in range(10)])
+        bridge = start_bridge(tmp_path, kafka_config(tmp_path, broker.bootstrap, [topic]), "bridge")
+        await wait_for(lambda: len(values_of(read_calls(tmp_path))) >= 10, timeout=60)
         await asyncio.sleep(5)  # idle for longer than the 3 s grace: no outage
         assert not _bridge(tmp_path / "bridge.log", "source.unavailable")
         before = len(_log(tmp_path / "bridge.log"))
@@ -56,14 +63,14 @@ async def test_a_broker_killed_mid_run_is_one_line_each_way_and_nothing_is_lost(
         killed = datetime.now().timestamp()
         await asyncio.sleep(32)
         await broker.start()
-        await _produce(broker.bootstrap, topic, [{"n": i} for i in range(10, 20)])
+        await produce_values(broker.bootstrap, topic, [{"n": i} for i in range(10, 20)])
         await wait_for(
-            lambda: {v["n"] for v in _values(_calls(tmp_path))} == set(range(20)), timeout=90
+            lambda: {v["n"] for v in values_of(read_calls(tmp_path))} == set(range(20)), timeout=90
         )
         await wait_for(lambda: bool(_bridge(tmp_path / "bridge.log", "source.recovered")))
     finally:
         if bridge is not None:
-            assert _stop(bridge) == 0
+            assert stop_bridge(bridge) == 0
         broker.kill()
     log = tmp_path / "bridge.log"
     [down] = _bridge(log, "source.unavailable")
@@ -85,4 +92,6 @@ async def test_a_broker_killed_mid_run_is_one_line_each_way_and_nothing_is_lost(
     # each template once, then once every 30 s with the count held back since
     assert max(templates.values()) <= 2 + float(after[1]) // 30, templates
     assert held > 20 * len(errors), (held, errors)  # hundreds held, a dozen or so shown
-    assert sorted({v["n"] for v in _values(_calls(tmp_path))}) == list(range(20))  # nothing lost
+    assert sorted({v["n"] for v in values_of(read_calls(tmp_path))}) == list(
+        range(20)
+    )  # nothing lost

@@ -18,15 +18,22 @@ from typing import Any
 from bridge.checkpoints import SqliteCheckpointStore
 from bridge.connector import ConnectorContext, FailureContext, Record
 from connectors.kafka import KafkaConnector, KafkaSource
-from tests.connectors.test_kafka import _calls, _committed, _config, _producer, _start, _stop
 from tests.e2e.harness import RunningBridge, wait_for
+from tests.support.kafka_run import (
+    committed_offsets,
+    kafka_config,
+    kafka_producer,
+    read_calls,
+    start_bridge,
+    stop_bridge,
+)
 
 GROUP = "trigger-bridge-k"  # the default group id of mapping "k"
 
 
 async def _produce_keyed(servers: str, topic: str, values: list[dict[str, Any]]) -> None:
     """One record per value, keyed by its "k" (None: no key), in the given order."""
-    async with _producer(servers) as producer:
+    async with kafka_producer(servers) as producer:
         sent = []
         for value in values:
             key = value["k"].encode() if value.get("k") is not None else None
@@ -37,7 +44,7 @@ async def _produce_keyed(servers: str, topic: str, values: list[dict[str, Any]])
 def _deliveries(tmp: Path) -> list[tuple[float, float, str, dict[str, Any], int]]:
     """(start, end, Kafka partition, value, offset) of every record delivered, by start."""
     out = []
-    for call in sorted(_calls(tmp), key=lambda c: c["at"]):
+    for call in sorted(read_calls(tmp), key=lambda c: c["at"]):
         for name, records in call["event"]["records"].items():
             for r in records:
                 value = json.loads(base64.b64decode(r["value"]))
@@ -65,7 +72,7 @@ async def test_a_partition_s_keys_run_at_once_in_order_per_key_and_are_committed
         {"n": i, "k": f"key-{i % 8}" if i % 10 else None, "sleep": 0.01} for i in range(total)
     ]
     await _produce_keyed(kafka_bootstrap, topic, values)
-    text = _config(
+    text = kafka_config(
         tmp_path, kafka_bootstrap, [topic], concurrency=4,
         batch_size=5, maximum_batching_window_seconds=0, parallelization_factor=4,
     )  # fmt: skip
@@ -86,7 +93,7 @@ async def _commits_reach(servers: str, topic: str, offsets: dict[int, int]) -> N
     """Wait (30 s at most) until the group committed ``offsets``."""
     got: dict[int, int] = {}
     for _ in range(150):
-        got = await _committed(servers, GROUP, topic, len(offsets))
+        got = await committed_offsets(servers, GROUP, topic, len(offsets))
         if got == offsets:
             return
         await asyncio.sleep(0.2)
@@ -111,7 +118,7 @@ async def test_a_key_failing_holds_the_commit_at_it_but_not_the_other_keys(
     values = [{"n": i, "k": keys[i % 8]} for i in range(200)]
     values[10] = {"n": 10, "k": "bad", "fail_while": str(gate)}
     await _produce_keyed(kafka_bootstrap, topic, values)
-    text = _config(
+    text = kafka_config(
         tmp_path, kafka_bootstrap, [topic], concurrency=4,
         batch_size=5, maximum_batching_window_seconds=0, parallelization_factor=factor,
     )  # fmt: skip
@@ -124,7 +131,7 @@ async def test_a_key_failing_holds_the_commit_at_it_but_not_the_other_keys(
 
         await wait_for(free_delivered, timeout=60)
         await asyncio.sleep(1.5)  # commits of what settled meanwhile have landed
-        held = await _committed(kafka_bootstrap, GROUP, topic, 1)
+        held = await committed_offsets(kafka_bootstrap, GROUP, topic, 1)
         assert held.get(0, 0) <= 10, f"the commit passed the failing record: {held}"
         gate.unlink()
         await wait_for(lambda: len({v["n"] for *_, v, _ in _deliveries(tmp_path)}) == 200, 60)
@@ -149,16 +156,16 @@ async def test_a_rebalance_between_two_bridges_loses_nothing_and_keeps_each_key_
     source = {"consumer_group_id": "shared"}
 
     def config(name: str) -> str:
-        return _config(
+        return kafka_config(
             tmp_path, kafka_bootstrap, [topic], name=name, concurrency=3, source=source,
             batch_size=4, maximum_batching_window_seconds=0, parallelization_factor=3,
         )  # fmt: skip
 
-    a = _start(tmp_path, config("a"), "a")
+    a = start_bridge(tmp_path, config("a"), "a")
     b = None
     try:
         await wait_for(lambda: len(_deliveries(tmp_path)) >= 60, timeout=60)
-        b = _start(tmp_path, config("b"), "b")
+        b = start_bridge(tmp_path, config("b"), "b")
         log = tmp_path / "b.log"
         await wait_for(
             lambda: log.exists() and "partitions assigned" in log.read_text(), 60, "b assigned"
@@ -168,9 +175,9 @@ async def test_a_rebalance_between_two_bridges_loses_nothing_and_keeps_each_key_
             lambda: {v["n"] for *_, v, _ in _deliveries(tmp_path)} == set(range(total)), 120
         )
     finally:
-        codes = [_stop(p) for p in (a, b) if p is not None]
+        codes = [stop_bridge(p) for p in (a, b) if p is not None]
     assert codes == [0, 0]
-    calls = _calls(tmp_path)
+    calls = read_calls(tmp_path)
     assert {c["who"] for c in calls} == {"a", "b"}
     by_key: dict[str, list[tuple[float, float, str]]] = defaultdict(list)
     for c in calls:
@@ -189,7 +196,7 @@ async def test_a_rebalance_between_two_bridges_loses_nothing_and_keeps_each_key_
             first[f"{name}/{value['k']}"].append(offset)
     for key, offsets in first.items():
         assert offsets == sorted(offsets), f"{key}: out of order"
-    committed = await _committed(kafka_bootstrap, "shared", topic, partitions)
+    committed = await committed_offsets(kafka_bootstrap, "shared", topic, partitions)
     assert sum(committed.values()) == total
 
 

@@ -13,87 +13,19 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-from aiohttp import web
-
-from bridge.admin import read_admin_file
 from tests.e2e.harness import wait_for
+from tests.support.daemon import (
+    Recorder,
+    daemon_status,
+    http_recorder,
+    start_daemon,
+    wait_daemon_up,
+)
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-class Recorder:
-    """An HTTP function that keeps every event it is sent."""
-
-    def __init__(self, delay: float = 0.0) -> None:
-        self.events: list[dict[str, Any]] = []
-        self.url = ""
-        self.delay = delay  # seconds per invocation
-
-    def got(self) -> list[str]:
-        """The object key of every record received, in order of arrival."""
-        return [r["s3"]["object"]["key"] for e in self.events for r in e.get("Records", [])]
-
-    async def handle(self, request: web.Request) -> web.Response:
-        event = await request.json()
-        await asyncio.sleep(self.delay)
-        self.events.append(event)
-        return web.json_response({})
-
-
-@contextlib.asynccontextmanager
-async def _recorder(delay: float = 0.0) -> AsyncIterator[Recorder]:
-    recorder = Recorder(delay)
-    app = web.Application()
-    app.router.add_post("/", recorder.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    recorder.url = f"http://127.0.0.1:{port}/"
-    try:
-        yield recorder
-    finally:
-        await runner.cleanup()
-
-
-def _start(config: Path, log: Path) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "bridge", "run", "--config", str(config), "--no-reload"]
-    with log.open("ab") as out:
-        return subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
-
-
-async def _status(state: Path) -> dict[str, Any]:
-    found = read_admin_file(state)
-    assert found is not None, "no admin.json: the daemon is not up"
-    async with (
-        aiohttp.ClientSession() as session,
-        session.get(f"http://{found['address']}/status") as response,
-    ):
-        doc: dict[str, Any] = await response.json()
-        return doc
-
-
-async def _up(state: Path, workers: int) -> dict[str, Any]:
-    doc: dict[str, Any] = {}
-
-    async def ready() -> bool:
-        nonlocal doc
-        if read_admin_file(state) is None:
-            return False
-        doc = await _status(state)
-        return bool(doc["ready"]) and len(doc.get("workers", {})) == workers
-
-    deadline = time.monotonic() + 60
-    while not await ready():
-        assert time.monotonic() < deadline, f"the daemon never got ready: {doc}"
-        await asyncio.sleep(0.2)
-    return doc
 
 
 def _alive(pid: int) -> bool:
@@ -136,25 +68,25 @@ mappings:
 async def test_mappings_run_in_workers_that_report_pause_and_survive_a_hang_and_a_kill(
     tmp_path: Path,
 ) -> None:
-    async with _recorder() as sink:
+    async with http_recorder() as sink:
         config = _dir_config(tmp_path, sink.url, ["a", "b", "c"])
         state = tmp_path / "state"
-        daemon = _start(config, tmp_path / "bridge.log")
+        daemon = start_daemon(config, tmp_path / "bridge.log")
         try:
-            doc = await _up(state, workers=2)
+            doc = await wait_daemon_up(state, workers=2)
             pids = {int(i): pid for i, pid in doc["workers"].items()}
             assert daemon.pid not in pids.values() and all(_alive(p) for p in pids.values())
             for name in ("a", "b", "c"):
                 (tmp_path / name / "first.txt").write_text(name)
             await wait_for(lambda: len(sink.got()) == 3, what="the first three files")
             assert sorted(sink.got()) == ["first.txt"] * 3
-            doc = await _status(state)
+            doc = await daemon_status(state)
             assert all(_mapping(doc, n)["records"]["delivered"] == 1 for n in "abc")
 
             # pause a mapping of a worker: nothing of it is delivered until it resumes
             pause = [sys.executable, "-m", "bridge", "pause", "b", "--config", str(config)]
             subprocess.run(pause, cwd=REPO, check=True, capture_output=True, timeout=60)
-            assert _mapping(await _status(state), "b")["state"] == "paused"
+            assert _mapping(await daemon_status(state), "b")["state"] == "paused"
             (tmp_path / "b" / "while-paused.txt").write_text("b")
             await asyncio.sleep(1.5)
             assert "while-paused.txt" not in sink.got()
@@ -173,13 +105,13 @@ async def test_mappings_run_in_workers_that_report_pause_and_survive_a_hang_and_
                     lambda: sink.got().count("during-hang.txt") == 1, what="b during the hang"
                 )
                 started = time.monotonic()
-                doc = await _status(state)
+                doc = await daemon_status(state)
                 assert time.monotonic() - started < 5  # answered with what it last knew
                 assert _mapping(doc, "b")["records"]["delivered"] == 3
             finally:
                 os.kill(hung, signal.SIGCONT)
             await wait_for(lambda: sink.got().count("during-hang.txt") == 2, what="a after it")
-            before = _mapping(await _status(state), "a")["records"]["read"]
+            before = _mapping(await daemon_status(state), "a")["records"]["read"]
 
             # a killed worker is started again and its mappings resume from their checkpoints
             os.kill(hung, signal.SIGKILL)
@@ -188,7 +120,7 @@ async def test_mappings_run_in_workers_that_report_pause_and_survive_a_hang_and_
             await wait_for(
                 lambda: sink.got().count("while-dead.txt") == 2, timeout=30, what="after restart"
             )
-            doc = await _status(state)
+            doc = await daemon_status(state)
             assert int(doc["workers"]["0"]) != hung and doc["workers"]["1"] == other
             assert _mapping(doc, "a")["records"]["read"] >= before + 1  # counts never go back
             log = (tmp_path / "bridge.log").read_text()
@@ -208,11 +140,11 @@ async def test_mappings_run_in_workers_that_report_pause_and_survive_a_hang_and_
 
 
 async def test_a_killed_daemon_takes_its_workers_down(tmp_path: Path) -> None:
-    async with _recorder() as sink:
+    async with http_recorder() as sink:
         config = _dir_config(tmp_path, sink.url, ["a", "b"])
-        daemon = _start(config, tmp_path / "bridge.log")
+        daemon = start_daemon(config, tmp_path / "bridge.log")
         try:
-            doc = await _up(tmp_path / "state", workers=2)
+            doc = await wait_daemon_up(tmp_path / "state", workers=2)
         finally:
             daemon.send_signal(signal.SIGKILL)
             daemon.wait(timeout=10)
@@ -273,12 +205,12 @@ async def test_a_kafka_mapping_with_parallelism_runs_a_member_per_worker(
         finally:
             await producer.stop()
 
-    async with _recorder(delay=0.02) as sink:
+    async with http_recorder(delay=0.02) as sink:
         config = _kafka_config(tmp_path, sink.url, kafka_bootstrap, topic)
         log = tmp_path / "bridge.log"
-        daemon = _start(config, log)
+        daemon = start_daemon(config, log)
         try:
-            doc = await _up(tmp_path / "state", workers=2)
+            doc = await wait_daemon_up(tmp_path / "state", workers=2)
             await wait_for(
                 lambda: (
                     len(set(re.findall(r"\[worker (\d)\].*partitions assigned", log.read_text())))
@@ -314,18 +246,18 @@ async def test_a_kafka_mapping_with_parallelism_runs_a_member_per_worker(
 async def test_a_reload_that_removes_a_worker_moves_its_mappings_without_running_them_twice(
     tmp_path: Path,
 ) -> None:
-    async with _recorder(delay=0.05) as sink:
+    async with http_recorder(delay=0.05) as sink:
         config = _dir_config(tmp_path, sink.url, ["a", "b"])
         state = tmp_path / "state"
-        daemon = _start(config, tmp_path / "bridge.log")
+        daemon = start_daemon(config, tmp_path / "bridge.log")
         try:
-            doc = await _up(state, workers=2)
+            doc = await wait_daemon_up(state, workers=2)
             retired = int(doc["workers"]["1"])  # b's
             for i in range(20):
                 (tmp_path / "b" / f"before-{i}.txt").write_text("b")
             config.write_text(config.read_text().replace("workers: 2", "workers: 1"))
             daemon.send_signal(signal.SIGHUP)
-            doc = await _up(state, workers=1)
+            doc = await wait_daemon_up(state, workers=1)
             for i in range(5):
                 (tmp_path / "b" / f"after-{i}.txt").write_text("b")
             wanted = {f"before-{i}.txt" for i in range(20)} | {f"after-{i}.txt" for i in range(5)}
@@ -346,15 +278,15 @@ async def test_a_reload_that_removes_a_worker_moves_its_mappings_without_running
 async def test_a_worker_hung_through_a_reload_is_killed_and_started_with_the_new_config(
     tmp_path: Path,
 ) -> None:
-    async with _recorder() as sink:
+    async with http_recorder() as sink:
         config = _dir_config(tmp_path, sink.url, ["a", "b"])
         config.write_text(
             config.read_text().replace("shutdown_timeout_seconds: 5", "shutdown_timeout_seconds: 1")
         )
         state = tmp_path / "state"
-        daemon = _start(config, tmp_path / "bridge.log")
+        daemon = start_daemon(config, tmp_path / "bridge.log")
         try:
-            doc = await _up(state, workers=2)
+            doc = await wait_daemon_up(state, workers=2)
             hung = int(doc["workers"]["0"])  # a's
             os.kill(hung, signal.SIGSTOP)
             edited = config.read_text().replace("sink, source", "sink, batch_size: 1, source", 1)
@@ -367,7 +299,7 @@ async def test_a_worker_hung_through_a_reload_is_killed_and_started_with_the_new
             await wait_for(
                 lambda: sink.got().count("after.txt") == 2, timeout=40, what="a's, after the kill"
             )
-            doc = await _status(state)
+            doc = await daemon_status(state)
             assert int(doc["workers"]["0"]) != hung and not _alive(hung)
         finally:
             daemon.send_signal(signal.SIGTERM)
