@@ -255,6 +255,54 @@ async def test_revoke_commits_what_settled_before_it_returns() -> None:
         await asyncio.gather(run, return_exceptions=True)
 
 
+class GatedFunction(Function):
+    """Invocations of a partition wait until its gate is open; counts cancelled ones."""
+
+    def __init__(self, partitions: Sequence[str]) -> None:
+        super().__init__()
+        self.gates = {p: asyncio.Event() for p in partitions}
+        self.cancelled: list[str] = []
+
+    async def invoke(self, payload: bytes, *, request_id: str, timeout: float | None) -> bytes:
+        records = json.loads(payload)["Records"]
+        partition = records[0]["p"]
+        self.calls.append((partition, [r["n"] for r in records], time.monotonic()))
+        try:
+            await self.gates[partition].wait()
+        except asyncio.CancelledError:
+            self.cancelled.append(partition)
+            raise
+        return b"{}"
+
+
+async def test_a_revoke_waits_for_its_own_batches_only_not_the_next_ones_of_their_slots() -> None:
+    # one slot, A's batch in it and B's next: the revoke of A must wait for A's batch
+    # only (not for whatever the slot delivers next), and cancel nothing of B's
+    source = Backlog(["A", "B"], chunk=10)
+    function = GatedFunction(["A", "B"])
+    pipe = pipeline(source, function, concurrency=1, shutdown_timeout=5, partitions=source.control)
+    run = asyncio.create_task(pipe.run())
+    try:
+        await eventually(lambda: len(function.calls) == 1)
+        assert function.calls[0][0] == "A"
+        revoking = asyncio.create_task(source.control.revoke(["A"]))
+        await asyncio.sleep(0.05)
+        source.partitions.remove("A")
+        function.gates["A"].set()  # A's batch ends; B's next one hangs
+        began = time.monotonic()
+        await asyncio.wait_for(revoking, 2)
+        assert time.monotonic() - began < 1.0
+        await eventually(lambda: any(p == "B" for p, _, _ in function.calls))
+        await asyncio.sleep(0.1)
+        function.gates["B"].set()
+        await eventually(lambda: source.committed["B"] >= 9)
+        assert function.cancelled == []
+        assert source.committed["A"] == 9  # its one batch, committed before the revoke ended
+    finally:
+        run.cancel()
+        await asyncio.gather(run, return_exceptions=True)
+
+
 # ------------------------------------------------------------------ unexpected errors
 
 
