@@ -324,17 +324,22 @@ class Sink:
 
 
 def steady_window(
-    arrivals: list[tuple[float, int]], total: int, cut: float = 0.05
+    arrivals: list[tuple[float, int]], total: int, cut: float = 0.05, warmup: float = 0.0
 ) -> tuple[float, float, int, int]:
     """(start, end, records, requests) of the steady part of a backlog run at the endpoint
     (``arrivals``: the sink's (time, records so far) per request): from
-    the request that brought the count past ``cut`` of ``total`` to the one that brought
-    it past ``1 - cut``. So neither the start (members joining, the first fetches) nor the
-    tail (the last partial batches waiting out the batching window, which no record count
-    can avoid when records are spread by key) weigh on the rate."""
+    the request that brought the count past ``cut`` of ``total``, and not before
+    ``warmup`` seconds after the first request, to the one that brought it past
+    ``1 - cut``. So neither the start (members joining, the first fetches, a consumer
+    group's first rebalance) nor the tail (the last partial batches waiting out the
+    batching window, which no record count can avoid when records are spread by key)
+    weigh on the rate."""
     low, high = total * cut, total * (1 - cut)
-    i = next(i for i, (_, n) in enumerate(arrivals) if n >= low)
+    begin = arrivals[0][0] + warmup
+    i = next(i for i, (t, n) in enumerate(arrivals) if n >= low and t >= begin)
     j = next(j for j, (_, n) in enumerate(arrivals) if n >= high)
+    if j <= i:
+        raise ValueError(f"no steady window: the run ended within its {warmup:g} s warm-up")
     (start, first), (end, last) = arrivals[i], arrivals[j]
     return start, end, last - first, j - i
 
@@ -427,6 +432,9 @@ async def bare_aiohttp(
 # ------------------------------------------------------------------ the bridge process
 
 
+PID_RESCAN_SECONDS = 1.0  # how often BridgeProcess looks for new worker processes
+
+
 class BridgeProcess:
     """``python -m bridge run --no-reload`` on a config, RSS sampled every ``interval`` s;
     with ``profile`` a py-spy (sampling profiler) attached, writing collapsed stacks."""
@@ -487,12 +495,25 @@ class BridgeProcess:
         return self
 
     async def _sample(self) -> None:
+        """Every ``interval`` s: RSS and CPU of the process and its workers. The workers
+        are looked up (a scan of every process in /proc, a few ms) once a second and in a
+        thread: the bench's event loop also runs the latency part's producer, which a
+        scan every sample would hold up, a few records in every hundred."""
         assert self.proc is not None
+        pid = self.proc.pid
+        pids, scanned = [pid], -PID_RESCAN_SECONDS
         with contextlib.suppress(OSError, ValueError):
             while self.proc.returncode is None:
+                if time.monotonic() - scanned >= PID_RESCAN_SECONDS:
+                    scanned = time.monotonic()
+                    pids = await asyncio.to_thread(bridge_pids, pid)
                 now = time.monotonic() - self.t0
-                self.rss.append((now, bridge_rss_mib(self.proc.pid)))
-                self.cpu.append((now, bridge_cpu_seconds(self.proc.pid)))
+                rss = cpu = 0.0
+                for p in pids:
+                    with contextlib.suppress(OSError, ValueError, IndexError):
+                        rss, cpu = rss + rss_mib(p), cpu + cpu_seconds(p)
+                self.rss.append((now, rss))
+                self.cpu.append((now, cpu))
                 await asyncio.sleep(self.interval)
 
     async def __aexit__(self, *exc: object) -> None:
