@@ -24,8 +24,11 @@ What it does, and what it does not:
 - Timeouts: ``connect_timeout`` to connect (and for TLS, to shake hands), then
   ``read_timeout`` without any byte of the answer: a slow answer that keeps sending is
   not cut, one that stops is.
+- Answers are held in memory whole, so their bodies are capped at ``max_body`` bytes
+  (``post``'s argument): a longer one fails with ``BodyTooLarge`` as soon as its
+  ``Content-Length`` or its bytes pass the cap, and its connection is closed.
 - Errors are ``Http1Error`` (an ``OSError``): refused or lost connections, malformed
-  answers; timeouts are ``TimeoutError``.
+  answers, ``BodyTooLarge``; timeouts are ``TimeoutError``.
 
 ``Http1Pool`` does not limit concurrency itself: the target's semaphore does. It keeps at
 most ``max_idle`` idle connections.
@@ -38,7 +41,7 @@ import ssl
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
-__all__ = ["Http1Error", "Http1Pool", "Response"]
+__all__ = ["BodyTooLarge", "Http1Error", "Http1Pool", "Response"]
 
 MAX_HEAD = 64 * 1024  # status line and headers
 NO_BODY = frozenset({204, 304})
@@ -46,6 +49,15 @@ NO_BODY = frozenset({204, 304})
 
 class Http1Error(OSError):
     """The request failed: no connection, a lost connection or a malformed answer."""
+
+
+class BodyTooLarge(Http1Error):
+    """The answer's body is longer than the caller's cap (``size``: what was known of it
+    when it was refused, ``limit``: the cap)."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"response body of {size} bytes or more, over the {limit}-byte limit")
+        self.size, self.limit = size, limit
 
 
 class Response:
@@ -72,6 +84,7 @@ class _Connection(asyncio.Protocol):
         self._last_data = 0.0
         self._timeout = 0.0
         self._timer: asyncio.TimerHandle | None = None
+        self._max_body: int | None = None
         self._reset()
 
     def _reset(self) -> None:
@@ -119,11 +132,15 @@ class _Connection(asyncio.Protocol):
 
     # ------------------------------------------------------------ use
 
-    def send(self, head: bytes, body: bytes, timeout: float) -> asyncio.Future[Response]:
+    def send(
+        self, head: bytes, body: bytes, timeout: float, max_body: int | None = None
+    ) -> asyncio.Future[Response]:
         """Write the request; the answer's future fails with TimeoutError once ``timeout``
-        seconds passed without a byte of it."""
+        seconds passed without a byte of it, and with BodyTooLarge once its body is known
+        to be longer than ``max_body``."""
         assert self.transport is not None
         self._reset()
+        self._max_body = max_body
         self._buf.clear()
         self.reusable = False
         self.answer = self.loop.create_future()
@@ -205,6 +222,8 @@ class _Connection(asyncio.Protocol):
             if not text.isdigit():
                 raise Http1Error(f"malformed Content-Length: {text[:50]!r}")
             self._length = int(text)
+            if self._max_body is not None and self._length > self._max_body:
+                raise BodyTooLarge(self._length, self._max_body)
         elif status not in NO_BODY:
             self._to_close = True
             self.reusable = False
@@ -225,6 +244,7 @@ class _Connection(asyncio.Protocol):
         if self._to_close:
             self._body += buf
             buf.clear()
+            self._check_size()
             return False
         while True:  # chunked
             if self._chunk_left == -1:
@@ -237,6 +257,8 @@ class _Connection(asyncio.Protocol):
                 except ValueError:
                     raise Http1Error(f"malformed chunk size: {size_text[:20]!r}") from None
                 del buf[: end + 2]
+                if self._max_body is not None and len(self._body) + size > self._max_body:
+                    raise BodyTooLarge(len(self._body) + size, self._max_body)
                 self._chunk_left = size if size else -2
             elif self._chunk_left == -2:  # trailers, up to an empty line
                 end = buf.find(b"\r\n")
@@ -250,10 +272,15 @@ class _Connection(asyncio.Protocol):
                 if len(buf) < self._chunk_left + 2:
                     return False
                 self._body += buf[: self._chunk_left]
+                self._check_size()
                 if buf[self._chunk_left : self._chunk_left + 2] != b"\r\n":
                     raise Http1Error("malformed chunk: no CRLF after its data")
                 del buf[: self._chunk_left + 2]
                 self._chunk_left = -1
+
+    def _check_size(self) -> None:
+        if self._max_body is not None and len(self._body) > self._max_body:
+            raise BodyTooLarge(len(self._body), self._max_body)
 
     def _finish(self, *, keep: bool) -> None:
         answer = self.answer
@@ -301,11 +328,17 @@ class Http1Pool:
         return "\r\n".join(lines).encode("latin-1")
 
     async def post(
-        self, body: bytes, headers: Mapping[str, str], *, read_timeout: float
+        self,
+        body: bytes,
+        headers: Mapping[str, str],
+        *,
+        read_timeout: float,
+        max_body: int | None = None,
     ) -> Response:
-        """POST ``body``; the complete answer, whatever its status."""
+        """POST ``body``; the complete answer, whatever its status, its body no longer
+        than ``max_body`` bytes (else BodyTooLarge)."""
         conn = await self._connection()
-        answer = conn.send(self.head(headers, len(body)), body, read_timeout)
+        answer = conn.send(self.head(headers, len(body)), body, read_timeout, max_body)
         try:
             response = await answer
         except BaseException:

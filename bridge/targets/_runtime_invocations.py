@@ -15,9 +15,7 @@ from typing import Any
 
 from bridge.errors import DeliveryError, FunctionError, TargetUnavailable
 from bridge.targets._runtime_procs import Worker, describe_exit
-
-MAX_REQUEST_SIZE = 6 * 1024 * 1024  # 6291456: the synchronous Invoke request limit
-MAX_RESPONSE_SIZE = MAX_REQUEST_SIZE + 100  # 6291556: what the Runtime API accepts
+from bridge.targets.base import MAX_RESPONSE_SIZE
 
 ErrorFactory = Callable[[str], DeliveryError]  # request id -> the error to raise for it
 

@@ -17,7 +17,6 @@ from aiohttp import web
 from bridge.errors import DeliveryError, TargetUnavailable
 from bridge.targets._runtime_callers import Gate
 from bridge.targets._runtime_invocations import (
-    MAX_RESPONSE_SIZE,
     InvocationRegistry,
     UnknownInvocation,
     error_document,
@@ -25,6 +24,7 @@ from bridge.targets._runtime_invocations import (
     response_too_large,
 )
 from bridge.targets._runtime_procs import Worker
+from bridge.targets.base import MAX_RESPONSE_SIZE
 
 __all__ = ["API_PREFIX", "ERROR_TYPE_HEADER", "Endpoint", "RuntimeApi"]
 

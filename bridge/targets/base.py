@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
+__all__ = ["MAX_REQUEST_SIZE", "MAX_RESPONSE_SIZE", "Target"]
+
+MAX_REQUEST_SIZE = 6 * 1024 * 1024  # 6291456: Lambda's synchronous Invoke request limit
+MAX_RESPONSE_SIZE = MAX_REQUEST_SIZE + 100  # 6291556: the most a function may answer
+
 
 @runtime_checkable
 class Target(Protocol):
@@ -20,7 +25,9 @@ class Target(Protocol):
       It raises:
 
       * ``FunctionError`` when the function ran and failed (raised, timed out,
-        crashed), carrying the Lambda error type and the error document;
+        crashed, or answered more than ``MAX_RESPONSE_SIZE`` bytes:
+        ``Function.ResponseSizeTooLarge``, as Lambda), carrying the Lambda error type
+        and the error document;
       * ``TargetUnavailable`` when the function could not be reached or throttled
         (connection errors, 429, 5xx from the service, no worker alive);
       * ``TargetRejected`` when the request itself is refused (payload too large,

@@ -2,6 +2,7 @@
 
 =================================  ==========================================
 2xx                                the response body is the function's result
+a body over 6291556 bytes          FunctionError ``Function.ResponseSizeTooLarge``
 408, 429, 502, 503, 504, network   TargetUnavailable (retried, not an attempt)
 500 and other 5xx                  FunctionError ``HttpError`` (the handler failed)
 413, other 4xx                     TargetRejected
@@ -19,7 +20,8 @@ from collections.abc import Mapping
 
 from bridge.errors import FunctionError, TargetRejected, TargetUnavailable
 from bridge.events import iso_timestamp
-from bridge.targets._http1 import Http1Error, Http1Pool
+from bridge.targets._http1 import BodyTooLarge, Http1Error, Http1Pool
+from bridge.targets.base import MAX_RESPONSE_SIZE
 
 __all__ = ["HttpTarget"]
 
@@ -79,8 +81,17 @@ class HttpTarget:
             try:
                 # a 3xx is the answer: redirects are not followed
                 response = await self._pool.post(
-                    payload, headers, read_timeout=timeout or self.timeout
+                    payload,
+                    headers,
+                    read_timeout=timeout or self.timeout,
+                    max_body=MAX_RESPONSE_SIZE,
                 )
+            except BodyTooLarge as exc:  # the function ran and answered: its failure
+                raise FunctionError(
+                    f"function {self.name}: {exc}",
+                    error_type="Function.ResponseSizeTooLarge",
+                    status_code=200,
+                ) from exc
             except (Http1Error, TimeoutError) as exc:
                 raise TargetUnavailable(f"function {self.name}: {self.url}: {exc!r}") from exc
         status, content = response.status, response.body

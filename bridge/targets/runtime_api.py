@@ -62,8 +62,6 @@ from bridge.targets._runtime_callers import (
 )
 from bridge.targets._runtime_instances import PlatformLog, default_handler, layer_environment
 from bridge.targets._runtime_invocations import (
-    MAX_REQUEST_SIZE,
-    MAX_RESPONSE_SIZE,
     Invocation,
     InvocationRegistry,
     exit_error,
@@ -71,6 +69,7 @@ from bridge.targets._runtime_invocations import (
 )
 from bridge.targets._runtime_procs import INIT_TIMEOUT, Worker, sandbox_environment
 from bridge.targets._runtime_routes import Endpoint, RuntimeApi
+from bridge.targets.base import MAX_REQUEST_SIZE, MAX_RESPONSE_SIZE
 
 __all__ = ["MAX_REQUEST_SIZE", "MAX_RESPONSE_SIZE", "RuntimeApiTarget"]
 

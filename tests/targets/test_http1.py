@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from bridge.front.tls import LocalCA
-from bridge.targets._http1 import Http1Error, Http1Pool
+from bridge.targets._http1 import BodyTooLarge, Http1Error, Http1Pool
 
 Answer = Callable[[bytes, asyncio.StreamWriter], Awaitable[bool]]  # False: close after
 
@@ -214,6 +214,57 @@ async def test_headers_without_end_are_refused_past_their_limit() -> None:
         pool = Http1Pool(server.url)
         with pytest.raises(Http1Error, match="longer than"):
             await _post(pool)
+        pool.close()
+
+
+def _then_hang(data: bytes) -> Answer:
+    """Write ``data``, then keep the connection open and send nothing more."""
+
+    async def answer(request: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(data)
+        await writer.drain()
+        await asyncio.sleep(30)
+        return False
+
+    return answer
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        # refused on the head alone: the body is never waited for
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1001\r\n\r\n",
+        # refused on a chunk's size line, before its data
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3e9\r\n",
+        # small chunks, refused once they add up past the cap
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + b"64\r\n"
+        + b"x" * 100
+        + b"\r\n"
+        + (b"64\r\n" + b"x" * 100 + b"\r\n") * 10,
+        # a body up to the end of the connection, refused once it passes the cap
+        b"HTTP/1.1 200 OK\r\n\r\n" + b"x" * 1001,
+    ],
+    ids=["content-length", "chunk-size", "chunks", "until-close"],
+)
+async def test_answers_over_the_body_cap_are_refused_at_once_however_framed(data: bytes) -> None:
+    async with _serve(_then_hang(data)) as server:
+        pool = Http1Pool(server.url)
+        began = asyncio.get_running_loop().time()
+        with pytest.raises(BodyTooLarge, match="over the 1000-byte limit") as caught:
+            await pool.post(b"{}", {}, read_timeout=10, max_body=1000)
+        assert asyncio.get_running_loop().time() - began < 2  # not the server's 30 s
+        assert caught.value.size > 1000 and caught.value.limit == 1000
+        assert pool._idle == []  # its connection is closed, not pooled
+        pool.close()
+
+
+async def test_an_answer_at_the_body_cap_passes() -> None:
+    answer = _fixed(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"y" * 1000)
+    async with _serve(answer) as server:
+        pool = Http1Pool(server.url)
+        response = await pool.post(b"{}", {}, read_timeout=5, max_body=1000)
+        assert response.body == b"y" * 1000
         pool.close()
 
 

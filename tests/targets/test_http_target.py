@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from bridge.errors import FunctionError, TargetRejected, TargetUnavailable
-from bridge.targets.base import Target
+from bridge.targets.base import MAX_RESPONSE_SIZE, Target
 from bridge.targets.http import CLOUDEVENT_TYPE, HttpTarget
 from tests.targets.emulator_like import FakeLambda, closed_port_url, serve_function
 
@@ -123,6 +123,24 @@ async def test_a_raising_handler_is_a_function_error(make_target: MakeTarget) ->
 
     assert caught.value.status_code == 500
     assert caught.value.payload == b"boom in handler"
+
+
+async def test_an_answer_over_lambda_s_limit_is_the_function_s_failure(
+    make_target: MakeTarget,
+) -> None:
+    # as Lambda: the function ran, and its answer is too large to be its result
+    async with serve_function(mode="http") as server:
+        target = make_target(server)
+        server.reply(200, b"x" * MAX_RESPONSE_SIZE)
+        assert len(await invoke(target, b"{}")) == MAX_RESPONSE_SIZE
+        server.reply(200, b"x" * (MAX_RESPONSE_SIZE + 1))
+        with pytest.raises(FunctionError) as caught:
+            await invoke(target, b"{}")
+        server.reply(200, b"ok")
+        assert await invoke(target, b"{}") == b"ok"  # a fresh connection, no leftovers
+
+    assert caught.value.error_type == "Function.ResponseSizeTooLarge"
+    assert "6291557 bytes or more, over the 6291556-byte limit" in str(caught.value)
 
 
 @pytest.mark.parametrize("status", [413, 400, 401, 404, 422])
