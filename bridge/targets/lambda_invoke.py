@@ -8,6 +8,7 @@ Runtime Interface Emulator. Responses map onto the error tree:
 200 with ``X-Amz-Function-Error``        FunctionError (errorType from the body)
 200, emulator, ``{"errorType",...}``     FunctionError (the emulator sets no header)
 200, emulator, ``Task timed out after``  FunctionError ``Sandbox.Timedout``
+200 with an answer over 6291556 bytes    FunctionError ``Function.ResponseSizeTooLarge``
 200 otherwise                            the response payload
 429, 5xx, 401/403/404, network errors,   TargetUnavailable (retried, not an attempt)
 an unreadable answer (broken encoding)
@@ -30,6 +31,7 @@ from urllib.parse import quote
 import httpx
 
 from bridge.errors import FunctionError, TargetRejected, TargetUnavailable
+from bridge.targets.base import MAX_RESPONSE_SIZE
 
 __all__ = ["LambdaInvokeTarget"]
 
@@ -119,13 +121,27 @@ class LambdaInvokeTarget:
         headers = {"Content-Type": "application/json", "X-Amz-Invocation-Type": "RequestResponse"}
         if self.sign:
             headers = self._signed_headers(url, payload, headers, await self._frozen())
+        request = self._client.build_request(
+            "POST",
+            url,
+            content=payload,
+            headers=headers,
+            timeout=httpx.Timeout((timeout or self.timeout) + 5, connect=10.0),
+        )
         try:
-            response = await self._client.post(
-                url,
-                content=payload,
-                headers=headers,
-                timeout=httpx.Timeout((timeout or self.timeout) + 5, connect=10.0),
-            )
+            response = await self._client.send(request, stream=True)
+            try:
+                body = await self._read_capped(response)
+            finally:
+                await response.aclose()
+            if body is None:
+                too_large = f"an answer over the {MAX_RESPONSE_SIZE}-byte limit"
+                if response.status_code == 200:  # the function ran: as Lambda, its failure
+                    raise FunctionError(
+                        f"function {self.name}: {too_large}",
+                        error_type="Function.ResponseSizeTooLarge",
+                    )
+                body = f"({too_large})".encode()  # only named in the error
         except httpx.TimeoutException as exc:
             raise TargetUnavailable(f"function {self.name}: {url} timed out ({exc!r})") from exc
         except httpx.TransportError as exc:
@@ -134,7 +150,24 @@ class LambdaInvokeTarget:
             raise TargetUnavailable(
                 f"function {self.name}: unreadable answer from {url}: {exc!r}"
             ) from exc
-        return self._result(response)
+        return self._result(response, body)
+
+    @staticmethod
+    async def _read_capped(response: httpx.Response) -> bytes | None:
+        """The answer's body, or None once its length or its bytes pass
+        ``MAX_RESPONSE_SIZE`` (an endpoint that is not Lambda may send any amount): it
+        is read no further and never held whole."""
+        length = response.headers.get("Content-Length", "")
+        if length.isdigit() and int(length) > MAX_RESPONSE_SIZE:
+            return None
+        chunks: list[bytes] = []
+        received = 0
+        async for chunk in response.aiter_bytes():
+            received += len(chunk)
+            if received > MAX_RESPONSE_SIZE:
+                return None
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     async def _frozen(self) -> Any:
         """The credentials to sign with. Refreshing them (STS, the instance metadata
@@ -155,8 +188,8 @@ class LambdaInvokeTarget:
         SigV4Auth(credentials, "lambda", self.region).add_auth(request)
         return dict(request.headers.items())
 
-    def _result(self, response: httpx.Response) -> bytes:
-        status, body = response.status_code, response.content
+    def _result(self, response: httpx.Response, body: bytes) -> bytes:
+        status = response.status_code
         if status == 200:
             header = response.headers.get("X-Amz-Function-Error")
             if header:

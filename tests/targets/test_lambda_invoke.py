@@ -20,7 +20,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from bridge.errors import FunctionError, TargetRejected, TargetUnavailable
-from bridge.targets.base import Target
+from bridge.targets.base import MAX_RESPONSE_SIZE, Target
 from bridge.targets.lambda_invoke import LambdaInvokeTarget
 from tests.targets.emulator_like import (
     FakeLambda,
@@ -368,6 +368,28 @@ async def test_aws_request_errors_are_rejected(
 
     assert caught.value.status == status
     assert "request refused" in str(caught.value)
+
+
+async def test_an_answer_over_lambda_s_limit_is_the_function_s_failure(
+    make_target: MakeTarget,
+) -> None:
+    # an endpoint that is not Lambda may answer any amount: capped as Lambda caps it
+    async with serve_function(mode="aws") as server:
+        target = make_target(server)
+        server.reply(200, b"x" * MAX_RESPONSE_SIZE)
+        assert len(await invoke(target, b"{}")) == MAX_RESPONSE_SIZE
+        server.reply(200, b"x" * (MAX_RESPONSE_SIZE + 1))
+        with pytest.raises(FunctionError) as too_large:
+            await invoke(target, b"{}")
+        server.reply(502, b"<html>" + b"x" * MAX_RESPONSE_SIZE)  # a proxy's page
+        with pytest.raises(TargetUnavailable) as bad_gateway:
+            await invoke(target, b"{}")
+        server.reply(200, b'"ok"')
+        assert await invoke(target, b"{}") == b'"ok"'
+
+    assert too_large.value.error_type == "Function.ResponseSizeTooLarge"
+    assert "over the 6291556-byte limit" in str(too_large.value)
+    assert "HTTP 502" in str(bad_gateway.value) and "6291556-byte limit" in str(bad_gateway.value)
 
 
 async def test_after_a_canned_error_the_function_runs_again(make_target: MakeTarget) -> None:
