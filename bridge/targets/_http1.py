@@ -41,9 +41,12 @@ import ssl
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
+from bridge import __version__
+
 __all__ = ["BodyTooLarge", "Http1Error", "Http1Pool", "Response"]
 
 MAX_HEAD = 64 * 1024  # status line and headers
+USER_AGENT = f"User-Agent: trigger-bridge/{__version__}"  # unless the caller sends one
 NO_BODY = frozenset({204, 304})
 
 
@@ -321,8 +324,11 @@ class Http1Pool:
     def head(self, headers: Mapping[str, str], length: int) -> bytes:
         """The request line and headers of a POST of ``length`` bytes."""
         lines = [f"POST {self.target} HTTP/1.1"]
-        if not any(k.lower() == "host" for k in headers):
+        names = {k.lower() for k in headers}
+        if "host" not in names:
             lines.append(f"Host: {self._authority}")
+        if "user-agent" not in names:
+            lines.append(USER_AGENT)
         lines += [f"{k}: {v}" for k, v in headers.items()]
         lines += [f"Content-Length: {length}", "", ""]
         return "\r\n".join(lines).encode("latin-1")

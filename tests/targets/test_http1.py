@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from bridge import __version__
 from bridge.front.tls import LocalCA
 from bridge.targets._http1 import BodyTooLarge, Http1Error, Http1Pool
 
@@ -89,6 +90,7 @@ async def test_the_request_is_one_well_formed_post_and_connections_are_reused() 
     port = server.url.split(":")[2].split("/")[0]
     assert f"Host: 127.0.0.1:{port}" in lines
     assert "Content-Length: 7" in lines and "Content-Type: application/json" in lines
+    assert f"User-Agent: trigger-bridge/{__version__}" in lines
     assert body == b'{"a":1}'
 
 
@@ -181,13 +183,14 @@ async def test_bytes_after_an_answer_retire_its_connection() -> None:
     assert server.connections == 3
 
 
-async def test_a_configured_host_header_replaces_the_url_s() -> None:
+async def test_a_configured_host_or_user_agent_header_replaces_the_default() -> None:
     async with _serve(_fixed(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")) as server:
         pool = Http1Pool(server.url)
-        await pool.post(b"", {"Host": "fn.example"}, read_timeout=5)
+        await pool.post(b"", {"Host": "fn.example", "user-agent": "mine/1"}, read_timeout=5)
         pool.close()
     lines = server.requests[0].decode().split("\r\n")
     assert [x for x in lines if x.lower().startswith("host:")] == ["Host: fn.example"]
+    assert [x for x in lines if x.lower().startswith("user-agent:")] == ["user-agent: mine/1"]
 
 
 @pytest.mark.parametrize(
