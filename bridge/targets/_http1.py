@@ -56,11 +56,11 @@ class Http1Error(OSError):
 
 class BodyTooLarge(Http1Error):
     """The answer's body is longer than the caller's cap (``size``: what was known of it
-    when it was refused, ``limit``: the cap)."""
+    when it was refused, ``limit``: the cap; ``status`` and ``headers``: the answer's)."""
 
-    def __init__(self, size: int, limit: int) -> None:
+    def __init__(self, size: int, limit: int, status: int, headers: dict[str, str]) -> None:
         super().__init__(f"response body of {size} bytes or more, over the {limit}-byte limit")
-        self.size, self.limit = size, limit
+        self.size, self.limit, self.status, self.headers = size, limit, status, headers
 
 
 class Response:
@@ -226,7 +226,7 @@ class _Connection(asyncio.Protocol):
                 raise Http1Error(f"malformed Content-Length: {text[:50]!r}")
             self._length = int(text)
             if self._max_body is not None and self._length > self._max_body:
-                raise BodyTooLarge(self._length, self._max_body)
+                raise BodyTooLarge(self._length, self._max_body, status, headers)
         elif status not in NO_BODY:
             self._to_close = True
             self.reusable = False
@@ -261,7 +261,7 @@ class _Connection(asyncio.Protocol):
                     raise Http1Error(f"malformed chunk size: {size_text[:20]!r}") from None
                 del buf[: end + 2]
                 if self._max_body is not None and len(self._body) + size > self._max_body:
-                    raise BodyTooLarge(len(self._body) + size, self._max_body)
+                    raise self._too_large(len(self._body) + size)
                 self._chunk_left = size if size else -2
             elif self._chunk_left == -2:  # trailers, up to an empty line
                 end = buf.find(b"\r\n")
@@ -283,7 +283,11 @@ class _Connection(asyncio.Protocol):
 
     def _check_size(self) -> None:
         if self._max_body is not None and len(self._body) > self._max_body:
-            raise BodyTooLarge(len(self._body), self._max_body)
+            raise self._too_large(len(self._body))
+
+    def _too_large(self, size: int) -> BodyTooLarge:
+        assert self._max_body is not None
+        return BodyTooLarge(size, self._max_body, self._status, self._headers)
 
     def _finish(self, *, keep: bool) -> None:
         answer = self.answer

@@ -1,12 +1,12 @@
 """The ``http`` target: POST the event JSON to a URL (webhooks, OpenFaaS, Knative).
 
-=================================  ==========================================
-2xx                                the response body is the function's result
-a body over 6291556 bytes          FunctionError ``Function.ResponseSizeTooLarge``
-408, 429, 502, 503, 504, network   TargetUnavailable (retried, not an attempt)
-500 and other 5xx                  FunctionError ``HttpError`` (the handler failed)
-413, other 4xx                     TargetRejected
-=================================  ==========================================
+==================================  ================================================
+2xx                                 the response body is the function's result
+2xx with a body over 6291556 bytes  FunctionError ``Function.ResponseSizeTooLarge``
+408, 429, 502, 503, 504, network    TargetUnavailable (retried, not an attempt)
+500 and other 5xx                   FunctionError ``HttpError`` (the handler failed)
+413, other 4xx                      TargetRejected
+==================================  ================================================
 
 With ``cloudevents`` the event is sent as a CloudEvent in binary mode: the body is
 the event JSON and the attributes travel as ``ce-*`` headers.
@@ -20,7 +20,7 @@ from collections.abc import Mapping
 
 from bridge.errors import FunctionError, TargetRejected, TargetUnavailable
 from bridge.events import iso_timestamp
-from bridge.targets._http1 import BodyTooLarge, Http1Error, Http1Pool
+from bridge.targets._http1 import BodyTooLarge, Http1Error, Http1Pool, Response
 from bridge.targets.base import MAX_RESPONSE_SIZE
 
 __all__ = ["HttpTarget"]
@@ -86,12 +86,15 @@ class HttpTarget:
                     read_timeout=timeout or self.timeout,
                     max_body=MAX_RESPONSE_SIZE,
                 )
-            except BodyTooLarge as exc:  # the function ran and answered: its failure
-                raise FunctionError(
-                    f"function {self.name}: {exc}",
-                    error_type="Function.ResponseSizeTooLarge",
-                    status_code=200,
-                ) from exc
+            except BodyTooLarge as exc:
+                if 200 <= exc.status < 300:  # the function ran and answered: its failure
+                    raise FunctionError(
+                        f"function {self.name}: {exc}",
+                        error_type="Function.ResponseSizeTooLarge",
+                        status_code=exc.status,
+                    ) from exc
+                # any other status means what it means; its body is only named
+                response = Response(exc.status, exc.headers, f"({exc})".encode())
             except (Http1Error, TimeoutError) as exc:
                 raise TargetUnavailable(f"function {self.name}: {self.url}: {exc!r}") from exc
         status, content = response.status, response.body

@@ -136,9 +136,13 @@ async def test_an_answer_over_lambda_s_limit_is_the_function_s_failure(
         server.reply(200, b"x" * (MAX_RESPONSE_SIZE + 1))
         with pytest.raises(FunctionError) as caught:
             await invoke(target, b"{}")
+        server.reply(502, b"<html>" + b"x" * MAX_RESPONSE_SIZE)  # a proxy's page
+        with pytest.raises(TargetUnavailable) as bad_gateway:
+            await invoke(target, b"{}")
         server.reply(200, b"ok")
         assert await invoke(target, b"{}") == b"ok"  # a fresh connection, no leftovers
 
+    assert "HTTP 502" in str(bad_gateway.value) and "6291556-byte limit" in str(bad_gateway.value)
     assert caught.value.error_type == "Function.ResponseSizeTooLarge"
     assert "6291557 bytes or more, over the 6291556-byte limit" in str(caught.value)
 
