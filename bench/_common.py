@@ -336,10 +336,13 @@ def steady_window(
     weigh on the rate."""
     low, high = total * cut, total * (1 - cut)
     begin = arrivals[0][0] + warmup
-    i = next(i for i, (t, n) in enumerate(arrivals) if n >= low and t >= begin)
+    i = next((i for i, (t, n) in enumerate(arrivals) if n >= low and t >= begin), None)
     j = next(j for j, (_, n) in enumerate(arrivals) if n >= high)
-    if j <= i:
-        raise ValueError(f"no steady window: the run ended within its {warmup:g} s warm-up")
+    if i is None or j <= i:
+        raise ValueError(
+            f"no steady window: {1 - cut:.0%} of the records came within the {warmup:g} s "
+            "warm-up (a longer run is needed)"
+        )
     (start, first), (end, last) = arrivals[i], arrivals[j]
     return start, end, last - first, j - i
 
