@@ -15,16 +15,9 @@ from typing import Any
 
 from bridge.errors import DeliveryError, FunctionError, TargetUnavailable
 from bridge.targets._runtime_procs import Worker, describe_exit
-from bridge.targets.base import MAX_RESPONSE_SIZE
+from bridge.targets.base import error_document
 
 ErrorFactory = Callable[[str], DeliveryError]  # request id -> the error to raise for it
-
-
-def error_document(error_type: str, message: str) -> bytes:
-    """Lambda's error JSON, ``{"errorMessage": ..., "errorType": ...}``, compact."""
-    return json.dumps(
-        {"errorMessage": message, "errorType": error_type}, separators=(",", ":")
-    ).encode()
 
 
 def timeout_error(invocation: Invocation) -> FunctionError:
@@ -77,16 +70,6 @@ def reported_error(body: bytes, header: str | None) -> FunctionError:
     error_type = str(document.get("errorType") or header or "Unhandled")
     message = str(document.get("errorMessage") or error_type)
     return FunctionError(message, error_type=error_type, payload=body)
-
-
-def response_too_large() -> FunctionError:
-    message = (
-        f"Response payload size exceeded maximum allowed payload size ({MAX_RESPONSE_SIZE} bytes)."
-    )
-    error_type = "Function.ResponseSizeTooLarge"
-    return FunctionError(
-        message, error_type=error_type, payload=error_document(error_type, message)
-    )
 
 
 def _new_trace_id() -> str:

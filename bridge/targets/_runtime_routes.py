@@ -19,12 +19,10 @@ from bridge.targets._runtime_callers import Gate
 from bridge.targets._runtime_invocations import (
     InvocationRegistry,
     UnknownInvocation,
-    error_document,
     reported_error,
-    response_too_large,
 )
 from bridge.targets._runtime_procs import Worker
-from bridge.targets.base import MAX_RESPONSE_SIZE
+from bridge.targets.base import MAX_RESPONSE_SIZE, error_document, response_too_large
 
 __all__ = ["API_PREFIX", "ERROR_TYPE_HEADER", "Endpoint", "RuntimeApi"]
 

@@ -2,12 +2,40 @@
 
 from __future__ import annotations
 
+import json
 from typing import Protocol, runtime_checkable
 
-__all__ = ["MAX_REQUEST_SIZE", "MAX_RESPONSE_SIZE", "Target"]
+from bridge.errors import FunctionError
+
+__all__ = [
+    "MAX_REQUEST_SIZE",
+    "MAX_RESPONSE_SIZE",
+    "Target",
+    "error_document",
+    "response_too_large",
+]
 
 MAX_REQUEST_SIZE = 6 * 1024 * 1024  # 6291456: Lambda's synchronous Invoke request limit
 MAX_RESPONSE_SIZE = MAX_REQUEST_SIZE + 100  # 6291556: the most a function may answer
+
+
+def error_document(error_type: str, message: str) -> bytes:
+    """Lambda's error JSON, ``{"errorMessage": ..., "errorType": ...}``, compact."""
+    return json.dumps(
+        {"errorMessage": message, "errorType": error_type}, separators=(",", ":")
+    ).encode()
+
+
+def response_too_large() -> FunctionError:
+    """Lambda's failure for an answer over ``MAX_RESPONSE_SIZE`` bytes, whichever target
+    got it."""
+    message = (
+        f"Response payload size exceeded maximum allowed payload size ({MAX_RESPONSE_SIZE} bytes)."
+    )
+    error_type = "Function.ResponseSizeTooLarge"
+    return FunctionError(
+        message, error_type=error_type, payload=error_document(error_type, message)
+    )
 
 
 @runtime_checkable

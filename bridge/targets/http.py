@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from bridge.errors import FunctionError, TargetRejected, TargetUnavailable
 from bridge.events import iso_timestamp
 from bridge.targets._http1 import BodyTooLarge, Http1Error, Http1Pool, Response
-from bridge.targets.base import MAX_RESPONSE_SIZE
+from bridge.targets.base import MAX_RESPONSE_SIZE, response_too_large
 
 __all__ = ["HttpTarget"]
 
@@ -88,11 +88,7 @@ class HttpTarget:
                 )
             except BodyTooLarge as exc:
                 if 200 <= exc.status < 300:  # the function ran and answered: its failure
-                    raise FunctionError(
-                        f"function {self.name}: {exc}",
-                        error_type="Function.ResponseSizeTooLarge",
-                        status_code=exc.status,
-                    ) from exc
+                    raise response_too_large() from exc
                 # any other status means what it means; its body is only named
                 response = Response(exc.status, exc.headers, f"({exc})".encode())
             except (Http1Error, TimeoutError) as exc:

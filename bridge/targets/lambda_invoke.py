@@ -31,7 +31,7 @@ from urllib.parse import quote
 import httpx
 
 from bridge.errors import FunctionError, TargetRejected, TargetUnavailable
-from bridge.targets.base import MAX_RESPONSE_SIZE
+from bridge.targets.base import MAX_RESPONSE_SIZE, response_too_large
 
 __all__ = ["LambdaInvokeTarget"]
 
@@ -135,13 +135,9 @@ class LambdaInvokeTarget:
             finally:
                 await response.aclose()
             if body is None:
-                too_large = f"an answer over the {MAX_RESPONSE_SIZE}-byte limit"
                 if response.status_code == 200:  # the function ran: as Lambda, its failure
-                    raise FunctionError(
-                        f"function {self.name}: {too_large}",
-                        error_type="Function.ResponseSizeTooLarge",
-                    )
-                body = f"({too_large})".encode()  # only named in the error
+                    raise response_too_large()
+                body = f"(an answer over the {MAX_RESPONSE_SIZE}-byte limit)".encode()
         except httpx.TimeoutException as exc:
             raise TargetUnavailable(f"function {self.name}: {url} timed out ({exc!r})") from exc
         except httpx.TransportError as exc:

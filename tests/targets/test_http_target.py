@@ -144,7 +144,13 @@ async def test_an_answer_over_lambda_s_limit_is_the_function_s_failure(
 
     assert "HTTP 502" in str(bad_gateway.value) and "6291556-byte limit" in str(bad_gateway.value)
     assert caught.value.error_type == "Function.ResponseSizeTooLarge"
-    assert "6291557 bytes or more, over the 6291556-byte limit" in str(caught.value)
+    # the runtime target's error, as Lambda words it, with its error document
+    message = "Response payload size exceeded maximum allowed payload size (6291556 bytes)."
+    assert str(caught.value) == message
+    assert json.loads(caught.value.payload) == {
+        "errorMessage": message,
+        "errorType": "Function.ResponseSizeTooLarge",
+    }
 
 
 @pytest.mark.parametrize("status", [413, 400, 401, 404, 422])

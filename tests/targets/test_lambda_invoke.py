@@ -388,7 +388,13 @@ async def test_an_answer_over_lambda_s_limit_is_the_function_s_failure(
         assert await invoke(target, b"{}") == b'"ok"'
 
     assert too_large.value.error_type == "Function.ResponseSizeTooLarge"
-    assert "over the 6291556-byte limit" in str(too_large.value)
+    # the runtime target's error, as Lambda words it, with its error document
+    message = "Response payload size exceeded maximum allowed payload size (6291556 bytes)."
+    assert str(too_large.value) == message
+    assert json.loads(too_large.value.payload) == {
+        "errorMessage": message,
+        "errorType": "Function.ResponseSizeTooLarge",
+    }
     assert "HTTP 502" in str(bad_gateway.value) and "6291556-byte limit" in str(bad_gateway.value)
 
 
