@@ -105,12 +105,16 @@ def bridge_pids(pid: int) -> list[int]:
     return pids
 
 
-def _over_bridge(pid: int, measure: Callable[[int], float]) -> float:
+def _summed(pids: list[int], measure: Callable[[int], float]) -> float:
     total = 0.0
-    for p in bridge_pids(pid):
+    for p in pids:
         with contextlib.suppress(OSError):  # a worker that just exited
             total += measure(p)
     return total
+
+
+def _over_bridge(pid: int, measure: Callable[[int], float]) -> float:
+    return _summed(bridge_pids(pid), measure)
 
 
 def bridge_cpu_seconds(pid: int) -> float:
@@ -511,12 +515,8 @@ class BridgeProcess:
                     scanned = time.monotonic()
                     pids = await asyncio.to_thread(bridge_pids, pid)
                 now = time.monotonic() - self.t0
-                rss = cpu = 0.0
-                for p in pids:
-                    with contextlib.suppress(OSError, ValueError, IndexError):
-                        rss, cpu = rss + rss_mib(p), cpu + cpu_seconds(p)
-                self.rss.append((now, rss))
-                self.cpu.append((now, cpu))
+                self.rss.append((now, _summed(pids, rss_mib)))
+                self.cpu.append((now, _summed(pids, cpu_seconds)))
                 await asyncio.sleep(self.interval)
 
     async def __aexit__(self, *exc: object) -> None:
